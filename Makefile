@@ -1,0 +1,52 @@
+# Jackfruit build and test entry points. Every target works on a fresh Debian 12 machine as root
+# once `make deps` (apt packages, Go tools) has run; .ci/run does exactly that, then `make test`.
+
+VERSION     := $(shell cat VERSION)
+GO          ?= go
+GOFLAGS_LD  := -ldflags "-s -w -X github.com/jackfruit/jackfruit/service.Version=$(VERSION)"
+BIN         := bin
+# Big, rebuildable artifacts (kernel bench initramfs, VM images) live outside the repository.
+CACHE_DIR   ?= /var/cache/jackfruit-test
+export CACHE_DIR VERSION
+
+.PHONY: all build rootfs deps lint test test-host kmod-test e2e deb bench demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_LD) -o $(BIN)/jackfruit ./cmd/jackfruit
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/memory_hog ./cmd/memory_hog
+
+# The test rootfs: Debian's busybox-static plus the static memory_hog.
+rootfs: build
+	test/rootfs/build.sh $(BIN) build/rootfs
+
+deps:
+	test/deps.sh
+
+lint:
+	test/lint.sh
+
+# The whole suite: lint, host tests, kernel tests on 6.1 and 6.12, the full-system VM test.
+test: lint test-host kmod-test e2e
+
+test-host: rootfs
+	JACKFRUIT_TEST_ROOTFS=$(CURDIR)/build/rootfs $(GO) test -count=1 -timeout 30m ./...
+
+kmod-test:
+	test/kmod/run.sh
+
+e2e: deb rootfs
+	test/e2e/run.sh
+
+deb:
+	packaging/build.sh
+
+bench: build rootfs
+	bench/run.sh
+
+demo:
+	test/demo.sh
+
+clean:
+	rm -rf $(BIN) build

@@ -1,0 +1,227 @@
+// Package service is the supervisor core: one registry of containers, one set of rules
+// (validation, authorisation, state), and one event stream that every front end consumes.
+//
+// The control socket (service/control) and the D-Bus adapter (dbusapi) are thin translators
+// over the Manager interface below; they never validate or authorise on their own, so both
+// always agree.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// Version is the product version; the build overrides it from the top-level VERSION file
+// with -ldflags "-X github.com/jackfruit/jackfruit/service.Version=...".
+var Version = "0.0.0-dev"
+
+// State is a container's lifecycle state as shown by ps, inspect and D-Bus.
+type State string
+
+// Container states. A container ends in exactly one of the three final states.
+const (
+	StateCreated  State = "created"
+	StateRunning  State = "running"
+	StateStopping State = "stopping"
+	StateExited   State = "exited"                 // init exited by itself; ExitCode holds its code
+	StateKilled   State = "killed"                 // init died from a signal; Signal holds it
+	StateOOMKill  State = "killed-by-memory-limit" // the kernel monitor killed it at the hard limit
+)
+
+// Final reports whether no further transition can happen.
+func (s State) Final() bool {
+	return s == StateExited || s == StateKilled || s == StateOOMKill
+}
+
+// Default limits (the seed's) and the accepted range for limits.
+const (
+	DefaultSoftLimit   uint64 = 40 << 20
+	DefaultHardLimit   uint64 = 64 << 20
+	MinLimit           uint64 = 1 << 20
+	MaxLimit           uint64 = 1 << 50
+	DefaultStopTimeout        = 10 * time.Second
+)
+
+// StartRequest is what every front end hands the core to create and start a container.
+type StartRequest struct {
+	Name        string
+	Rootfs      string   // empty: an overlay of the base rootfs with a per-container upper layer
+	Command     []string // argv; Command[0] is resolved inside the rootfs using PATH
+	Env         []string // KEY=VALUE added to the default PATH/HOME/TERM
+	Hostname    string   // empty: the container name
+	SoftLimit   uint64   // bytes; 0 selects DefaultSoftLimit
+	HardLimit   uint64   // bytes; 0 selects DefaultHardLimit
+	StopTimeout time.Duration
+}
+
+// ContainerInfo is a snapshot of one container; it is what ps, inspect and D-Bus show.
+type ContainerInfo struct {
+	Name              string        `json:"name"`
+	ID                string        `json:"id"` // 64 hex digits; the short form is ID[:12]
+	State             State         `json:"state"`
+	Pid               int           `json:"pid"` // host pid of the container's init, 0 when not running
+	ExitCode          int           `json:"exit_code"`
+	Signal            string        `json:"signal,omitempty"` // e.g. "SIGKILL" when State is killed
+	Command           []string      `json:"command"`
+	Env               []string      `json:"env,omitempty"`
+	Rootfs            string        `json:"rootfs"`
+	Overlay           bool          `json:"overlay"` // rootfs is an overlay of the base rootfs
+	Hostname          string        `json:"hostname"`
+	SoftLimit         uint64        `json:"soft_limit"`
+	HardLimit         uint64        `json:"hard_limit"`
+	LimitsEnforced    bool          `json:"limits_enforced"` // false when the kernel monitor is absent
+	RSS               uint64        `json:"rss"`
+	PeakRSS           uint64        `json:"peak_rss"`
+	SoftLimitExceeded bool          `json:"soft_limit_exceeded"`
+	StopTimeout       time.Duration `json:"stop_timeout_ns"`
+	CreatedAt         time.Time     `json:"created_at"`
+	StartedAt         time.Time     `json:"started_at"`
+	FinishedAt        time.Time     `json:"finished_at"`
+	LogPath           string        `json:"log_path"`
+}
+
+// ShortID is the 12-hex-digit form used in ps and the journal's CONTAINER_ID.
+func (c ContainerInfo) ShortID() string {
+	if len(c.ID) < 12 {
+		return c.ID
+	}
+	return c.ID[:12]
+}
+
+// EventType names what happened to a container.
+type EventType string
+
+// Events on the core's single stream, consumed by the journal writer, D-Bus signals, logs -f and ps.
+const (
+	EventStarted   EventType = "started"
+	EventExited    EventType = "exited" // any final state; Container.State says which
+	EventSoftLimit EventType = "soft-limit"
+	EventHardLimit EventType = "hard-limit"
+	EventRemoved   EventType = "removed"
+	EventChanged   EventType = "changed" // any other property change (state stopping, RSS, ...)
+)
+
+// Event is one entry of the core's event stream. Container is a snapshot taken after the change.
+type Event struct {
+	Type      EventType
+	Time      time.Time
+	Container ContainerInfo
+	RSS       uint64 // for soft/hard limit events
+	Limit     uint64 // for soft/hard limit events
+}
+
+// Caller identifies who asks; adapters fill it from SO_PEERCRED or GetConnectionUnixUser.
+type Caller struct {
+	UID uint32
+	PID int32 // 0 when unknown
+}
+
+// Stream names a container's output stream.
+type Stream string
+
+// Output streams.
+const (
+	Stdout Stream = "stdout"
+	Stderr Stream = "stderr"
+)
+
+// LogLine is one line (or a 16 KiB piece of a longer line) a container printed.
+type LogLine struct {
+	Time    time.Time `json:"time"`
+	Stream  Stream    `json:"stream"`
+	Data    []byte    `json:"data"`              // without the trailing newline; may hold any bytes
+	Partial bool      `json:"partial,omitempty"` // more of the same line follows
+}
+
+// LogOptions select what Logs delivers.
+type LogOptions struct {
+	Tail   int       // last N lines only; <0 or 0 means all
+	Since  time.Time // zero: from the start
+	Follow bool      // keep delivering until the container reaches a final state and all output is read
+}
+
+// Status describes the supervisor as a whole.
+type Status struct {
+	Version          string `json:"version"`
+	BaseRootfs       string `json:"base_rootfs"`
+	MonitorAvailable bool   `json:"monitor_available"`
+	MonitorMessage   string `json:"monitor_message,omitempty"` // why limits are not enforced
+	JournalAvailable bool   `json:"journal_available"`
+	ContainerCount   int    `json:"container_count"`
+	RunningCount     int    `json:"running_count"`
+}
+
+// Manager is what the front ends (control socket, D-Bus) call. *Supervisor implements it.
+// Every method validates its input and authorises the caller itself; mutating methods
+// refuse callers that are neither root nor in the configured admin group (KindAccessDenied).
+type Manager interface {
+	Start(ctx context.Context, caller Caller, req StartRequest) (ContainerInfo, error)
+	// Stop sends SIGTERM, then SIGKILL after timeout (<=0: the container's StopTimeout), and
+	// returns once the container reached a final state and its output was drained.
+	Stop(ctx context.Context, caller Caller, name string, timeout time.Duration) (ContainerInfo, error)
+	Kill(ctx context.Context, caller Caller, name string, sig syscall.Signal) error
+	// Remove deletes a container in a final state, its writable layer and log file.
+	Remove(ctx context.Context, caller Caller, name string) error
+	Get(ctx context.Context, caller Caller, name string) (ContainerInfo, error)
+	// List returns containers sorted by creation time; all=false leaves out final states.
+	List(ctx context.Context, caller Caller, all bool) ([]ContainerInfo, error)
+	// Wait blocks until the container is in a final state and its output is drained.
+	Wait(ctx context.Context, caller Caller, name string) (ContainerInfo, error)
+	// Logs calls fn for each selected line, in order; with Follow it returns once the container
+	// is final and drained, or when ctx ends, or fn returns an error.
+	Logs(ctx context.Context, caller Caller, name string, opts LogOptions, fn func(LogLine) error) error
+	// Subscribe delivers every event from now on until cancel is called. A subscriber that
+	// falls far behind loses events rather than stalling the core (the channel is buffered).
+	Subscribe() (events <-chan Event, cancel func())
+	Status() Status
+}
+
+// Kind classifies errors so that every front end maps them to the same named error
+// (io.jackfruit.Jackfruit1.Error.<Kind> on D-Bus, io.jackfruit.Jackfruit1.<Kind> on varlink).
+type Kind string
+
+// Error kinds.
+const (
+	KindNoSuchContainer      Kind = "NoSuchContainer"
+	KindAlreadyExists        Kind = "AlreadyExists"
+	KindInvalidArgument      Kind = "InvalidArgument"
+	KindAccessDenied         Kind = "AccessDenied"
+	KindMonitorUnavailable   Kind = "MonitorUnavailable"
+	KindInvalidState         Kind = "InvalidState"         // e.g. remove of a running container
+	KindCommandNotFound      Kind = "CommandNotFound"      // `run` exits 127
+	KindCommandNotExecutable Kind = "CommandNotExecutable" // `run` exits 126
+	KindInternal             Kind = "Internal"             // runtime failure; `run` exits 125
+)
+
+// Error is the core's error type: a Kind for machines and a message for humans.
+type Error struct {
+	Kind Kind
+	Msg  string
+	Err  error // optional cause
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds an *Error of the given kind.
+func Errorf(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// KindOf returns the Kind of err, KindInternal for errors that carry none.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindInternal
+}
