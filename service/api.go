@@ -81,6 +81,9 @@ type ContainerInfo struct {
 	StartedAt         time.Time     `json:"started_at"`
 	FinishedAt        time.Time     `json:"finished_at"`
 	LogPath           string        `json:"log_path"`
+	// Message explains a state the fields alone do not, e.g. a container whose process was
+	// lost when the supervisor restarted, or why limits are not enforced for it.
+	Message string `json:"message,omitempty"`
 }
 
 // ShortID is the 12-hex-digit form used in ps and the journal's CONTAINER_ID.
