@@ -1,0 +1,166 @@
+// Package sdglue is the supervisor's small interface to systemd: the listening socket (from
+// socket activation or bound by hand), sd_notify state changes and watchdog pings.
+//
+// Everything here degrades to a no-op outside systemd, so the supervisor runs the same way
+// from a unit, from a shell or from an initramfs.
+package sdglue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// Listen returns the control socket listener. When systemd passed sockets (LISTEN_FDS) the
+// first UNIX stream socket is used and activated is true; path and group are then systemd's
+// business (ListenStream=, SocketMode=, SocketGroup=). Otherwise Listen binds path itself:
+// it creates the parent directory, replaces a stale socket file only when nobody answers on
+// it, and makes the socket mode 0660 owned by group (when that group exists).
+func Listen(path, group string) (l net.Listener, activated bool, err error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, false, fmt.Errorf("socket activation: %w", err)
+	}
+	var picked net.Listener
+	for _, cand := range ls {
+		if cand == nil {
+			continue // not a socket we can use as a listener (e.g. a datagram socket)
+		}
+		if picked == nil && cand.Addr().Network() == "unix" {
+			picked = cand
+			continue
+		}
+		// Sockets we do not use must not stay open: systemd would think we still serve them.
+		cand.Close()
+	}
+	if picked != nil {
+		return picked, true, nil
+	}
+	if len(ls) > 0 {
+		return nil, false, errors.New("socket activation passed no UNIX stream socket")
+	}
+	l, err = bind(path, group)
+	return l, false, err
+}
+
+func bind(path, group string) (net.Listener, error) {
+	if path == "" {
+		return nil, errors.New("no socket path given")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket directory: %w", err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, err
+	}
+	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// Close removes the socket file again, as a socket unit would on stop.
+	ul.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o660); err != nil {
+		ul.Close()
+		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
+	}
+	if group != "" {
+		if g, err := user.LookupGroup(group); err == nil {
+			gid, _ := strconv.Atoi(g.Gid)
+			if err := os.Chown(path, 0, gid); err != nil {
+				ul.Close()
+				return nil, fmt.Errorf("chgrp socket %s to %s: %w", path, group, err)
+			}
+		}
+	}
+	return ul, nil
+}
+
+// removeStale removes a socket file left behind by a supervisor that died, but refuses to
+// take over a socket another supervisor still serves, or to delete anything that is not a
+// socket.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check socket path: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket path %s exists and is not a socket; refusing to replace it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another process is already listening on %s", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("check whether %s is in use: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+// Notify sends one sd_notify message ("READY=1", "STATUS=...", ...). It reports whether
+// a notification socket was there; outside systemd it does nothing.
+func Notify(state string) (bool, error) {
+	return daemon.SdNotify(false, state)
+}
+
+// Ready tells systemd the service is up, with an initial status line.
+func Ready(status string) error {
+	_, err := Notify("READY=1\nSTATUS=" + status)
+	return err
+}
+
+// Status updates the status line systemctl status shows.
+func Status(status string) error {
+	_, err := Notify("STATUS=" + status)
+	return err
+}
+
+// Stopping tells systemd the service is shutting down.
+func Stopping(status string) error {
+	_, err := Notify("STOPPING=1\nSTATUS=" + status)
+	return err
+}
+
+// Watchdog pings systemd's watchdog at half the interval it asked for (WATCHDOG_USEC) until
+// ctx ends. alive is asked before each ping so that a stuck core stops the pings and
+// systemd restarts the service; nil means always alive. It returns at once when no watchdog
+// is configured.
+func Watchdog(ctx context.Context, alive func() bool) error {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return fmt.Errorf("watchdog: %w", err)
+	}
+	if interval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		if alive == nil || alive() {
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
+				return fmt.Errorf("watchdog ping: %w", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
