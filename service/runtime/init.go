@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Init must be the first call in main() of every binary that calls Start. In a normal start
+// it returns at once. In the container setup stage (the binary re-executed by Start inside
+// the new namespaces) it sets up the container and execs the user's command, so it never
+// returns there.
+func Init() {
+	if len(os.Args) == 0 || os.Args[0] != initArg0 {
+		return
+	}
+	fdStr, ok := os.LookupEnv(initEnv)
+	if !ok {
+		return
+	}
+	fd, err := strconv.Atoi(fdStr)
+	if err != nil || fd != syncFd {
+		fmt.Fprintf(os.Stderr, "jackfruit: invalid %s=%q\n", initEnv, fdStr)
+		os.Exit(ExitRuntimeFailure)
+	}
+	os.Exit(setupStage(os.NewFile(uintptr(fd), "jackfruit-sync")))
+}
+
+// setupStage runs as PID 1 of the new namespaces. Everything up to the exec is reported to
+// the parent over sync; from the exec on, failures are the container's own (exit 126/127 with
+// a message on its stderr), as with any command that cannot be run.
+func setupStage(sync *os.File) (code int) {
+	fail := func(err error) int {
+		b, _ := json.Marshal(setupReport{Error: err.Error()})
+		if _, werr := sync.Write(b); werr != nil {
+			// The parent is gone or not listening; stderr is the only place left.
+			fmt.Fprintf(os.Stderr, "jackfruit: container setup failed: %v\n", err)
+		}
+		return ExitRuntimeFailure
+	}
+	defer func() {
+		// A bug here must still come back as a setup error, not as a mystery exit code.
+		if r := recover(); r != nil {
+			code = fail(fmt.Errorf("setup stage panic: %v", r))
+		}
+	}()
+
+	raw, err := io.ReadAll(io.LimitReader(sync, 16<<20))
+	if err != nil {
+		return fail(fmt.Errorf("reading setup config: %w", err))
+	}
+	var cfg setupConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fail(fmt.Errorf("decoding setup config: %w", err))
+	}
+	if err := setupContainer(&cfg); err != nil {
+		return fail(err)
+	}
+	env := buildEnv(cfg.Env)
+	// From here on the container exists; what follows is the command's own failure.
+	path, err := ResolveCommand("/", cfg.Args, env)
+	if err != nil {
+		var ce *CommandError
+		fmt.Fprintf(os.Stderr, "jackfruit: %v\n", err)
+		if errors.As(err, &ce) {
+			return ce.ExitCode()
+		}
+		return ExitCommandNotFound
+	}
+	if err := closeOnExecFrom(3); err != nil {
+		return fail(err)
+	}
+	err = unix.Exec(path, cfg.Args, env)
+	// Exec only returns on failure. ENOENT after a successful lookup means the file's
+	// interpreter or dynamic loader is missing from the rootfs.
+	if errors.Is(err, unix.ENOENT) {
+		fmt.Fprintf(os.Stderr, "jackfruit: exec %q: %v (is its interpreter or dynamic loader missing from the rootfs?)\n", path, err)
+		return ExitCommandNotFound
+	}
+	fmt.Fprintf(os.Stderr, "jackfruit: exec %q: %v\n", path, err)
+	return ExitCommandNotExecutable
+}
+
+// buildEnv returns DefaultEnv with the entries of env added, a later entry replacing an
+// earlier one with the same key.
+func buildEnv(env []string) []string {
+	out := make([]string, 0, len(DefaultEnv)+len(env))
+	index := map[string]int{}
+	for _, kv := range append(append([]string{}, DefaultEnv...), env...) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
+			out[i] = kv
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// device is one node of the container's minimal /dev.
+type device struct {
+	name         string
+	major, minor uint32
+}
+
+var devices = []device{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+	{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// setupContainer turns this process's fresh namespaces into the container: it runs with the
+// mount namespace still a copy of the host's and leaves "/" being the container's rootfs.
+func setupContainer(cfg *setupConfig) error {
+	// Modes below are meant literally, not filtered by the supervisor's umask.
+	unix.Umask(0)
+	// The copy of the host's mounts is still shared with the host: make it private before
+	// touching anything, or our mounts would appear on the host.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making mounts private: %w", err)
+	}
+	// pivot_root needs the new root to be a mount point; a recursive bind of the rootfs onto
+	// itself makes it one and keeps any mounts the rootfs already has beneath it.
+	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting rootfs %s: %w", cfg.Rootfs, err)
+	}
+	if err := pivotRoot(cfg.Rootfs); err != nil {
+		return err
+	}
+	// From here on every path is inside the container, so symlinks in the rootfs cannot
+	// point our mounts at host directories.
+	if err := mountProc(); err != nil {
+		return err
+	}
+	if err := setupDev(); err != nil {
+		return err
+	}
+	if err := mountSys(); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("setting hostname %q: %w", cfg.Hostname, err)
+	}
+	// stdin was the host's /dev/null; use the container's own so /proc/self/fd/0 reads
+	// "/dev/null" inside.
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening /dev/null: %w", err)
+	}
+	if err := unix.Dup3(null, 0, 0); err != nil {
+		return fmt.Errorf("stdin from /dev/null: %w", err)
+	}
+	unix.Close(null)
+	unix.Umask(0o022)
+	return nil
+}
+
+// pivotRoot makes rootfs "/" and detaches the old root entirely.
+func pivotRoot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("entering rootfs %s: %w", rootfs, err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one at "/", which needs no
+	// directory for it inside the rootfs (so a read-only rootfs works); unmounting the top
+	// of the stack then drops the old root.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root into %s: %w", rootfs, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	return nil
+}
+
+// mountPoint checks that the container path p is a real directory to mount on.
+func mountPoint(p string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("rootfs has no %s directory (create it in the rootfs)", p)
+		}
+		return fmt.Errorf("rootfs %s: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s in the rootfs is not a directory", p)
+	}
+	return nil
+}
+
+func mountProc() error {
+	if err := mountPoint("/proc"); err != nil {
+		return err
+	}
+	// A new proc instance shows only this PID namespace's processes.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mounting /proc: %w", err)
+	}
+	return nil
+}
+
+// setupDev mounts a tmpfs on /dev holding only the harmless device nodes, a private devpts,
+// /dev/shm, /dev/mqueue and the usual /proc/self/fd symlinks: no host disks or consoles.
+func setupDev() error {
+	if err := mountPoint("/dev"); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return fmt.Errorf("mounting tmpfs on /dev: %w", err)
+	}
+	for _, d := range devices {
+		p := "/dev/" + d.name
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("creating %s: %w", p, err)
+		}
+	}
+	type mnt struct {
+		dir, fstype, data string
+		mode              uint32
+		flags             uintptr
+	}
+	for _, m := range []mnt{
+		// newinstance: the container's ptys are its own, not the host's.
+		{"/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620", 0o755, unix.MS_NOSUID | unix.MS_NOEXEC},
+		{"/dev/shm", "tmpfs", "mode=1777,size=65536k", 0o1777, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+		{"/dev/mqueue", "mqueue", "", 0o755, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	} {
+		if err := unix.Mkdir(m.dir, m.mode); err != nil {
+			return fmt.Errorf("creating %s: %w", m.dir, err)
+		}
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mounting %s on %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	for _, l := range [][2]string{
+		{"pts/ptmx", "/dev/ptmx"},
+		{"/proc/self/fd", "/dev/fd"},
+		{"/proc/self/fd/0", "/dev/stdin"},
+		{"/proc/self/fd/1", "/dev/stdout"},
+		{"/proc/self/fd/2", "/dev/stderr"},
+	} {
+		if err := unix.Symlink(l[0], l[1]); err != nil {
+			return fmt.Errorf("creating %s: %w", l[1], err)
+		}
+	}
+	return nil
+}
+
+// mountSys mounts a read-only sysfs when the rootfs has a /sys directory; unlike /proc and
+// /dev it is optional, as many small images have no use for it.
+func mountSys() error {
+	var st unix.Stat_t
+	if err := unix.Lstat("/sys", &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+	if err := unix.Mount("sysfs", "/sys", "sysfs", flags, ""); err != nil {
+		return fmt.Errorf("mounting /sys: %w", err)
+	}
+	return nil
+}
+
+// closeOnExecFrom marks every descriptor >= lowfd close-on-exec, so the command starts with
+// exactly stdin, stdout and stderr whatever the setup stage's Go runtime opened.
+func closeOnExecFrom(lowfd int) error {
+	// close_range(CLOSE_RANGE_CLOEXEC) (Linux 5.11) does it in one call.
+	if err := unix.CloseRange(uint(lowfd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("listing open descriptors: %w", err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= lowfd {
+			syscall.CloseOnExec(fd)
+		}
+	}
+	return nil
+}

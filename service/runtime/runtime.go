@@ -1,0 +1,387 @@
+// Package runtime runs one command as a container: its own PID, UTS, mount and IPC
+// namespaces, its own root filesystem (pivot_root), a fresh /proc, a minimal /dev, a hostname,
+// stdin from /dev/null and stdout/stderr as pipes to the caller.
+//
+// The container is created by re-executing the current binary (/proc/self/exe) in the new
+// namespaces; that copy is the "setup stage": it reads its configuration from an inherited
+// socket, sets up the mounts, reports any failure back over the socket and finally execs the
+// user's command, which becomes PID 1 of the container. This is why Init must be the first
+// call in main(): in the setup stage it never returns.
+//
+// docs/runtime.md describes the sequence in detail.
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spec describes one container to start.
+type Spec struct {
+	Name     string   // container name; the hostname when Hostname is empty
+	Hostname string   // UTS hostname inside the container
+	Rootfs   string   // directory that becomes "/"; must hold /proc and /dev directories
+	Args     []string // argv; Args[0] is resolved inside Rootfs using the container's PATH
+	Env      []string // KEY=VALUE entries; they override the defaults PATH, HOME and TERM
+}
+
+// DefaultEnv is the environment every container starts with; Spec.Env overrides it by key.
+var DefaultEnv = []string{"PATH=" + DefaultPath, "HOME=/root", "TERM=xterm"}
+
+// SetupTimeout bounds how long Start waits for the setup stage (mounts, pivot_root) to reach
+// the exec of the user's command; a wedged filesystem must not hang the caller forever.
+const SetupTimeout = time.Minute
+
+// Exit is how a container's init ended.
+type Exit struct {
+	// Code is the exit status when the process exited, or 128+signal when a signal killed
+	// it (the shell's convention: 137 for SIGKILL).
+	Code int
+	// Signal is the signal that killed the process, 0 when it exited by itself.
+	Signal syscall.Signal
+	// CoreDumped is set when the killing signal produced a core dump.
+	CoreDumped bool
+}
+
+// Signaled reports whether the process was killed by a signal.
+func (e Exit) Signaled() bool { return e.Signal != 0 }
+
+func (e Exit) String() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("killed by signal %d (%s), code %d", int(e.Signal), unix.SignalName(e.Signal), e.Code)
+	}
+	return fmt.Sprintf("exited with code %d", e.Code)
+}
+
+// Process is a running container's init, seen from the host.
+//
+// The caller must read Stdout and Stderr until EOF (a full pipe blocks the container) and
+// close them; Wait does not close them, so output written just before exit is never lost.
+// EOF arrives once every process of the container is gone, which the kernel ensures shortly
+// after init exits.
+type Process struct {
+	Pid    int           // host pid of the container's init
+	Stdout io.ReadCloser // read end of the container's stdout
+	Stderr io.ReadCloser // read end of the container's stderr
+
+	mu     sync.Mutex
+	pidfd  int // -1 once reaped; refers to exactly this process, so pid reuse never matters
+	waited bool
+}
+
+// setupConfig is what the parent hands the setup stage over the sync socket.
+type setupConfig struct {
+	Name     string   `json:"name"`
+	Hostname string   `json:"hostname"`
+	Rootfs   string   `json:"rootfs"`
+	Args     []string `json:"args"`
+	Env      []string `json:"env"`
+}
+
+// setupReport is what the setup stage sends back when it fails before exec.
+type setupReport struct {
+	Error string `json:"error"`
+}
+
+const (
+	// initArg0 is argv[0] of the setup stage; together with initEnv it tells Init that this
+	// process is a container being set up, not a normal start of the binary.
+	initArg0 = "jackfruit-init"
+	// initEnv carries the number of the inherited sync socket descriptor.
+	initEnv = "_JACKFRUIT_RUNTIME_INIT_FD"
+	// syncFd is where the sync socket lands in the setup stage (after stdin, stdout, stderr).
+	syncFd = 3
+)
+
+// maxHostname is the kernel's limit (HOST_NAME_MAX).
+const maxHostname = 64
+
+func (s *Spec) validate() error {
+	if s.Rootfs == "" {
+		return errors.New("no rootfs given")
+	}
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return errors.New("no command given")
+	}
+	host := s.hostname()
+	if host == "" {
+		return errors.New("neither a hostname nor a name given")
+	}
+	if len(host) > maxHostname || strings.ContainsAny(host, "\x00/ \t\n") {
+		return fmt.Errorf("invalid hostname %q: at most %d characters, no slash, space or NUL", host, maxHostname)
+	}
+	for _, a := range s.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("command argument %q contains a NUL byte", a)
+		}
+	}
+	for _, kv := range s.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return fmt.Errorf("invalid environment entry %q: want KEY=VALUE", kv)
+		}
+	}
+	return nil
+}
+
+func (s *Spec) hostname() string {
+	if s.Hostname != "" {
+		return s.Hostname
+	}
+	return s.Name
+}
+
+// Start creates the container and runs spec.Args in it. It returns once the command has
+// been exec'd (or has failed to exec: that shows as exit code 127/126 from Wait and a message
+// on Stderr). A failure of the setup itself (a missing /proc in the rootfs, a failed mount)
+// is returned as an error, and the half-made container is already reaped.
+func Start(spec Spec) (*Process, error) {
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
+	}
+	rootfs, err := filepath.Abs(spec.Rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: rootfs %q: %w", spec.Name, spec.Rootfs, err)
+	}
+	if fi, err := os.Stat(rootfs); err != nil {
+		return nil, fmt.Errorf("container %q: rootfs: %w", spec.Name, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("container %q: rootfs %s is not a directory", spec.Name, rootfs)
+	}
+	cfg, err := json.Marshal(setupConfig{
+		Name:     spec.Name,
+		Hostname: spec.hostname(),
+		Rootfs:   rootfs,
+		Args:     spec.Args,
+		Env:      spec.Env,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
+	}
+
+	p, syncSock, err := spawn(spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
+	}
+	defer syncSock.Close()
+	if err := handshake(syncSock, cfg); err != nil {
+		// Whatever went wrong, the setup stage must not survive as a half-made container.
+		_ = p.Signal(syscall.SIGKILL)
+		_, _ = p.Wait()
+		p.Stdout.Close()
+		p.Stderr.Close()
+		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
+	}
+	return p, nil
+}
+
+// spawn clones the setup stage into new namespaces and returns it with the parent's end of
+// the sync socket.
+func spawn(name string) (p *Process, syncSock *os.File, err error) {
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	// Non-blocking so the parent's end goes through Go's poller and honours a deadline.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync socket: %w", err)
+	}
+	parentSock := os.NewFile(uintptr(fds[0]), "jackfruit-sync")
+	childSock := os.NewFile(uintptr(fds[1]), "jackfruit-sync-child")
+	closers = append(closers, childSock)
+	// The setup stage reads its end with plain blocking reads. Fd also puts it in
+	// blocking mode, and the two ends are separate open files, so the parent's stays
+	// non-blocking.
+	childFd := childSock.Fd()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		parentSock.Close()
+		return nil, nil, fmt.Errorf("stdout pipe: %w", err)
+	}
+	closers = append(closers, outW)
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		parentSock.Close()
+		outR.Close()
+		return nil, nil, fmt.Errorf("stderr pipe: %w", err)
+	}
+	closers = append(closers, errW)
+	// The setup stage replaces this with the container's own /dev/null; it only needs a
+	// harmless descriptor 0 until then.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		parentSock.Close()
+		outR.Close()
+		errR.Close()
+		return nil, nil, err
+	}
+	closers = append(closers, devNull)
+
+	pidfd := -1
+	attr := &syscall.ProcAttr{
+		Dir: "/",
+		// The setup stage builds the container's environment from the config; nothing of
+		// the supervisor's environment may leak in.
+		Env:   []string{fmt.Sprintf("%s=%d", initEnv, syncFd)},
+		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd(), childFd},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			// Its own session: a Ctrl-C on the supervisor's terminal must not reach containers.
+			Setsid: true,
+			PidFD:  &pidfd,
+		},
+	}
+	// /proc/self/exe works even if the binary was replaced on disk (package upgrade).
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0, name}, attr)
+	if err != nil {
+		parentSock.Close()
+		outR.Close()
+		errR.Close()
+		return nil, nil, fmt.Errorf("starting setup stage: %w", err)
+	}
+	if pidfd < 0 {
+		// clone did not hand out a pidfd; the child is not reaped yet, so its pid cannot
+		// have been reused and pidfd_open still names it.
+		pidfd, err = unix.PidfdOpen(pid, 0)
+		if err != nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, 0, nil)
+			parentSock.Close()
+			outR.Close()
+			errR.Close()
+			return nil, nil, fmt.Errorf("pidfd_open: %w", err)
+		}
+		unix.CloseOnExec(pidfd)
+	}
+	return &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}, parentSock, nil
+}
+
+// handshake sends the config and waits until the setup stage execs the command (the socket
+// is close-on-exec there, so EOF means success) or reports a failure.
+func handshake(sock *os.File, cfg []byte) error {
+	if err := sock.SetDeadline(time.Now().Add(SetupTimeout)); err != nil {
+		return fmt.Errorf("sync socket deadline: %w", err)
+	}
+	if _, err := sock.Write(cfg); err != nil {
+		return fmt.Errorf("sending setup config: %w", err)
+	}
+	// Half-close so the setup stage reads the config to EOF.
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var shutErr error
+	if err := rc.Control(func(fd uintptr) { shutErr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
+		return err
+	}
+	if shutErr != nil {
+		return fmt.Errorf("sync socket shutdown: %w", shutErr)
+	}
+	reply, err := io.ReadAll(io.LimitReader(sock, 64<<10))
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("container setup did not finish within %v", SetupTimeout)
+		}
+		return fmt.Errorf("reading setup result: %w", err)
+	}
+	if len(reply) == 0 {
+		return nil
+	}
+	var rep setupReport
+	if err := json.Unmarshal(reply, &rep); err != nil || rep.Error == "" {
+		return fmt.Errorf("container setup failed with an unreadable report %q", reply)
+	}
+	return fmt.Errorf("container setup failed: %s", rep.Error)
+}
+
+// Signal sends sig to the container's init through its pidfd, so it can never hit another
+// process that reused the pid. After Wait has reaped the process it returns os.ErrProcessDone.
+// Note that init of a PID namespace only receives signals it has a handler for (SIGKILL
+// always works), just as in podman without --init.
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidfd < 0 {
+		return os.ErrProcessDone
+	}
+	err := unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return os.ErrProcessDone
+	}
+	if err != nil {
+		return fmt.Errorf("signal %s to pid %d: %w", unix.SignalName(sig), p.Pid, err)
+	}
+	return nil
+}
+
+// si_code values for SIGCHLD (include/uapi/asm-generic/siginfo.h); x/sys does not export them.
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// siginfoChild is the SIGCHLD part of siginfo_t that waitid fills in.
+type siginfoChild struct {
+	Signo  int32
+	Errno  int32
+	Code   int32
+	_      int32
+	Pid    int32
+	UID    uint32
+	Status int32
+	_      [100]byte
+}
+
+// Wait blocks until the container's init has exited, reaps it and returns how it ended.
+// Call it once; later calls return an error. It does not close Stdout and Stderr.
+func (p *Process) Wait() (Exit, error) {
+	p.mu.Lock()
+	if p.waited {
+		p.mu.Unlock()
+		return Exit{}, fmt.Errorf("pid %d: Wait called twice", p.Pid)
+	}
+	p.waited = true
+	fd := p.pidfd
+	p.mu.Unlock()
+
+	var info siginfoChild
+	var err error
+	for {
+		err = unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(&info)), unix.WEXITED, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	p.mu.Lock()
+	unix.Close(p.pidfd)
+	p.pidfd = -1
+	p.mu.Unlock()
+	if err != nil {
+		return Exit{}, fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
+	}
+	switch info.Code {
+	case cldExited:
+		return Exit{Code: int(info.Status)}, nil
+	case cldKilled, cldDumped:
+		sig := syscall.Signal(info.Status)
+		return Exit{Code: 128 + int(sig), Signal: sig, CoreDumped: info.Code == cldDumped}, nil
+	default:
+		return Exit{}, fmt.Errorf("pid %d: unexpected wait code %d", p.Pid, info.Code)
+	}
+}
