@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/godbus/dbus/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/jackfruit/jackfruit/dbusapi"
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/control"
+	"github.com/jackfruit/jackfruit/service/monitor"
+	"github.com/jackfruit/jackfruit/service/sdglue"
+	"github.com/jackfruit/jackfruit/service/supervisor"
+)
+
+// supervisorOptions are the daemon's flags.
+type supervisorOptions struct {
+	baseRootfs    string
+	stateDir      string
+	runDir        string
+	socket        string
+	socketGroup   string
+	adminGroup    string
+	monitorDevice string
+	dbusAddress   string
+	noDBus        bool
+	logMaxSize    string
+	logLevel      string
+}
+
+func newSupervisorCmd() *cobra.Command {
+	o := supervisorOptions{}
+	cmd := &cobra.Command{
+		Use:   "supervisor [BASE_ROOTFS]",
+		Short: "Run the container supervisor daemon",
+		Long: `Run the jackfruit supervisor: the daemon that starts, watches and stops containers.
+
+It serves the control socket (taken from systemd socket activation when started by
+jackfruit.socket, bound by itself otherwise), owns io.jackfruit.Jackfruit1 on the system bus,
+sends container output to journald and to per-container log files, and enforces memory limits
+through the container_monitor kernel module. Each of the bus, journald and the module may be
+missing: the supervisor then says so once and runs without it.
+
+On SIGTERM or SIGINT it stops every running container (SIGTERM, then SIGKILL after the
+container's stop timeout) and exits.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if cmd.Flags().Changed("base-rootfs") {
+					return errors.New("give the base rootfs either as argument or with --base-rootfs, not both")
+				}
+				o.baseRootfs = args[0]
+			}
+			return runSupervisor(cmd.Context(), o)
+		},
+		SilenceUsage: true,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.baseRootfs, "base-rootfs", "/var/lib/jackfruit/rootfs", "lower layer of containers started without --rootfs")
+	f.StringVar(&o.stateDir, "state-dir", supervisor.DefaultStateDir, "container state, logs and writable layers")
+	f.StringVar(&o.runDir, "run-dir", supervisor.DefaultRunDir, "runtime directory (overlay mounts)")
+	f.StringVar(&o.socket, "socket", defaultSocketPath(), "control socket to bind when not socket-activated")
+	f.StringVar(&o.socketGroup, "socket-group", supervisor.DefaultAdminGroup, "group owning a self-bound control socket (if it exists)")
+	f.StringVar(&o.adminGroup, "admin-group", supervisor.DefaultAdminGroup, "members of this group may change containers besides root (empty: root only)")
+	f.StringVar(&o.monitorDevice, "monitor-device", monitor.DefaultDevice, `kernel memory monitor device ("none" to run without)`)
+	f.StringVar(&o.dbusAddress, "dbus-address", "", "D-Bus address to use instead of the system bus")
+	f.BoolVar(&o.noDBus, "no-dbus", false, "do not connect to D-Bus")
+	f.StringVar(&o.logMaxSize, "log-max-size", "16M", "size cap of each container's log file (bytes, or with K, M, G suffix)")
+	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
+	return cmd
+}
+
+// defaultSocketPath honours JACKFRUIT_SOCKET like the client verbs do.
+func defaultSocketPath() string {
+	if p := os.Getenv("JACKFRUIT_SOCKET"); p != "" {
+		return p
+	}
+	return "/run/jackfruit/jackfruit.sock"
+}
+
+// parseSize reads "1048576", "512K", "16M", "1G" (also "16MiB"), binary units.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			mult = 1 << 10
+		case 'm', 'M':
+			mult = 1 << 20
+		case 'g', 'G':
+			mult = 1 << 30
+		}
+		if mult != 1 {
+			t = t[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, optionally with K, M or G", s)
+	}
+	return v * mult, nil
+}
+
+func runSupervisor(ctx context.Context, o supervisorOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("invalid --log-level %q", o.logLevel)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.noDBus && o.dbusAddress != "" {
+		return errors.New("--no-dbus and --dbus-address exclude each other")
+	}
+	maxLog, err := parseSize(o.logMaxSize)
+	if err != nil {
+		return fmt.Errorf("--log-max-size: %w", err)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// Signals are caught before anything is started so that a TERM during startup still
+	// leads to an orderly stop.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	sup, err := supervisor.New(supervisor.Config{
+		StateDir:      o.stateDir,
+		RunDir:        o.runDir,
+		BaseRootfs:    o.baseRootfs,
+		AdminGroup:    o.adminGroup,
+		MonitorDevice: o.monitorDevice,
+		LogMaxBytes:   maxLog,
+		Logger:        logger,
+	})
+	if err != nil {
+		return err
+	}
+	// From here on every exit path stops the containers.
+	l, activated, err := sdglue.Listen(o.socket, o.socketGroup)
+	if err != nil {
+		sup.Close()
+		return err
+	}
+	srv := control.NewServer(sup, logger)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	logger.Info("serving the control socket", "address", l.Addr().String(), "socket_activated", activated)
+
+	// The bus name is taken only now that the socket serves: a D-Bus activated start and a
+	// socket client must find the same, fully working supervisor.
+	var bus *dbusapi.Server
+	var busConn *dbus.Conn
+	if !o.noDBus {
+		busConn, bus = attachDBus(o.dbusAddress, sup, logger)
+	}
+
+	status := func() string {
+		st := sup.Status()
+		return fmt.Sprintf("%d containers (%d running)", st.ContainerCount, st.RunningCount)
+	}
+	if err := sdglue.Ready(status()); err != nil {
+		logger.Warn("sd_notify READY=1 failed", "error", err.Error())
+	}
+
+	// STATUS= follows every event, so systemctl status always shows the current count.
+	events, cancelEvents := sup.Subscribe()
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for range events {
+			// Coalesce bursts: one update for everything already queued.
+			for drained := false; !drained; {
+				select {
+				case _, ok := <-events:
+					if !ok {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			if err := sdglue.Status(status()); err != nil {
+				logger.Debug("sd_notify STATUS failed", "error", err.Error())
+			}
+		}
+	}()
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		if err := sdglue.Watchdog(wdCtx, nil); err != nil {
+			logger.Warn("systemd watchdog", "error", err.Error())
+		}
+	}()
+
+	var exitErr error
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String())
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		exitErr = fmt.Errorf("control socket: %w", err)
+		logger.Error("control socket failed; shutting down", "error", err.Error())
+	}
+	if err := sdglue.Stopping("stopping containers"); err != nil {
+		logger.Debug("sd_notify STOPPING=1 failed", "error", err.Error())
+	}
+	// The socket keeps answering while containers stop, so ps shows them stopping; new
+	// starts are refused by the core from here on.
+	sup.Close()
+	cancelEvents()
+	stopWatchdog()
+	if bus != nil {
+		bus.Close()
+	}
+	if busConn != nil {
+		busConn.Close()
+	}
+	srv.Close()
+	bg.Wait()
+	return exitErr
+}
+
+// attachDBus connects to the bus and exports the supervisor there. Without a bus the
+// supervisor goes on with the socket alone, after one warning.
+func attachDBus(address string, m service.Manager, logger *slog.Logger) (*dbus.Conn, *dbusapi.Server) {
+	var conn *dbus.Conn
+	var err error
+	what := "the system bus"
+	if address != "" {
+		what = address
+		conn, err = dbus.Connect(address)
+	} else {
+		conn, err = dbus.ConnectSystemBus()
+	}
+	if err != nil {
+		logger.Warn("no D-Bus: the D-Bus interface is disabled, the control socket still serves", "bus", what, "error", err.Error())
+		return nil, nil
+	}
+	srv := dbusapi.New(m, logger)
+	if err := srv.Attach(conn); err != nil {
+		logger.Warn("cannot export the D-Bus interface: the control socket still serves", "bus", what, "error", err.Error())
+		srv.Close()
+		conn.Close()
+		return nil, nil
+	}
+	logger.Info("D-Bus interface exported", "bus", what, "name", "io.jackfruit.Jackfruit1")
+	return conn, srv
+}

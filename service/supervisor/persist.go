@@ -1,0 +1,146 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+const stateFile = "state.json"
+
+// record is what state.json holds: the container as ps and inspect show it, plus what a
+// later supervisor needs to recognise the container's init (pid reuse) and to undo the
+// overlay mount.
+type record struct {
+	service.ContainerInfo
+	// InitStartTime is the init's start time in clock ticks since boot (/proc/PID/stat
+	// field 22) and BootID the boot it belongs to; together with Pid they identify the
+	// process even after its pid was reused.
+	InitStartTime uint64 `json:"init_start_time,omitempty"`
+	BootID        string `json:"boot_id,omitempty"`
+	// MergedDir is where the overlay is mounted while the container runs.
+	MergedDir string `json:"merged_dir,omitempty"`
+}
+
+// save writes dir/state.json atomically, so a crash leaves either the old or the new state.
+func save(dir string, r record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", r.Name, err)
+	}
+	b = append(b, '\n')
+	tmp, err := os.CreateTemp(dir, ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("save state of %s: %w", r.Name, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state of %s: %w", r.Name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save state of %s: %w", r.Name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("save state of %s: %w", r.Name, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+		return fmt.Errorf("save state of %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+func load(dir string) (record, error) {
+	var r record
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	if r.Name != filepath.Base(dir) {
+		return r, fmt.Errorf("%s names container %q, not %q", filepath.Join(dir, stateFile), r.Name, filepath.Base(dir))
+	}
+	return r, nil
+}
+
+// bootID identifies the current boot; a pid recorded in another boot means nothing now.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// procStartTime returns field 22 of /proc/PID/stat (start time in clock ticks since boot).
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may contain spaces and ')'; fields resume after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); field 22 is f[19].
+	if len(f) < 20 {
+		return 0, errors.New("short stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// mountPoints lists the mount points in this process's mount namespace at or below dir.
+func mountPoints(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for space and so on).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,169 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/runtime"
+)
+
+// MaxStopTimeout bounds how long a stop may wait before SIGKILL; a longer wait is almost
+// certainly a unit mistake (milliseconds taken for seconds) and would hold shutdown hostage.
+const MaxStopTimeout = 24 * time.Hour
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$`)
+	envKeyRE   = regexp.MustCompile(`^[^=\x00]+$`)
+)
+
+func invalid(format string, args ...any) *service.Error {
+	return service.Errorf(service.KindInvalidArgument, format, args...)
+}
+
+// validName checks a container name; the name becomes a directory name, a journal field,
+// a D-Bus object path label and the default hostname, hence the tight rule.
+func validName(name string) error {
+	switch {
+	case name == "":
+		return invalid("container name is empty")
+	case len(name) > 63:
+		return invalid("container name %.20q... is %d characters long; at most 63 are allowed", name, len(name))
+	case strings.Contains(name, "/"):
+		return invalid("container name %q contains '/'", name)
+	case strings.Contains(name, ".."):
+		return invalid("container name %q contains '..'", name)
+	case !nameRE.MatchString(name):
+		return invalid("container name %q is invalid: it must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", name)
+	}
+	return nil
+}
+
+// request is a validated StartRequest with every default filled in.
+type request struct {
+	service.StartRequest
+	overlay bool   // run on an overlay of the base rootfs
+	lower   string // the directory the command was resolved in
+}
+
+// validate checks everything about req that can be checked without side effects, so that
+// a refused start changes nothing. baseRootfs is used when req.Rootfs is empty.
+func validate(req service.StartRequest, baseRootfs string) (request, error) {
+	r := request{StartRequest: req}
+	if err := validName(req.Name); err != nil {
+		return r, err
+	}
+	if len(req.Command) == 0 || req.Command[0] == "" {
+		return r, invalid("no command given for container %q", req.Name)
+	}
+	for i, a := range req.Command {
+		if strings.IndexByte(a, 0) >= 0 {
+			return r, invalid("command argument %d contains a NUL byte", i)
+		}
+	}
+	r.Command = append([]string(nil), req.Command...)
+	r.Env = append([]string(nil), req.Env...)
+	for _, e := range req.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || !envKeyRE.MatchString(k) || strings.IndexByte(e, 0) >= 0 {
+			return r, invalid("environment entry %q is not KEY=VALUE", e)
+		}
+	}
+	if req.Hostname == "" {
+		r.Hostname = req.Name
+	} else if !hostnameRE.MatchString(req.Hostname) {
+		return r, invalid("hostname %q is invalid: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit", req.Hostname)
+	}
+
+	if r.SoftLimit == 0 {
+		r.SoftLimit = service.DefaultSoftLimit
+	}
+	if r.HardLimit == 0 {
+		r.HardLimit = service.DefaultHardLimit
+	}
+	for _, l := range []struct {
+		what string
+		v    uint64
+	}{{"soft", r.SoftLimit}, {"hard", r.HardLimit}} {
+		if l.v < service.MinLimit || l.v > service.MaxLimit {
+			return r, invalid("%s memory limit %s is out of range [%s, %s]", l.what, size(l.v), size(service.MinLimit), size(service.MaxLimit))
+		}
+	}
+	if r.SoftLimit > r.HardLimit {
+		return r, invalid("soft memory limit %s exceeds hard memory limit %s", size(r.SoftLimit), size(r.HardLimit))
+	}
+
+	switch {
+	case r.StopTimeout == 0:
+		r.StopTimeout = service.DefaultStopTimeout
+	case r.StopTimeout < 0 || r.StopTimeout > MaxStopTimeout:
+		return r, invalid("stop timeout %s is out of range (0, %s]", r.StopTimeout, MaxStopTimeout)
+	}
+
+	if r.Rootfs == "" {
+		if baseRootfs == "" {
+			return r, invalid("no rootfs given and the supervisor has no base rootfs")
+		}
+		if err := checkDir(baseRootfs, "base rootfs"); err != nil {
+			return r, err
+		}
+		r.overlay = true
+		r.lower = baseRootfs
+	} else {
+		if !filepath.IsAbs(r.Rootfs) {
+			return r, invalid("rootfs %q is not an absolute path", r.Rootfs)
+		}
+		r.Rootfs = filepath.Clean(r.Rootfs)
+		if err := checkDir(r.Rootfs, "rootfs"); err != nil {
+			return r, err
+		}
+		r.lower = r.Rootfs
+	}
+	if _, err := runtime.ResolveCommand(r.lower, r.Command, r.Env); err != nil {
+		kind := service.KindInvalidArgument
+		switch {
+		case errors.Is(err, runtime.ErrCommandNotFound):
+			kind = service.KindCommandNotFound
+		case errors.Is(err, runtime.ErrCommandNotExecutable):
+			kind = service.KindCommandNotExecutable
+		}
+		return r, &service.Error{Kind: kind, Msg: fmt.Sprintf("cannot run the command of container %q (rootfs %s)", r.Name, r.lower), Err: err}
+	}
+	return r, nil
+}
+
+func checkDir(path, what string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return invalid("%s %s does not exist", what, path)
+	case err != nil:
+		return &service.Error{Kind: service.KindInvalidArgument, Msg: fmt.Sprintf("%s %s is not usable", what, path), Err: err}
+	case !fi.IsDir():
+		return invalid("%s %s is not a directory", what, path)
+	}
+	return nil
+}
+
+// validSignal accepts the signals kill(2) can send, 1 to SIGRTMAX.
+func validSignal(sig syscall.Signal) error {
+	if sig < 1 || sig > 64 {
+		return invalid("signal %d is not a valid signal number (1-64)", int(sig))
+	}
+	return nil
+}
+
+// size prints a byte count the way people give limits: in MiB when it is whole.
+func size(b uint64) string {
+	if b >= 1<<20 && b%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
