@@ -62,15 +62,15 @@ type Supervisor struct {
 	cfg     Config
 	log     *slog.Logger
 	events  *broker
-	journal *logs.Journal  // nil when journald is unavailable
+	journal *logs.Journal   // nil when journald is unavailable
 	mon     *monitor.Client // nil when the kernel monitor is unavailable
 	monMsg  string          // why mon is nil
 	bootID  string
 
 	mu         sync.Mutex
 	containers map[string]*container
-	starting   map[string]bool        // names reserved by a Start in progress
-	byPid      map[int]*container     // containers registered with the monitor, by init pid
+	starting   map[string]bool    // names reserved by a Start in progress
+	byPid      map[int]*container // containers registered with the monitor, by init pid
 	closing    bool
 
 	reapers   sync.WaitGroup // one per running container
