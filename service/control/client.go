@@ -1,0 +1,293 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// Client is a connection to the supervisor's control socket. Its methods mirror
+// service.Manager (the server supplies the caller's identity). Calls on one Client are
+// serialised; use several clients for concurrent calls. Cancelling a call's context closes the
+// connection, since varlink has no way to abandon a call and keep the connection.
+type Client struct {
+	path string
+	mu   sync.Mutex
+	conn net.Conn
+	r    *bufio.Reader
+	err  error // set once the connection is broken; every later call returns it
+}
+
+// DialError is returned when the supervisor cannot be reached; it names the socket and says
+// what to do about it.
+type DialError struct {
+	Path string
+	Err  error
+}
+
+func (e *DialError) Error() string {
+	hint := "is the supervisor running? Try `systemctl start jackfruit.socket` or run `jackfruit supervisor`"
+	switch {
+	case errors.Is(e.Err, syscall.EACCES), errors.Is(e.Err, syscall.EPERM):
+		hint = "only root and members of the jackfruit group may use it"
+	}
+	return fmt.Sprintf("cannot connect to the jackfruit supervisor at %s: %v (%s)", e.Path, unwrapSyscall(e.Err), hint)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// unwrapSyscall shortens "dial unix /x: connect: no such file or directory" to its last part,
+// since the message already names the path.
+func unwrapSyscall(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}
+
+// Dial connects to the control socket at path.
+func Dial(path string) (*Client, error) {
+	return DialContext(context.Background(), path)
+}
+
+// DialContext connects to the control socket at path, giving up when ctx ends.
+func DialContext(ctx context.Context, path string) (*Client, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, &DialError{Path: path, Err: err}
+	}
+	return &Client{path: path, conn: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = errors.New("control client: connection closed")
+	}
+	return c.conn.Close()
+}
+
+// call sends one request and hands each reply's parameters to fn until the final reply.
+// An error reply is returned as a *service.Error.
+func (c *Client) call(ctx context.Context, method string, params any, more bool, fn func(json.RawMessage) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Unblock reads and writes at once when ctx ends; the connection is then unusable.
+	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	fail := func(err error) error {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		c.err = fmt.Errorf("control client: connection unusable after an earlier failure: %w", err)
+		c.conn.Close()
+		return err
+	}
+
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encoding %s parameters: %w", method, err)
+	}
+	req, err := json.Marshal(request{Method: method, Parameters: raw, More: more})
+	if err != nil {
+		return fmt.Errorf("encoding %s request: %w", method, err)
+	}
+	if len(req) > MaxRequestSize {
+		return &service.Error{Kind: service.KindInvalidArgument,
+			Msg: fmt.Sprintf("request too large (%d bytes, at most %d)", len(req), MaxRequestSize)}
+	}
+	if _, err := c.conn.Write(append(req, 0)); err != nil {
+		return fail(fmt.Errorf("sending %s to %s: %w", method, c.path, err))
+	}
+	for {
+		msg, err := readMessage(c.r, MaxReplySize)
+		if err != nil {
+			return fail(fmt.Errorf("reading %s reply from %s: %w", method, c.path, err))
+		}
+		var rep rawReply
+		if err := json.Unmarshal(msg, &rep); err != nil {
+			return fail(fmt.Errorf("malformed %s reply from %s: %w", method, c.path, err))
+		}
+		if rep.Error != "" {
+			if rep.Continues {
+				return fail(fmt.Errorf("protocol error: %s error reply with continues set", method))
+			}
+			return errorFromWire(rep.Error, rep.Parameters)
+		}
+		if fn != nil {
+			if err := fn(rep.Parameters); err != nil {
+				if !rep.Continues {
+					return err
+				}
+				// The rest of the stream cannot be skipped; drop the connection.
+				return fail(err)
+			}
+		}
+		if !rep.Continues {
+			return nil
+		}
+		if !more {
+			return fail(fmt.Errorf("protocol error: %s reply continues although more was not requested", method))
+		}
+	}
+}
+
+func decodeInto(dst any) func(json.RawMessage) error {
+	return func(raw json.RawMessage) error {
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return fmt.Errorf("malformed reply parameters: %w", err)
+		}
+		return nil
+	}
+}
+
+func (c *Client) containerCall(ctx context.Context, method string, params any) (service.ContainerInfo, error) {
+	var out containerOut
+	if err := c.call(ctx, InterfaceName+"."+method, params, false, decodeInto(&out)); err != nil {
+		return service.ContainerInfo{}, err
+	}
+	return containerFromWire(out.Container)
+}
+
+// Start creates and starts a container.
+func (c *Client) Start(ctx context.Context, req service.StartRequest) (service.ContainerInfo, error) {
+	return c.containerCall(ctx, "Start", startIn{
+		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
+		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: int64(req.StopTimeout),
+	})
+}
+
+// Stop stops a container (timeout <= 0: the container's own stop timeout).
+func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) (service.ContainerInfo, error) {
+	return c.containerCall(ctx, "Stop", stopIn{Name: name, TimeoutNs: max(int64(timeout), 0)})
+}
+
+// Kill sends sig to the container's init.
+func (c *Client) Kill(ctx context.Context, name string, sig syscall.Signal) error {
+	s := int(sig)
+	return c.call(ctx, InterfaceName+".Kill", killIn{Name: name, Signal: &s}, false, nil)
+}
+
+// Remove deletes a container that is no longer running.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.call(ctx, InterfaceName+".Remove", nameIn{Name: name}, false, nil)
+}
+
+// Get returns one container.
+func (c *Client) Get(ctx context.Context, name string) (service.ContainerInfo, error) {
+	return c.containerCall(ctx, "Get", nameIn{Name: name})
+}
+
+// Wait blocks until the container is in a final state and its output is drained.
+func (c *Client) Wait(ctx context.Context, name string) (service.ContainerInfo, error) {
+	return c.containerCall(ctx, "Wait", nameIn{Name: name})
+}
+
+// List returns the containers (all=false leaves out those in a final state).
+func (c *Client) List(ctx context.Context, all bool) ([]service.ContainerInfo, error) {
+	var out listOut
+	if err := c.call(ctx, InterfaceName+".List", listIn{All: all}, false, decodeInto(&out)); err != nil {
+		return nil, err
+	}
+	infos := make([]service.ContainerInfo, 0, len(out.Containers))
+	for _, w := range out.Containers {
+		i, err := containerFromWire(w)
+		if err != nil {
+			return nil, err
+		}
+		infos = append(infos, i)
+	}
+	return infos, nil
+}
+
+// Logs streams a container's output to fn, in order. With opts.Follow it returns once the
+// container is final and drained, or when ctx ends, or fn returns an error.
+func (c *Client) Logs(ctx context.Context, name string, opts service.LogOptions, fn func(service.LogLine) error) error {
+	in := logsIn{Name: name, Tail: max(opts.Tail, 0), Follow: opts.Follow}
+	if !opts.Since.IsZero() {
+		in.Since = opts.Since.UTC().Format(time.RFC3339Nano)
+	}
+	return c.call(ctx, InterfaceName+".Logs", in, true, func(raw json.RawMessage) error {
+		var out logsOut
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("malformed Logs reply: %w", err)
+		}
+		for _, w := range out.Lines {
+			l, err := logLineFromWire(w)
+			if err != nil {
+				return err
+			}
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Events calls fn for every event from the moment Events is subscribed until ctx ends, fn
+// returns an error, or the supervisor shuts down (then it returns nil). ready, if not nil, is
+// called once the subscription is in place, so a caller can trigger changes without missing
+// their events.
+func (c *Client) Events(ctx context.Context, ready func(), fn func(service.Event) error) error {
+	return c.call(ctx, InterfaceName+".Events", struct{}{}, true, func(raw json.RawMessage) error {
+		var out eventOut
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("malformed Events reply: %w", err)
+		}
+		if out.Event == nil {
+			if ready != nil {
+				ready()
+				ready = nil
+			}
+			return nil
+		}
+		ev, err := eventFromWire(*out.Event)
+		if err != nil {
+			return err
+		}
+		return fn(ev)
+	})
+}
+
+// Status describes the supervisor.
+func (c *Client) Status(ctx context.Context) (service.Status, error) {
+	var out statusOut
+	if err := c.call(ctx, InterfaceName+".Status", struct{}{}, false, decodeInto(&out)); err != nil {
+		return service.Status{}, err
+	}
+	return statusFromWire(out.Status), nil
+}
+
+// GetInfo calls org.varlink.service.GetInfo.
+func (c *Client) GetInfo(ctx context.Context) (Info, error) {
+	var out Info
+	err := c.call(ctx, ServiceIface+".GetInfo", struct{}{}, false, decodeInto(&out))
+	return out, err
+}
+
+// GetInterfaceDescription calls org.varlink.service.GetInterfaceDescription.
+func (c *Client) GetInterfaceDescription(ctx context.Context, iface string) (string, error) {
+	var out descriptionOut
+	err := c.call(ctx, ServiceIface+".GetInterfaceDescription", interfaceIn{Interface: iface}, false, decodeInto(&out))
+	return out.Description, err
+}

@@ -1,0 +1,373 @@
+// Package controltest provides an in-memory service.Manager for testing the control socket and
+// its clients without namespaces or a kernel module. It follows the Manager contract (errors
+// kinds, final states, Logs follow semantics) closely enough for protocol tests; it is not a
+// container runtime.
+package controltest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+type container struct {
+	info    service.ContainerInfo
+	lines   []service.LogLine
+	changed chan struct{} // closed and replaced on every new line or state change
+}
+
+// Manager is a fake service.Manager. Commands are not run; a container stays running until
+// Stop, Kill or Exit. Special commands: "notfound" fails with CommandNotFound, "noexec" with
+// CommandNotExecutable.
+type Manager struct {
+	mu        sync.Mutex
+	ctrs      map[string]*container
+	subs      map[chan service.Event]struct{}
+	callers   []service.Caller
+	cancelled int // calls that ended because their context was cancelled
+	nextPid   int
+	FailWith  map[string]error // Get(name) returns this error, for error-mapping tests
+}
+
+var _ service.Manager = (*Manager)(nil)
+
+// New returns an empty fake.
+func New() *Manager {
+	return &Manager{ctrs: map[string]*container{}, subs: map[chan service.Event]struct{}{},
+		nextPid: 1000, FailWith: map[string]error{}}
+}
+
+// Callers returns every caller seen so far, in order.
+func (m *Manager) Callers() []service.Caller {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.callers)
+}
+
+// Cancelled returns how many blocking calls (Wait, Logs follow) ended by context cancellation.
+func (m *Manager) Cancelled() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cancelled
+}
+
+func (m *Manager) seen(c service.Caller) {
+	m.mu.Lock()
+	m.callers = append(m.callers, c)
+	m.mu.Unlock()
+}
+
+// Print appends a line to a container's log, as if it printed it.
+func (m *Manager) Print(name string, s service.Stream, data []byte, partial bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.ctrs[name]
+	c.lines = append(c.lines, service.LogLine{Time: time.Now(), Stream: s, Data: slices.Clone(data), Partial: partial})
+	m.notifyLocked(c)
+}
+
+// Exit puts a running container into a final state with the given code, or killed by sig.
+func (m *Manager) Exit(name string, code int, sig syscall.Signal) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.exitLocked(m.ctrs[name], code, sig)
+}
+
+func (m *Manager) exitLocked(c *container, code int, sig syscall.Signal) {
+	if c.info.State.Final() {
+		return
+	}
+	c.info.Pid = 0
+	c.info.FinishedAt = time.Now()
+	switch {
+	case sig != 0:
+		c.info.State = service.StateKilled
+		c.info.Signal = unix.SignalName(sig)
+		c.info.ExitCode = 128 + int(sig)
+	default:
+		c.info.State = service.StateExited
+		c.info.ExitCode = code
+	}
+	m.notifyLocked(c)
+	m.emitLocked(service.Event{Type: service.EventExited, Time: time.Now(), Container: c.info})
+}
+
+func (m *Manager) notifyLocked(c *container) {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (m *Manager) emitLocked(ev service.Event) {
+	for ch := range m.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+func (m *Manager) lookup(name string) (*container, error) {
+	if err, ok := m.FailWith[name]; ok {
+		return nil, err
+	}
+	c, ok := m.ctrs[name]
+	if !ok {
+		return nil, service.Errorf(service.KindNoSuchContainer, "no such container %q", name)
+	}
+	return c, nil
+}
+
+// Start implements service.Manager.
+func (m *Manager) Start(_ context.Context, caller service.Caller, req service.StartRequest) (service.ContainerInfo, error) {
+	m.seen(caller)
+	if caller.UID != 0 {
+		return service.ContainerInfo{}, service.Errorf(service.KindAccessDenied, "uid %d may not start containers", caller.UID)
+	}
+	if req.Name == "" || strings.ContainsAny(req.Name, "/ ") {
+		return service.ContainerInfo{}, service.Errorf(service.KindInvalidArgument, "invalid container name %q", req.Name)
+	}
+	if len(req.Command) == 0 {
+		return service.ContainerInfo{}, service.Errorf(service.KindInvalidArgument, "no command given")
+	}
+	switch req.Command[0] {
+	case "notfound":
+		return service.ContainerInfo{}, service.Errorf(service.KindCommandNotFound, "command %q not found in rootfs", req.Command[0])
+	case "noexec":
+		return service.ContainerInfo{}, service.Errorf(service.KindCommandNotExecutable, "command %q is not executable", req.Command[0])
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.ctrs[req.Name]; ok {
+		return service.ContainerInfo{}, service.Errorf(service.KindAlreadyExists, "container %q already exists", req.Name)
+	}
+	soft, hard := req.SoftLimit, req.HardLimit
+	if soft == 0 {
+		soft = service.DefaultSoftLimit
+	}
+	if hard == 0 {
+		hard = service.DefaultHardLimit
+	}
+	st := req.StopTimeout
+	if st == 0 {
+		st = service.DefaultStopTimeout
+	}
+	sum := sha256.Sum256([]byte(req.Name + time.Now().String()))
+	m.nextPid++
+	now := time.Now()
+	host := req.Hostname
+	if host == "" {
+		host = req.Name
+	}
+	c := &container{changed: make(chan struct{}), info: service.ContainerInfo{
+		Name: req.Name, ID: hex.EncodeToString(sum[:]), State: service.StateRunning, Pid: m.nextPid,
+		Command: req.Command, Env: req.Env, Rootfs: req.Rootfs, Overlay: req.Rootfs == "", Hostname: host,
+		SoftLimit: soft, HardLimit: hard, StopTimeout: st, CreatedAt: now, StartedAt: now, RSS: 1 << 20, PeakRSS: 2 << 20,
+	}}
+	m.ctrs[req.Name] = c
+	m.emitLocked(service.Event{Type: service.EventStarted, Time: now, Container: c.info})
+	return c.info, nil
+}
+
+// Stop implements service.Manager.
+func (m *Manager) Stop(_ context.Context, caller service.Caller, name string, _ time.Duration) (service.ContainerInfo, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.lookup(name)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	m.exitLocked(c, 0, syscall.SIGTERM)
+	return c.info, nil
+}
+
+// Kill implements service.Manager.
+func (m *Manager) Kill(_ context.Context, caller service.Caller, name string, sig syscall.Signal) error {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	if c.info.State.Final() {
+		return service.Errorf(service.KindInvalidState, "container %q is not running", name)
+	}
+	m.exitLocked(c, 0, sig)
+	return nil
+}
+
+// Remove implements service.Manager.
+func (m *Manager) Remove(_ context.Context, caller service.Caller, name string) error {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.lookup(name)
+	if err != nil {
+		return err
+	}
+	if !c.info.State.Final() {
+		return service.Errorf(service.KindInvalidState, "container %q is running; stop it first", name)
+	}
+	delete(m.ctrs, name)
+	m.emitLocked(service.Event{Type: service.EventRemoved, Time: time.Now(), Container: c.info})
+	return nil
+}
+
+// Get implements service.Manager.
+func (m *Manager) Get(_ context.Context, caller service.Caller, name string) (service.ContainerInfo, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.lookup(name)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	return c.info, nil
+}
+
+// List implements service.Manager.
+func (m *Manager) List(_ context.Context, caller service.Caller, all bool) ([]service.ContainerInfo, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []service.ContainerInfo
+	for _, c := range m.ctrs {
+		if all || !c.info.State.Final() {
+			out = append(out, c.info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// Wait implements service.Manager.
+func (m *Manager) Wait(ctx context.Context, caller service.Caller, name string) (service.ContainerInfo, error) {
+	m.seen(caller)
+	for {
+		m.mu.Lock()
+		c, err := m.lookup(name)
+		if err != nil {
+			m.mu.Unlock()
+			return service.ContainerInfo{}, err
+		}
+		info, ch := c.info, c.changed
+		m.mu.Unlock()
+		if info.State.Final() {
+			return info, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.cancelled++
+			m.mu.Unlock()
+			return service.ContainerInfo{}, ctx.Err()
+		}
+	}
+}
+
+// Logs implements service.Manager.
+func (m *Manager) Logs(ctx context.Context, caller service.Caller, name string, opts service.LogOptions, fn func(service.LogLine) error) error {
+	m.seen(caller)
+	m.mu.Lock()
+	c, err := m.lookup(name)
+	if err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	var sel []int
+	for i, l := range c.lines {
+		if opts.Since.IsZero() || !l.Time.Before(opts.Since) {
+			sel = append(sel, i)
+		}
+	}
+	if opts.Tail > 0 && len(sel) > opts.Tail {
+		sel = sel[len(sel)-opts.Tail:]
+	}
+	next := len(c.lines)
+	lines := make([]service.LogLine, 0, len(sel))
+	for _, i := range sel {
+		lines = append(lines, c.lines[i])
+	}
+	m.mu.Unlock()
+	for _, l := range lines {
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if !opts.Follow {
+		return nil
+	}
+	for {
+		m.mu.Lock()
+		newLines := slices.Clone(c.lines[next:])
+		next = len(c.lines)
+		final, ch := c.info.State.Final(), c.changed
+		m.mu.Unlock()
+		for _, l := range newLines {
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		if final {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			m.mu.Lock()
+			m.cancelled++
+			m.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+// Subscribe implements service.Manager.
+func (m *Manager) Subscribe() (<-chan service.Event, func()) {
+	ch := make(chan service.Event, 64)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			delete(m.subs, ch)
+			m.mu.Unlock()
+		})
+	}
+}
+
+// Subscribers returns how many subscriptions are active.
+func (m *Manager) Subscribers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.subs)
+}
+
+// Status implements service.Manager.
+func (m *Manager) Status() service.Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	run := 0
+	for _, c := range m.ctrs {
+		if !c.info.State.Final() {
+			run++
+		}
+	}
+	return service.Status{Version: service.Version, BaseRootfs: "/var/lib/jackfruit/rootfs",
+		MonitorMessage: "fake manager: no kernel monitor", JournalAvailable: false,
+		ContainerCount: len(m.ctrs), RunningCount: run}
+}

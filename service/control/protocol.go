@@ -1,0 +1,574 @@
+// Package control serves the supervisor's Manager on a UNIX stream socket and provides the Go
+// client the CLI uses.
+//
+// The wire protocol is varlink (https://varlink.org): every message is one JSON object followed
+// by a NUL byte; a request names a fully qualified method, a reply carries "parameters" or an
+// "error". The interface is io.jackfruit.Jackfruit1 (see InterfaceDescription and
+// docs/protocol.md); org.varlink.service.GetInfo and GetInterfaceDescription are served too, so
+// generic varlink tools (varlinkctl, python-varlink) can introspect and call it.
+//
+// The adapter only translates: validation and authorisation happen in the core, which receives
+// the caller's uid and pid from SO_PEERCRED.
+package control
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// Interface names and the protocol limits both ends agree on.
+const (
+	InterfaceName = "io.jackfruit.Jackfruit1"
+	ServiceIface  = "org.varlink.service"
+
+	// DefaultSocket is where the supervisor listens unless told otherwise.
+	DefaultSocket = "/run/jackfruit/jackfruit.sock"
+	// SocketEnv overrides DefaultSocket for the CLI.
+	SocketEnv = "JACKFRUIT_SOCKET"
+
+	// MaxRequestSize bounds one request. Requests are small (a start request with a long
+	// command line and environment is a few KiB); the bound keeps a client from making the
+	// supervisor buffer without limit.
+	MaxRequestSize = 1 << 20
+	// MaxReplySize bounds one reply as read by the client. Replies can be bigger than
+	// requests (List of many containers, a batch of log lines), but never unbounded.
+	MaxReplySize = 64 << 20
+)
+
+// Varlink's own error names (org.varlink.service), used for protocol-level failures.
+const (
+	ErrInterfaceNotFound    = "org.varlink.service.InterfaceNotFound"
+	ErrMethodNotFound       = "org.varlink.service.MethodNotFound"
+	ErrMethodNotImplemented = "org.varlink.service.MethodNotImplemented"
+	ErrInvalidParameter     = "org.varlink.service.InvalidParameter"
+	ErrPermissionDenied     = "org.varlink.service.PermissionDenied"
+	ErrExpectedMore         = "org.varlink.service.ExpectedMore"
+)
+
+// request is one varlink call as it appears on the wire.
+type request struct {
+	Method     string          `json:"method"`
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	More       bool            `json:"more,omitempty"`
+	Oneway     bool            `json:"oneway,omitempty"`
+	Upgrade    bool            `json:"upgrade,omitempty"`
+}
+
+// reply is one varlink reply as it appears on the wire.
+type reply struct {
+	Parameters any    `json:"parameters,omitempty"`
+	Continues  bool   `json:"continues,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// rawReply is a reply as the client decodes it.
+type rawReply struct {
+	Parameters json.RawMessage `json:"parameters"`
+	Continues  bool            `json:"continues"`
+	Error      string          `json:"error"`
+}
+
+// errorParams are the parameters of every io.jackfruit.Jackfruit1 error, plus the fields of the
+// org.varlink.service errors (each error sets only the ones it has).
+type errorParams struct {
+	Message   string `json:"message,omitempty"`
+	Parameter string `json:"parameter,omitempty"` // InvalidParameter
+	Method    string `json:"method,omitempty"`    // MethodNotFound, MethodNotImplemented
+	Interface string `json:"interface,omitempty"` // InterfaceNotFound
+}
+
+// Container is the wire form of service.ContainerInfo. Times are RFC 3339 with nanoseconds and
+// are omitted while unset; sizes are bytes; durations nanoseconds.
+type Container struct {
+	Name              string   `json:"name"`
+	ID                string   `json:"id"`
+	State             string   `json:"state"`
+	Pid               int      `json:"pid"`
+	ExitCode          int      `json:"exit_code"`
+	Signal            string   `json:"signal,omitempty"`
+	Command           []string `json:"command"`
+	Env               []string `json:"env,omitempty"`
+	Rootfs            string   `json:"rootfs"`
+	Overlay           bool     `json:"overlay"`
+	Hostname          string   `json:"hostname"`
+	SoftLimit         uint64   `json:"soft_limit"`
+	HardLimit         uint64   `json:"hard_limit"`
+	LimitsEnforced    bool     `json:"limits_enforced"`
+	RSS               uint64   `json:"rss"`
+	PeakRSS           uint64   `json:"peak_rss"`
+	SoftLimitExceeded bool     `json:"soft_limit_exceeded"`
+	StopTimeoutNs     int64    `json:"stop_timeout_ns"`
+	CreatedAt         string   `json:"created_at,omitempty"`
+	StartedAt         string   `json:"started_at,omitempty"`
+	FinishedAt        string   `json:"finished_at,omitempty"`
+	LogPath           string   `json:"log_path,omitempty"`
+	Message           string   `json:"message,omitempty"`
+}
+
+// LogLine is the wire form of service.LogLine. Valid UTF-8 travels as "text" so that generic
+// varlink tools show it readably; anything else travels base64-encoded as "data", so no byte
+// is ever altered (JSON strings cannot carry invalid UTF-8).
+type LogLine struct {
+	Time    string `json:"time"`
+	Stream  string `json:"stream"`
+	Text    string `json:"text,omitempty"`
+	Data    string `json:"data,omitempty"`
+	Partial bool   `json:"partial,omitempty"`
+}
+
+// Event is the wire form of service.Event.
+type Event struct {
+	Type      string    `json:"type"`
+	Time      string    `json:"time"`
+	Container Container `json:"container"`
+	RSS       uint64    `json:"rss,omitempty"`
+	Limit     uint64    `json:"limit,omitempty"`
+}
+
+// Status is the wire form of service.Status.
+type Status struct {
+	Version          string `json:"version"`
+	BaseRootfs       string `json:"base_rootfs"`
+	MonitorAvailable bool   `json:"monitor_available"`
+	MonitorMessage   string `json:"monitor_message,omitempty"`
+	JournalAvailable bool   `json:"journal_available"`
+	ContainerCount   int    `json:"container_count"`
+	RunningCount     int    `json:"running_count"`
+}
+
+// Info is the reply of org.varlink.service.GetInfo.
+type Info struct {
+	Vendor     string   `json:"vendor"`
+	Product    string   `json:"product"`
+	Version    string   `json:"version"`
+	URL        string   `json:"url"`
+	Interfaces []string `json:"interfaces"`
+}
+
+// Method parameters. Optional wire fields are pointers or omitempty so that an absent field
+// selects the core's default.
+type (
+	startIn struct {
+		Name          string   `json:"name"`
+		Command       []string `json:"command"`
+		Rootfs        string   `json:"rootfs,omitempty"`
+		Env           []string `json:"env,omitempty"`
+		Hostname      string   `json:"hostname,omitempty"`
+		SoftLimit     uint64   `json:"soft_limit,omitempty"`
+		HardLimit     uint64   `json:"hard_limit,omitempty"`
+		StopTimeoutNs int64    `json:"stop_timeout_ns,omitempty"`
+	}
+	nameIn struct {
+		Name string `json:"name"`
+	}
+	stopIn struct {
+		Name      string `json:"name"`
+		TimeoutNs int64  `json:"timeout_ns,omitempty"`
+	}
+	killIn struct {
+		Name   string `json:"name"`
+		Signal *int   `json:"signal,omitempty"`
+	}
+	listIn struct {
+		All bool `json:"all,omitempty"`
+	}
+	logsIn struct {
+		Name   string `json:"name"`
+		Tail   int    `json:"tail,omitempty"`
+		Since  string `json:"since,omitempty"`
+		Follow bool   `json:"follow,omitempty"`
+	}
+	interfaceIn struct {
+		Interface string `json:"interface"`
+	}
+
+	containerOut struct {
+		Container Container `json:"container"`
+	}
+	listOut struct {
+		Containers []Container `json:"containers"`
+	}
+	logsOut struct {
+		Lines []LogLine `json:"lines"`
+	}
+	eventOut struct {
+		Event *Event `json:"event,omitempty"`
+	}
+	statusOut struct {
+		Status Status `json:"status"`
+	}
+	descriptionOut struct {
+		Description string `json:"description"`
+	}
+)
+
+// InterfaceDescription is the varlink IDL of io.jackfruit.Jackfruit1, served by
+// org.varlink.service.GetInterfaceDescription. Keep it in step with the types above and
+// docs/protocol.md; a test parses it and checks every method is served.
+const InterfaceDescription = `# Jackfruit container supervisor.
+#
+# Containers run a command in their own PID, UTS, mount and IPC namespaces, with memory
+# limits enforced by the container_monitor kernel module when it is loaded.
+# Sizes are bytes, durations nanoseconds, times RFC 3339 strings.
+interface io.jackfruit.Jackfruit1
+
+# A snapshot of one container.
+type Container (
+  name: string,
+  # 64 hex digits; tools show the first 12.
+  id: string,
+  # created, running, stopping, exited, killed or killed-by-memory-limit.
+  state: string,
+  # Host pid of the container's init; 0 when not running.
+  pid: int,
+  exit_code: int,
+  # Signal name such as SIGKILL when state is killed.
+  signal: ?string,
+  command: []string,
+  env: ?[]string,
+  rootfs: string,
+  # The rootfs is an overlay of the supervisor's base rootfs.
+  overlay: bool,
+  hostname: string,
+  soft_limit: int,
+  hard_limit: int,
+  # False when the kernel monitor is absent: the limits are recorded but not enforced.
+  limits_enforced: bool,
+  rss: int,
+  peak_rss: int,
+  soft_limit_exceeded: bool,
+  stop_timeout_ns: int,
+  created_at: ?string,
+  started_at: ?string,
+  finished_at: ?string,
+  log_path: ?string,
+  # Explains a state the other fields alone do not (e.g. why limits are not enforced).
+  message: ?string
+)
+
+# One line a container printed, or a 16 KiB piece of a longer one (partial: more follows).
+# Valid UTF-8 is carried in text, anything else base64-encoded in data.
+type LogLine (
+  time: string,
+  # stdout or stderr.
+  stream: string,
+  text: ?string,
+  data: ?string,
+  partial: ?bool
+)
+
+# Something that happened to a container.
+type Event (
+  # started, exited, soft-limit, hard-limit, removed or changed.
+  type: string,
+  time: string,
+  container: Container,
+  rss: ?int,
+  limit: ?int
+)
+
+# The supervisor as a whole.
+type Supervisor (
+  version: string,
+  base_rootfs: string,
+  monitor_available: bool,
+  # Why limits are not enforced, when monitor_available is false.
+  monitor_message: ?string,
+  journal_available: bool,
+  container_count: int,
+  running_count: int
+)
+
+# Creates and starts a container. Without rootfs it runs on an overlay of the base rootfs.
+# Zero or absent limits select the defaults (soft 40 MiB, hard 64 MiB).
+method Start(
+  name: string,
+  command: []string,
+  rootfs: ?string,
+  env: ?[]string,
+  hostname: ?string,
+  soft_limit: ?int,
+  hard_limit: ?int,
+  stop_timeout_ns: ?int
+) -> (container: Container)
+
+# Sends SIGTERM, then SIGKILL after timeout_ns (absent: the container's stop timeout), and
+# returns once the container has exited and its output is drained.
+method Stop(name: string, timeout_ns: ?int) -> (container: Container)
+
+# Sends a signal (a number; absent: SIGKILL) to the container's init.
+method Kill(name: string, signal: ?int) -> ()
+
+# Deletes a container that is no longer running, with its writable layer and log.
+method Remove(name: string) -> ()
+
+method Get(name: string) -> (container: Container)
+
+# Containers sorted by creation time; without all, only those not yet exited.
+method List(all: ?bool) -> (containers: []Container)
+
+# Returns once the container has exited and its output is drained.
+method Wait(name: string) -> (container: Container)
+
+# A container's output. With more, lines arrive in batches as they are read; with follow
+# (which requires more) the call continues until the container exits and is drained.
+method Logs(name: string, tail: ?int, since: ?string, follow: ?bool) -> (lines: []LogLine)
+
+# Requires more. The first reply carries no event and confirms the subscription; each later
+# reply carries one event.
+method Events() -> (event: ?Event)
+
+method Status() -> (status: Supervisor)
+
+error NoSuchContainer (message: string)
+error AlreadyExists (message: string)
+error InvalidArgument (message: string)
+error AccessDenied (message: string)
+error MonitorUnavailable (message: string)
+error InvalidState (message: string)
+error CommandNotFound (message: string)
+error CommandNotExecutable (message: string)
+error Internal (message: string)
+`
+
+// serviceDescription is the IDL of org.varlink.service, as in the varlink specification.
+const serviceDescription = `# The Varlink Service Interface is provided by every varlink service. It
+# describes the service and the interfaces it implements.
+interface org.varlink.service
+
+# Get a list of all the interfaces a service provides and information
+# about the implementation.
+method GetInfo() -> (
+  vendor: string,
+  product: string,
+  version: string,
+  url: string,
+  interfaces: []string
+)
+
+# Get the description of an interface that is implemented by this service.
+method GetInterfaceDescription(interface: string) -> (description: string)
+
+# The requested interface was not found.
+error InterfaceNotFound (interface: string)
+
+# The requested method was not found
+error MethodNotFound (method: string)
+
+# The interface defines the requested method, but the service does not
+# implement it.
+error MethodNotImplemented (method: string)
+
+# One of the passed parameters is invalid.
+error InvalidParameter (parameter: string)
+
+# Client is denied access
+error PermissionDenied ()
+
+# Method is expected to be called with 'more' set to true, but wasn't
+error ExpectedMore ()
+`
+
+// kinds lists every service.Kind; the wire error is InterfaceName + "." + kind.
+var kinds = []service.Kind{
+	service.KindNoSuchContainer, service.KindAlreadyExists, service.KindInvalidArgument,
+	service.KindAccessDenied, service.KindMonitorUnavailable, service.KindInvalidState,
+	service.KindCommandNotFound, service.KindCommandNotExecutable, service.KindInternal,
+}
+
+// errorName maps a core error to its varlink error name.
+func errorName(err error) string {
+	k := service.KindOf(err)
+	for _, known := range kinds {
+		if k == known {
+			return InterfaceName + "." + string(k)
+		}
+	}
+	return InterfaceName + "." + string(service.KindInternal)
+}
+
+// errorFromWire turns a varlink error reply back into a *service.Error whose Kind matches the
+// one the core returned, so callers of the client can test kinds exactly as in-process callers do.
+func errorFromWire(name string, raw json.RawMessage) error {
+	var p errorParams
+	_ = json.Unmarshal(raw, &p) // a malformed error body still yields the error name below
+	if k, ok := strings.CutPrefix(name, InterfaceName+"."); ok {
+		for _, known := range kinds {
+			if service.Kind(k) == known {
+				msg := p.Message
+				if msg == "" {
+					msg = k
+				}
+				return &service.Error{Kind: known, Msg: msg}
+			}
+		}
+	}
+	switch name {
+	case ErrInvalidParameter:
+		msg := "invalid parameter " + strconvQuote(p.Parameter)
+		if p.Message != "" {
+			msg += ": " + p.Message
+		}
+		return &service.Error{Kind: service.KindInvalidArgument, Msg: msg}
+	case ErrPermissionDenied:
+		return &service.Error{Kind: service.KindAccessDenied, Msg: "permission denied"}
+	case ErrMethodNotFound, ErrMethodNotImplemented:
+		return &service.Error{Kind: service.KindInternal,
+			Msg: fmt.Sprintf("the supervisor does not implement %s (is it an older version?)", p.Method)}
+	case ErrInterfaceNotFound:
+		return &service.Error{Kind: service.KindInternal,
+			Msg: fmt.Sprintf("the supervisor does not implement interface %s", p.Interface)}
+	}
+	msg := name
+	if p.Message != "" {
+		msg += ": " + p.Message
+	}
+	return &service.Error{Kind: service.KindInternal, Msg: msg}
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
+
+// Time encoding: RFC 3339 with nanoseconds, UTC, absent when zero.
+func encodeTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func decodeTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+func containerToWire(c service.ContainerInfo) Container {
+	return Container{
+		Name: c.Name, ID: c.ID, State: string(c.State), Pid: c.Pid, ExitCode: c.ExitCode,
+		Signal: c.Signal, Command: c.Command, Env: c.Env, Rootfs: c.Rootfs, Overlay: c.Overlay,
+		Hostname: c.Hostname, SoftLimit: c.SoftLimit, HardLimit: c.HardLimit,
+		LimitsEnforced: c.LimitsEnforced, RSS: c.RSS, PeakRSS: c.PeakRSS,
+		SoftLimitExceeded: c.SoftLimitExceeded, StopTimeoutNs: int64(c.StopTimeout),
+		CreatedAt: encodeTime(c.CreatedAt), StartedAt: encodeTime(c.StartedAt),
+		FinishedAt: encodeTime(c.FinishedAt), LogPath: c.LogPath, Message: c.Message,
+	}
+}
+
+func containerFromWire(w Container) (service.ContainerInfo, error) {
+	c := service.ContainerInfo{
+		Name: w.Name, ID: w.ID, State: service.State(w.State), Pid: w.Pid, ExitCode: w.ExitCode,
+		Signal: w.Signal, Command: w.Command, Env: w.Env, Rootfs: w.Rootfs, Overlay: w.Overlay,
+		Hostname: w.Hostname, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
+		LimitsEnforced: w.LimitsEnforced, RSS: w.RSS, PeakRSS: w.PeakRSS,
+		SoftLimitExceeded: w.SoftLimitExceeded, StopTimeout: time.Duration(w.StopTimeoutNs),
+		LogPath: w.LogPath, Message: w.Message,
+	}
+	var err error
+	for _, f := range []struct {
+		dst  *time.Time
+		src  string
+		name string
+	}{{&c.CreatedAt, w.CreatedAt, "created_at"}, {&c.StartedAt, w.StartedAt, "started_at"}, {&c.FinishedAt, w.FinishedAt, "finished_at"}} {
+		if *f.dst, err = decodeTime(f.src); err != nil {
+			return c, fmt.Errorf("container %q: bad %s: %w", w.Name, f.name, err)
+		}
+	}
+	return c, nil
+}
+
+func logLineToWire(l service.LogLine) LogLine {
+	w := LogLine{Time: encodeTime(l.Time), Stream: string(l.Stream), Partial: l.Partial}
+	if utf8.Valid(l.Data) {
+		w.Text = string(l.Data)
+	} else {
+		w.Data = base64.StdEncoding.EncodeToString(l.Data)
+	}
+	return w
+}
+
+func logLineFromWire(w LogLine) (service.LogLine, error) {
+	l := service.LogLine{Stream: service.Stream(w.Stream), Partial: w.Partial}
+	var err error
+	if l.Time, err = decodeTime(w.Time); err != nil {
+		return l, fmt.Errorf("log line: bad time: %w", err)
+	}
+	switch {
+	case w.Data != "":
+		if l.Data, err = base64.StdEncoding.DecodeString(w.Data); err != nil {
+			return l, fmt.Errorf("log line: bad base64 data: %w", err)
+		}
+	default:
+		l.Data = []byte(w.Text)
+	}
+	return l, nil
+}
+
+func eventToWire(e service.Event) Event {
+	return Event{Type: string(e.Type), Time: encodeTime(e.Time), Container: containerToWire(e.Container),
+		RSS: e.RSS, Limit: e.Limit}
+}
+
+func eventFromWire(w Event) (service.Event, error) {
+	c, err := containerFromWire(w.Container)
+	if err != nil {
+		return service.Event{}, err
+	}
+	t, err := decodeTime(w.Time)
+	if err != nil {
+		return service.Event{}, fmt.Errorf("event: bad time: %w", err)
+	}
+	return service.Event{Type: service.EventType(w.Type), Time: t, Container: c, RSS: w.RSS, Limit: w.Limit}, nil
+}
+
+func statusToWire(s service.Status) Status {
+	return Status{Version: s.Version, BaseRootfs: s.BaseRootfs, MonitorAvailable: s.MonitorAvailable,
+		MonitorMessage: s.MonitorMessage, JournalAvailable: s.JournalAvailable,
+		ContainerCount: s.ContainerCount, RunningCount: s.RunningCount}
+}
+
+func statusFromWire(w Status) service.Status {
+	return service.Status{Version: w.Version, BaseRootfs: w.BaseRootfs, MonitorAvailable: w.MonitorAvailable,
+		MonitorMessage: w.MonitorMessage, JournalAvailable: w.JournalAvailable,
+		ContainerCount: w.ContainerCount, RunningCount: w.RunningCount}
+}
+
+// paramError is a request whose parameters do not fit the method's signature.
+type paramError struct {
+	param string
+	msg   string
+}
+
+func (e *paramError) Error() string { return fmt.Sprintf("invalid parameter %q: %s", e.param, e.msg) }
+
+// decodeParams decodes a method's parameters strictly: unknown fields and wrong types are
+// reported naming the offending parameter, as varlink's InvalidParameter expects.
+func decodeParams(raw json.RawMessage, dst any) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field := te.Field
+			if field == "" {
+				field = "parameters"
+			}
+			return &paramError{param: field, msg: fmt.Sprintf("expected %s, got JSON %s", te.Type, te.Value)}
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return &paramError{param: strings.Trim(f, `"`), msg: "unknown parameter"}
+		}
+		return &paramError{param: "parameters", msg: err.Error()}
+	}
+	return nil
+}

@@ -1,0 +1,819 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// Server serves one service.Manager on any number of listeners. Each connection gets its own
+// goroutine; calls on one connection are answered in order, as varlink requires.
+type Server struct {
+	m   service.Manager
+	log *slog.Logger
+
+	// RequestTimeout bounds how long a started request may take to arrive completely, so a
+	// client that sends half a message cannot pin a goroutine forever.
+	RequestTimeout time.Duration
+	// IdleTimeout closes connections that send nothing between calls for this long
+	// (0: never). Calls in progress (Wait, Logs follow, Events) are not idle.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one reply write; a client that stops reading is disconnected.
+	WriteTimeout time.Duration
+	// ShutdownGrace is how long Close waits for calls in progress to return.
+	ShutdownGrace time.Duration
+
+	ctx    context.Context // cancelled by Close; parent of every call's context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server for m. logger may be nil (logs are discarded).
+func NewServer(m service.Manager, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		m: m, log: logger,
+		RequestTimeout: 10 * time.Second,
+		IdleTimeout:    10 * time.Minute,
+		WriteTimeout:   30 * time.Second,
+		ShutdownGrace:  5 * time.Second,
+		ctx:            ctx, cancel: cancel,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+	}
+}
+
+// Serve accepts connections on l until Close is called (then it returns nil, also when Close
+// came first) or l fails.
+// l should be a UNIX stream listener: the caller's identity comes from SO_PEERCRED.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		// Close won the race with Serve (e.g. a shutdown during start-up): nothing to serve.
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors or similar: wait instead of spinning, as net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("control socket: accept failed, retrying", "err", err, "delay", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("control socket: accept: %w", err)
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			return nil
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(c)
+		}()
+	}
+}
+
+// Close stops accepting, cancels every call in progress (ending Wait, Logs follow and Events
+// streams), closes all connections and waits up to ShutdownGrace for their goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	// Give calls a moment to end on their own so that streams can finish their last write;
+	// then force the connections closed.
+	select {
+	case <-done:
+		return nil
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(s.ShutdownGrace):
+		s.log.Warn("control socket: calls still running after shutdown grace period")
+		return errors.New("control: calls still running after shutdown grace period")
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	c.Close()
+}
+
+// peerCred returns the connecting process's identity as the kernel recorded it at connect time.
+func peerCred(c net.Conn) (service.Caller, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return service.Caller{}, fmt.Errorf("connection type %T has no peer credentials", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return service.Caller{}, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return service.Caller{}, err
+	}
+	if credErr != nil {
+		return service.Caller{}, fmt.Errorf("SO_PEERCRED: %w", credErr)
+	}
+	return service.Caller{UID: cred.Uid, PID: cred.Pid}, nil
+}
+
+// conn is the state of one client connection.
+type conn struct {
+	s      *Server
+	c      net.Conn
+	caller service.Caller
+	log    *slog.Logger
+}
+
+// incoming is what the reader goroutine hands the dispatcher: a request or a read failure.
+type incoming struct {
+	req     request
+	err     error  // fatal: reply with errName (if set) and close
+	errName string // varlink error to send before closing
+	errMsg  string
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	caller, err := peerCred(c)
+	if err != nil {
+		// Without an identity the core cannot authorise anything; refuse the connection.
+		s.log.Warn("control socket: refusing connection", "err", err)
+		return
+	}
+	cn := &conn{s: s, c: c, caller: caller, log: s.log.With("uid", caller.UID, "pid", caller.PID)}
+
+	// A separate reader lets the dispatcher notice a vanished client while a long call
+	// (Wait, Logs follow, Events) is in progress: the reader cancels connCtx.
+	connCtx, cancelConn := context.WithCancel(s.ctx)
+	defer cancelConn()
+	reqs := make(chan incoming)
+	go cn.readLoop(connCtx, cancelConn, reqs)
+
+	for in := range reqs {
+		if in.err != nil {
+			if in.errName != "" {
+				cn.log.Debug("control socket: bad request", "err", in.err)
+				cn.writeReply(reply{Error: in.errName, Parameters: errorParams{Parameter: "request", Message: in.errMsg}})
+			}
+			return
+		}
+		if !cn.dispatch(connCtx, in.req) {
+			return
+		}
+	}
+}
+
+// readLoop reads NUL-terminated requests and sends them to reqs; it closes reqs when the
+// connection ends. A clean EOF while a call runs cancels it only once the peer has gone
+// entirely (a client may half-close its write side and still wait for its reply).
+func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs chan<- incoming) {
+	defer close(reqs)
+	br := bufio.NewReaderSize(cn.c, 64<<10)
+	send := func(in incoming) bool {
+		select {
+		case reqs <- in:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
+		// Wait for the first byte of the next request; an idle client may take its time
+		// (up to IdleTimeout), but once it starts, the whole request must arrive promptly.
+		if cn.s.IdleTimeout > 0 {
+			cn.c.SetReadDeadline(time.Now().Add(cn.s.IdleTimeout))
+		} else {
+			cn.c.SetReadDeadline(time.Time{})
+		}
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) && !peerGone(cn.c) {
+				// Half-close: let queued calls finish, but watch for the peer going away.
+				go watchHangup(ctx, cn.c, cancel)
+			} else {
+				cancel()
+			}
+			return
+		}
+		cn.c.SetReadDeadline(time.Now().Add(cn.s.RequestTimeout))
+		msg, err := readMessage(br, MaxRequestSize)
+		switch {
+		case errors.Is(err, errTooLarge):
+			send(incoming{err: err, errName: ErrInvalidParameter,
+				errMsg: fmt.Sprintf("request larger than %d bytes", MaxRequestSize)})
+			cancel()
+			return
+		case err != nil:
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				send(incoming{err: err, errName: ErrInvalidParameter,
+					errMsg: fmt.Sprintf("incomplete request: no terminating NUL within %s", cn.s.RequestTimeout)})
+			}
+			cancel()
+			return
+		}
+		var req request
+		if err := json.Unmarshal(msg, &req); err != nil || req.Method == "" {
+			m := "request is not a JSON object with a \"method\""
+			if err != nil {
+				m = "malformed JSON request: " + err.Error()
+			}
+			send(incoming{err: errors.New(m), errName: ErrInvalidParameter, errMsg: m})
+			cancel()
+			return
+		}
+		if !send(incoming{req: req}) {
+			return
+		}
+	}
+}
+
+var errTooLarge = errors.New("message too large")
+
+// readMessage returns the next message without its NUL terminator, refusing messages over max.
+func readMessage(br *bufio.Reader, max int) ([]byte, error) {
+	var buf []byte
+	for {
+		chunk, err := br.ReadSlice(0)
+		if len(buf)+len(chunk) > max+1 {
+			return nil, errTooLarge
+		}
+		switch {
+		case err == nil:
+			if buf == nil {
+				return bytes.Clone(chunk[:len(chunk)-1]), nil
+			}
+			buf = append(buf, chunk...)
+			return buf[:len(buf)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			buf = append(buf, chunk...)
+		case errors.Is(err, io.EOF):
+			if len(buf)+len(chunk) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, io.EOF
+		default:
+			return nil, err
+		}
+	}
+}
+
+// peerGone reports whether the peer closed both directions (POLLHUP), as opposed to only
+// shutting down its write side.
+func peerGone(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := true
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: 0}}
+		if n, err := unix.Poll(fds, 0); err == nil {
+			gone = n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0
+		}
+	})
+	return gone
+}
+
+// watchHangup cancels when a half-closed peer finally goes away.
+func watchHangup(ctx context.Context, c net.Conn, cancel context.CancelFunc) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if peerGone(c) {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+// writeReply writes one reply; false means the connection is unusable.
+func (cn *conn) writeReply(r reply) bool {
+	b, err := json.Marshal(r)
+	if err != nil {
+		cn.log.Error("control socket: cannot encode reply", "err", err)
+		b, _ = json.Marshal(reply{Error: InterfaceName + ".Internal",
+			Parameters: errorParams{Message: "cannot encode reply: " + err.Error()}})
+	}
+	b = append(b, 0)
+	if cn.s.WriteTimeout > 0 {
+		cn.c.SetWriteDeadline(time.Now().Add(cn.s.WriteTimeout))
+	}
+	if _, err := cn.c.Write(b); err != nil {
+		cn.log.Debug("control socket: write failed", "err", err)
+		return false
+	}
+	return true
+}
+
+// call carries what a method handler needs to answer.
+type call struct {
+	cn     *conn
+	req    request
+	ctx    context.Context
+	failed bool // the connection broke while replying
+}
+
+// reply sends the final reply (unless the call is oneway).
+func (c *call) reply(params any) {
+	if c.req.Oneway {
+		return
+	}
+	if !c.cn.writeReply(reply{Parameters: params}) {
+		c.failed = true
+	}
+}
+
+// stream sends a non-final reply of a more call; false means stop producing.
+func (c *call) stream(params any) bool {
+	if c.req.Oneway || c.failed {
+		return !c.failed
+	}
+	if !c.cn.writeReply(reply{Parameters: params, Continues: true}) {
+		c.failed = true
+	}
+	return !c.failed
+}
+
+func (c *call) fail(name string, p errorParams) {
+	if c.req.Oneway {
+		return
+	}
+	if !c.cn.writeReply(reply{Error: name, Parameters: p}) {
+		c.failed = true
+	}
+}
+
+// failErr answers with the error a core call returned.
+func (c *call) failErr(err error) {
+	var pe *paramError
+	if errors.As(err, &pe) {
+		c.fail(ErrInvalidParameter, errorParams{Parameter: pe.param, Message: pe.msg})
+		return
+	}
+	if c.ctx.Err() != nil && service.KindOf(err) == service.KindInternal {
+		// The call was cut short by shutdown or a vanished client; say so plainly.
+		if c.cn.s.ctx.Err() != nil {
+			err = service.Errorf(service.KindInternal, "supervisor is shutting down")
+		}
+	}
+	c.fail(errorName(err), errorParams{Message: err.Error()})
+}
+
+// dispatch runs one call; false means close the connection.
+func (cn *conn) dispatch(ctx context.Context, req request) bool {
+	c := &call{cn: cn, req: req, ctx: ctx}
+	if req.Upgrade {
+		c.fail(ErrInvalidParameter, errorParams{Parameter: "upgrade", Message: "connection upgrades are not supported"})
+		return !c.failed
+	}
+	iface, method := splitMethod(req.Method)
+	switch iface {
+	case ServiceIface:
+		cn.serviceMethod(c, method)
+	case InterfaceName:
+		if h, ok := handlers[method]; ok {
+			h(cn, c)
+		} else {
+			c.fail(ErrMethodNotFound, errorParams{Method: req.Method})
+		}
+	default:
+		if iface == "" {
+			c.fail(ErrInvalidParameter, errorParams{Parameter: "method",
+				Message: fmt.Sprintf("method %q is not fully qualified (interface.Method)", req.Method)})
+		} else {
+			c.fail(ErrInterfaceNotFound, errorParams{Interface: iface})
+		}
+	}
+	return !c.failed
+}
+
+func splitMethod(m string) (iface, method string) {
+	for i := len(m) - 1; i >= 0; i-- {
+		if m[i] == '.' {
+			return m[:i], m[i+1:]
+		}
+	}
+	return "", m
+}
+
+func (cn *conn) serviceMethod(c *call, method string) {
+	switch method {
+	case "GetInfo":
+		if err := decodeParams(c.req.Parameters, &struct{}{}); err != nil {
+			c.failErr(err)
+			return
+		}
+		c.reply(Info{
+			Vendor: "Jackfruit", Product: "jackfruit", Version: service.Version,
+			URL:        "https://github.com/jackfruit/jackfruit",
+			Interfaces: []string{ServiceIface, InterfaceName},
+		})
+	case "GetInterfaceDescription":
+		var in interfaceIn
+		if err := decodeParams(c.req.Parameters, &in); err != nil {
+			c.failErr(err)
+			return
+		}
+		switch in.Interface {
+		case InterfaceName:
+			c.reply(descriptionOut{Description: InterfaceDescription})
+		case ServiceIface:
+			c.reply(descriptionOut{Description: serviceDescription})
+		default:
+			c.fail(ErrInterfaceNotFound, errorParams{Interface: in.Interface})
+		}
+	default:
+		c.fail(ErrMethodNotFound, errorParams{Method: c.req.Method})
+	}
+}
+
+// handlers maps io.jackfruit.Jackfruit1 method names to their implementation.
+var handlers = map[string]func(*conn, *call){
+	"Start":  (*conn).start,
+	"Stop":   (*conn).stop,
+	"Kill":   (*conn).kill,
+	"Remove": (*conn).remove,
+	"Get":    (*conn).get,
+	"List":   (*conn).list,
+	"Wait":   (*conn).wait,
+	"Logs":   (*conn).logs,
+	"Events": (*conn).events,
+	"Status": (*conn).status,
+}
+
+func (cn *conn) start(c *call) {
+	var in startIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	if in.StopTimeoutNs < 0 {
+		c.failErr(&paramError{param: "stop_timeout_ns", msg: "must not be negative"})
+		return
+	}
+	info, err := cn.s.m.Start(c.ctx, cn.caller, service.StartRequest{
+		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
+		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: time.Duration(in.StopTimeoutNs),
+	})
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(containerOut{Container: containerToWire(info)})
+}
+
+func (cn *conn) stop(c *call) {
+	var in stopIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	if in.TimeoutNs < 0 {
+		c.failErr(&paramError{param: "timeout_ns", msg: "must not be negative"})
+		return
+	}
+	info, err := cn.s.m.Stop(c.ctx, cn.caller, in.Name, time.Duration(in.TimeoutNs))
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(containerOut{Container: containerToWire(info)})
+}
+
+func (cn *conn) kill(c *call) {
+	var in killIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	sig := syscall.SIGKILL
+	if in.Signal != nil {
+		if *in.Signal <= 0 || *in.Signal > 64 {
+			c.failErr(&paramError{param: "signal", msg: fmt.Sprintf("%d is not a signal number (1-64)", *in.Signal)})
+			return
+		}
+		sig = syscall.Signal(*in.Signal)
+	}
+	if err := cn.s.m.Kill(c.ctx, cn.caller, in.Name, sig); err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(struct{}{})
+}
+
+func (cn *conn) remove(c *call) {
+	var in nameIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	if err := cn.s.m.Remove(c.ctx, cn.caller, in.Name); err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(struct{}{})
+}
+
+func (cn *conn) get(c *call) {
+	var in nameIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	info, err := cn.s.m.Get(c.ctx, cn.caller, in.Name)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(containerOut{Container: containerToWire(info)})
+}
+
+func (cn *conn) list(c *call) {
+	var in listIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	infos, err := cn.s.m.List(c.ctx, cn.caller, in.All)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	out := listOut{Containers: make([]Container, 0, len(infos))}
+	for _, i := range infos {
+		out.Containers = append(out.Containers, containerToWire(i))
+	}
+	c.reply(out)
+}
+
+func (cn *conn) wait(c *call) {
+	var in nameIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	info, err := cn.s.m.Wait(c.ctx, cn.caller, in.Name)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(containerOut{Container: containerToWire(info)})
+}
+
+func (cn *conn) status(c *call) {
+	if err := decodeParams(c.req.Parameters, &struct{}{}); err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(statusOut{Status: statusToWire(cn.s.m.Status())})
+}
+
+// Log batching: a streaming Logs reply carries whatever lines are ready, up to these bounds,
+// so a busy log is sent in few large writes and a quiet one line by line without delay.
+const (
+	maxBatchLines = 512
+	maxBatchBytes = 256 << 10
+)
+
+func (cn *conn) logs(c *call) {
+	var in logsIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	opts := service.LogOptions{Tail: in.Tail, Follow: in.Follow}
+	if in.Since != "" {
+		t, err := time.Parse(time.RFC3339Nano, in.Since)
+		if err != nil {
+			c.failErr(&paramError{param: "since", msg: "not an RFC 3339 time: " + err.Error()})
+			return
+		}
+		opts.Since = t
+	}
+	if in.Follow && !c.req.More {
+		c.fail(ErrExpectedMore, errorParams{Message: "follow requires a call with \"more\": true"})
+		return
+	}
+
+	if !c.req.More {
+		// A single reply with every selected line.
+		var lines []LogLine
+		err := cn.s.m.Logs(c.ctx, cn.caller, in.Name, opts, func(l service.LogLine) error {
+			lines = append(lines, logLineToWire(l))
+			return nil
+		})
+		if err != nil {
+			c.failErr(err)
+			return
+		}
+		if lines == nil {
+			lines = []LogLine{}
+		}
+		c.reply(logsOut{Lines: lines})
+		return
+	}
+
+	// The core calls fn synchronously; a writer goroutine drains the channel in batches,
+	// so a slow client slows the reader (back pressure) instead of growing memory.
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	ch := make(chan LogLine, maxBatchLines)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for l := range ch {
+			batch := []LogLine{l}
+			size := len(l.Text) + len(l.Data)
+		drain:
+			for len(batch) < maxBatchLines && size < maxBatchBytes {
+				select {
+				case l2, ok := <-ch:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, l2)
+					size += len(l2.Text) + len(l2.Data)
+				default:
+					break drain
+				}
+			}
+			if !c.stream(logsOut{Lines: batch}) {
+				cancel() // the client is gone: stop the core's reader
+				for range ch {
+				}
+				return
+			}
+		}
+	}()
+	err := cn.s.m.Logs(ctx, cn.caller, in.Name, opts, func(l service.LogLine) error {
+		select {
+		case ch <- logLineToWire(l):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(ch)
+	<-writerDone
+	if c.failed {
+		return
+	}
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(logsOut{Lines: []LogLine{}})
+}
+
+func (cn *conn) events(c *call) {
+	if err := decodeParams(c.req.Parameters, &struct{}{}); err != nil {
+		c.failErr(err)
+		return
+	}
+	if !c.req.More {
+		c.fail(ErrExpectedMore, errorParams{Message: "Events streams; call it with \"more\": true"})
+		return
+	}
+	evs, unsubscribe := cn.s.m.Subscribe()
+	defer unsubscribe()
+	// Confirm the subscription so the client knows later events will reach it.
+	if !c.stream(eventOut{}) {
+		return
+	}
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				c.reply(eventOut{})
+				return
+			}
+			w := eventToWire(ev)
+			if !c.stream(eventOut{Event: &w}) {
+				return
+			}
+		case <-c.ctx.Done():
+			if cn.s.ctx.Err() != nil {
+				// Shutdown: end the stream properly so the client sees a clean end.
+				c.reply(eventOut{})
+			}
+			return
+		}
+	}
+}
+
+// ListenUnix binds a UNIX stream socket at path with the given mode, replacing a stale socket
+// file left by a previous run (but never a live one or a non-socket file).
+func ListenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another supervisor is listening on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket %s: removing stale socket: %w", path, err)
+		}
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: chmod: %w", path, err)
+	}
+	return l, nil
+}
