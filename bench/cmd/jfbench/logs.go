@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// logRun is one run of one side of item 4.
+type logRun struct {
+	Side         string  `json:"side"`
+	Seconds      float64 `json:"seconds"`
+	LinesPerSec  float64 `json:"lines_per_sec"`
+	FileLines    int     `json:"file_lines,omitempty"`
+	JournalLines int     `json:"journal_lines"`
+	Lost         int     `json:"lost"`
+	// CPU seconds spent during the run: where the time goes.
+	SupervisorCPU float64 `json:"supervisor_cpu_s,omitempty"`
+	JournaldCPU   float64 `json:"journald_cpu_s"`
+	Error         string  `json:"error,omitempty"`
+}
+
+// itemLogs: item 4. The same busybox `seq 1 N` writes N short lines either inside a
+// jackfruit container (supervisor -> log file + journal) or straight into systemd-cat (stream
+// transport). The clock stops when the last line is readable from the journal.
+func (b *bench) itemLogs(ctx context.Context) {
+	const item = "4 log throughput"
+	c := b.cfg
+	goal := ">= 80% of systemd-cat, 0 lost"
+	if b.journal == nil {
+		b.report.skip(item, "jackfruit and systemd-cat", "no private journald (see stderr)")
+		return
+	}
+	b.logf("item 4: %d lines, %d interleaved runs per side", c.logLines, c.logRuns)
+	busybox := filepath.Join(c.rootfs, "bin", "busybox")
+	sup, supErr := startSupervisor(ctx, c, "logs", b.profileFlags()...)
+	if supErr == nil {
+		defer sup.stop()
+		b.startProfile(ctx, sup, "logs")
+	}
+	var runs []logRun
+	var jfRate, catRate []float64
+	jfLost, catLost := 0, 0
+	var jfErr, catErr error = supErr, nil
+	if _, err := os.Stat(busybox); err != nil {
+		catErr = fmt.Errorf("%s: %w (run `make rootfs`)", busybox, err)
+	} else if _, err := exec.LookPath("systemd-cat"); err != nil {
+		catErr = err
+	}
+	for i := 0; i < c.logRuns; i++ {
+		if jfErr == nil {
+			r := b.logRunJackfruit(ctx, sup, i)
+			runs = append(runs, r)
+			if r.Error != "" {
+				jfErr = errors.New(r.Error)
+			} else {
+				jfRate = append(jfRate, r.LinesPerSec)
+				jfLost += r.Lost
+			}
+		}
+		if catErr == nil {
+			r := b.logRunCat(ctx, busybox, i)
+			runs = append(runs, r)
+			if r.Error != "" {
+				catErr = errors.New(r.Error)
+			} else {
+				catRate = append(catRate, r.LinesPerSec)
+				catLost += r.Lost
+			}
+		}
+	}
+	b.report.Details["logs"] = runs
+	if supErr == nil {
+		b.report.how("log throughput, jackfruit: `jackfruit start NAME -- seq 1 %d` (busybox seq in the container; supervisor writes the log file and the private journald); clock from the CLI's fork until the last line is readable via `journalctl CONTAINER=NAME -n 1` after `journalctl --sync`", c.logLines)
+	}
+	b.report.how("log throughput, systemd-cat: `%s seq 1 %d | systemd-cat -t TAG` (same busybox, stream transport to the same private journald); same stop condition", busybox, c.logLines)
+	b.report.how("journald: private /usr/lib/systemd/systemd-journald on tmpfs /run/systemd and /run/log with /run/systemd/journald.conf.d/jfbench.conf: Storage=volatile, RateLimitIntervalSec=0, RateLimitBurst=0, no forwarding, no kmsg/audit")
+
+	var catSum *Summary
+	if len(catRate) > 0 {
+		s := summarize(catRate)
+		catSum = &s
+	}
+	if jfErr != nil && len(jfRate) == 0 {
+		b.report.skip(item, "jackfruit", jfErr.Error())
+		b.report.Rows[len(b.report.Rows)-1].Goal = goal
+	} else {
+		s := summarize(jfRate)
+		row := Row{Item: item, Subject: "jackfruit (file+journal)", Metric: "lines/s", Unit: "lines/s", Summary: &s, Goal: goal}
+		vs := []string{fmt.Sprintf("lost %d of %d", jfLost, c.logLines*len(jfRate))}
+		if catSum != nil {
+			vs = append([]string{ratio(s.Median, catSum.Median, "systemd-cat", false)}, vs...)
+		}
+		row.Versus = strings.Join(vs, "; ")
+		b.report.add(row)
+	}
+	if catSum == nil {
+		reason := "no successful run"
+		if catErr != nil {
+			reason = catErr.Error()
+		}
+		b.report.skip(item, "systemd-cat", reason)
+	} else {
+		b.report.add(Row{Item: item, Subject: "systemd-cat (journal)", Metric: "lines/s", Unit: "lines/s", Summary: catSum,
+			Versus: fmt.Sprintf("reference; lost %d of %d", catLost, c.logLines*len(catRate))})
+	}
+}
+
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	j := bytes.LastIndexByte(b, ')')
+	if j < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[j+1:]))
+	// After the comm: state(0) ppid(1) ... utime(11) stime(12), in clock ticks (USER_HZ=100).
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+func (b *bench) logRunJackfruit(ctx context.Context, sup *supervisor, i int) logRun {
+	c := b.cfg
+	name := fmt.Sprintf("jfb-log-%d", i)
+	r := logRun{Side: "jackfruit"}
+	want := strconv.Itoa(c.logLines)
+	sup0, jd0 := cpuSeconds(sup.pid()), cpuSeconds(b.journal.pid())
+	t0 := time.Now()
+	out, err := sup.cli(ctx, "start", name, "--", "seq", "1", want).CombinedOutput()
+	if err != nil {
+		r.Error = "jackfruit start: " + errString(err, out)
+		return r
+	}
+	logPath := filepath.Join(sup.stateDir, "containers", name, "container.log")
+	n, err := followLines(logPath, c.logLines, 20*time.Second)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	filter := "CONTAINER=" + name
+	if err := b.waitJournalTail(ctx, filter, want, n); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	d := time.Since(t0)
+	r.SupervisorCPU = cpuSeconds(sup.pid()) - sup0
+	r.JournaldCPU = cpuSeconds(b.journal.pid()) - jd0
+	r.Seconds = d.Seconds()
+	r.LinesPerSec = float64(c.logLines) / d.Seconds()
+	r.FileLines = countFileLines(logPath)
+	jl, err := b.journal.count(ctx, filter)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.JournalLines = jl
+	r.Lost = max(0, c.logLines-min(r.FileLines, jl))
+	// Free the tmpfs for the next run; --rm would have deleted the file before it was counted.
+	_ = sup.cli(ctx, "rm", name).Run()
+	b.logf("  jackfruit run %d: %.0f lines/s, file %d, journal %d", i+1, r.LinesPerSec, r.FileLines, r.JournalLines)
+	return r
+}
+
+func (b *bench) logRunCat(ctx context.Context, busybox string, i int) logRun {
+	c := b.cfg
+	tag := fmt.Sprintf("jfb-cat-%d", i)
+	r := logRun{Side: "systemd-cat"}
+	want := strconv.Itoa(c.logLines)
+	jd0 := cpuSeconds(b.journal.pid())
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	producer := exec.CommandContext(ctx, busybox, "seq", "1", want)
+	producer.Stdout = pw
+	consumer := exec.CommandContext(ctx, "systemd-cat", "-t", tag)
+	consumer.Stdin = pr
+	var cerr bytes.Buffer
+	consumer.Stderr = &cerr
+	t0 := time.Now()
+	if err := consumer.Start(); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	if err := producer.Start(); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	pw.Close()
+	pr.Close()
+	perr := producer.Wait()
+	if err := consumer.Wait(); err != nil || perr != nil {
+		r.Error = fmt.Sprintf("seq | systemd-cat: %v %v %s", perr, err, cerr.String())
+		return r
+	}
+	filter := "SYSLOG_IDENTIFIER=" + tag
+	if err := b.waitJournalTail(ctx, filter, want, c.logLines); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	d := time.Since(t0)
+	r.JournaldCPU = cpuSeconds(b.journal.pid()) - jd0
+	r.Seconds = d.Seconds()
+	r.LinesPerSec = float64(c.logLines) / d.Seconds()
+	jl, err := b.journal.count(ctx, filter)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.JournalLines = jl
+	r.Lost = max(0, c.logLines-jl)
+	b.logf("  systemd-cat run %d: %.0f lines/s, journal %d", i+1, r.LinesPerSec, r.JournalLines)
+	return r
+}
+
+// waitJournalTail syncs the journal and waits until the newest matching entry is the last
+// line printed. journald keeps one sender's entries in order, so the last line being there
+// means everything before it was processed too (the full count afterwards checks for loss).
+func (b *bench) waitJournalTail(ctx context.Context, filter, want string, seen int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := b.journal.sync(ctx); err != nil {
+			return err
+		}
+		last, err := b.journal.last(ctx, filter)
+		if err != nil {
+			return err
+		}
+		if last == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("journal: newest %s entry is %q, not %q, 60 s after the producer finished (%d lines reached the log file)", filter, last, want, seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// followLines tails a growing file until it holds want lines, or nothing was appended for
+// stall. It returns the number of lines seen.
+func followLines(path string, want int, stall time.Duration) (int, error) {
+	var f *os.File
+	deadline := time.Now().Add(stall)
+	for f == nil {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			if time.Now().After(deadline) {
+				return 0, fmt.Errorf("log file %s never appeared: %w", path, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	n := 0
+	last := time.Now()
+	for n < want {
+		k, err := f.Read(buf)
+		if k > 0 {
+			n += bytes.Count(buf[:k], []byte{'\n'})
+			last = time.Now()
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, err
+		}
+		if time.Since(last) > stall {
+			return n, fmt.Errorf("log file %s stopped growing at %d of %d lines", path, n, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n, nil
+}
+
+// countFileLines counts lines in the log file and any rotated siblings (container.log.1...).
+func countFileLines(path string) int {
+	matches, _ := filepath.Glob(path + "*")
+	total := 0
+	for _, m := range matches {
+		f, err := os.Open(m)
+		if err != nil {
+			continue
+		}
+		n, _ := countLines(f)
+		f.Close()
+		total += n
+	}
+	return total
+}
