@@ -75,7 +75,11 @@ func ResolveCommand(rootfs string, args, env []string) (string, error) {
 	name := args[0]
 	if strings.Contains(name, "/") {
 		// Relative paths are relative to the container's working directory, which is "/".
-		p := path.Clean("/" + name)
+		// No lexical cleaning: "a/../b" must go through a's symlink as the kernel would.
+		p := name
+		if !strings.HasPrefix(p, "/") {
+			p = "/" + p
+		}
 		if err := checkExecutable(rootfs, p); err != nil {
 			return "", commandError(name, p, err)
 		}

@@ -209,6 +209,24 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+func TestExecFailureAfterLookup(t *testing.T) {
+	rootfs := copyRootfs(t, testRootfs(t))
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/script"), []byte("#!/no/such/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin/garbage"), []byte("\x00\x01not an executable format"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, Spec{Name: "t", Rootfs: rootfs, Args: []string{"script"}})
+	if r.exit.Code != 127 || !strings.Contains(r.stderr, `jackfruit: exec "/bin/script": no such file or directory (is its interpreter or dynamic loader missing`) {
+		t.Errorf("missing interpreter: %v, stderr %q", r.exit, r.stderr)
+	}
+	r = run(t, Spec{Name: "t", Rootfs: rootfs, Args: []string{"garbage"}})
+	if r.exit.Code != 126 || !strings.Contains(r.stderr, `jackfruit: exec "/bin/garbage": exec format error`) {
+		t.Errorf("bad format: %v, stderr %q", r.exit, r.stderr)
+	}
+}
+
 func TestSignalKill(t *testing.T) {
 	rootfs := testRootfs(t)
 	p, err := Start(Spec{Name: "t", Rootfs: rootfs, Args: []string{"sleep", "100"}})
