@@ -1,0 +1,573 @@
+package logs
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackfruit/jackfruit/internal/testutil"
+	"github.com/jackfruit/jackfruit/service"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.RunInPrivateJournal(m)) }
+
+// testFields returns unique fields per test so journal queries see only that test's entries.
+func testFields(t testing.TB) Fields {
+	sum := sha256.Sum256([]byte(t.Name() + time.Now().String()))
+	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return Fields{Name: name + "-" + hex.EncodeToString(sum[:3]), ID: hex.EncodeToString(sum[:])}
+}
+
+func openJournal(t testing.TB) *Journal {
+	t.Helper()
+	testutil.RequireJournal(t)
+	j, err := OpenJournal()
+	if err != nil {
+		t.Fatalf("OpenJournal: %v", err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
+}
+
+func openLog(t testing.TB, max int64, f Fields, j *Journal) (*ContainerLog, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "container.log")
+	c, err := OpenContainerLog(path, max, f, j)
+	if err != nil {
+		t.Fatalf("OpenContainerLog: %v", err)
+	}
+	return c, path
+}
+
+// readAll returns every piece Read delivers.
+func readAll(t testing.TB, c *ContainerLog, o service.LogOptions) []service.LogLine {
+	t.Helper()
+	var out []service.LogLine
+	if err := c.Read(context.Background(), o, func(l service.LogLine) error {
+		out = append(out, l)
+		return nil
+	}); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	return out
+}
+
+// joined re-joins pieces into whole lines per stream.
+func joined(t testing.TB, pieces []service.LogLine) []service.LogLine {
+	t.Helper()
+	var out []service.LogLine
+	join, flush := JoinPartial(0, func(l service.LogLine) error { out = append(out, l); return nil })
+	for _, p := range pieces {
+		if err := join(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := flush(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func texts(lines []service.LogLine) []string {
+	s := make([]string, len(lines))
+	for i, l := range lines {
+		s[i] = string(l.Data)
+	}
+	return s
+}
+
+func TestJournalFieldsAndPriority(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	c, _ := openLog(t, 0, f, j)
+	if err := c.Copy(strings.NewReader("hello stdout\n\nlast without newline"), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Copy(strings.NewReader("oops on stderr\n"), service.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	if len(entries) != 4 {
+		t.Fatalf("want 4 journal entries, got %d: %v", len(entries), entries)
+	}
+	want := []struct{ msg, prio string }{
+		{"hello stdout", "6"}, {"", "6"}, {"last without newline", "6"}, {"oops on stderr", "3"},
+	}
+	for i, e := range entries {
+		for k, v := range map[string]string{
+			"MESSAGE":           want[i].msg,
+			"PRIORITY":          want[i].prio,
+			"CONTAINER":         f.Name,
+			"CONTAINER_NAME":    f.Name,
+			"CONTAINER_ID":      f.ID[:12],
+			"CONTAINER_ID_FULL": f.ID,
+			"SYSLOG_IDENTIFIER": f.Name,
+		} {
+			if e[k] != v {
+				t.Errorf("entry %d: %s=%q, want %q", i, k, e[k], v)
+			}
+		}
+		if _, ok := e["CONTAINER_PARTIAL_MESSAGE"]; ok {
+			t.Errorf("entry %d: unexpected CONTAINER_PARTIAL_MESSAGE", i)
+		}
+	}
+	// The same lines from the file.
+	lines := readAll(t, c, service.LogOptions{})
+	got := texts(lines)
+	wantText := []string{"hello stdout", "", "last without newline", "oops on stderr"}
+	if fmt.Sprint(got) != fmt.Sprint(wantText) {
+		t.Fatalf("file lines %q, want %q", got, wantText)
+	}
+	if lines[3].Stream != service.Stderr || lines[0].Stream != service.Stdout {
+		t.Fatalf("streams wrong: %+v", lines)
+	}
+}
+
+func TestLongLineSplitAndReassembled(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	c, _ := openLog(t, 4<<20, f, j)
+	line := make([]byte, 1<<20)
+	for i := range line {
+		line[i] = 'a' + byte(i%26)
+	}
+	copy(line[len(line)-10:], "0123456789")
+	input := append(append([]byte("before\n"), line...), []byte("\nafter\n")...)
+	// A reader returning small odd-sized chunks exercises pieces spanning reads.
+	if err := c.Copy(&chunkReader{r: bytes.NewReader(input), n: 7000}, service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	pieces := readAll(t, c, service.LogOptions{})
+	if len(pieces) != 2+64 {
+		t.Fatalf("want 66 pieces (1 MiB = 64 x 16 KiB), got %d", len(pieces))
+	}
+	for i, p := range pieces[1:65] {
+		if len(p.Data) != MaxLinePiece || p.Partial != (i < 63) {
+			t.Fatalf("piece %d: len %d partial %v", i, len(p.Data), p.Partial)
+		}
+	}
+	whole := joined(t, pieces)
+	if len(whole) != 3 || !bytes.Equal(whole[1].Data, line) || whole[1].Partial ||
+		string(whole[0].Data) != "before" || string(whole[2].Data) != "after" {
+		t.Fatalf("re-joined lines wrong: %d lines", len(whole))
+	}
+
+	entries := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	if len(entries) != 66 {
+		t.Fatalf("want 66 journal entries, got %d", len(entries))
+	}
+	var got []byte
+	for i, e := range entries[1:65] {
+		partial, has := e["CONTAINER_PARTIAL_MESSAGE"]
+		if (i < 63) != has || (has && partial != "true") {
+			t.Fatalf("journal piece %d: CONTAINER_PARTIAL_MESSAGE=%q present=%v", i, partial, has)
+		}
+		got = append(got, e["MESSAGE"]...)
+	}
+	if !bytes.Equal(got, line) {
+		t.Fatalf("journal pieces do not re-join to the line (got %d bytes)", len(got))
+	}
+}
+
+func TestExactPieceSizeHasNoEmptyPiece(t *testing.T) {
+	c, _ := openLog(t, 0, testFields(t), nil)
+	line := bytes.Repeat([]byte("x"), 2*MaxLinePiece)
+	if err := c.Copy(bytes.NewReader(append(line, '\n')), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p := readAll(t, c, service.LogOptions{})
+	if len(p) != 2 || !p[0].Partial || p[1].Partial || len(p[1].Data) != MaxLinePiece {
+		t.Fatalf("a 32 KiB line must be 2 pieces, the last final: %d pieces", len(p))
+	}
+}
+
+func TestBinaryOutputSurvives(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	c, path := openLog(t, 0, f, j)
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	// stdout carries the 256 values once; stderr twice with a NUL-only line between.
+	if err := c.Copy(bytes.NewReader(all), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	errInput := append(append(append([]byte{}, all...), 0, 0, '\n'), all...)
+	if err := c.Copy(bytes.NewReader(errInput), service.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	// File: joining a stream's lines with '\n' gives back exactly what was written.
+	streams := map[service.Stream][]byte{}
+	var err error
+	err = ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
+		if b, ok := streams[l.Stream]; ok {
+			streams[l.Stream] = append(append(b, '\n'), l.Data...)
+		} else {
+			streams[l.Stream] = append([]byte{}, l.Data...)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(streams[service.Stdout], all) || !bytes.Equal(streams[service.Stderr], errInput) {
+		t.Fatalf("file lost bytes:\nstdout %x\nstderr %x", streams[service.Stdout], streams[service.Stderr])
+	}
+
+	// Journal: the same, from MESSAGE fields (binary values come back as byte arrays).
+	entries := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	js := map[string][]string{}
+	for _, e := range entries {
+		js[e["PRIORITY"]] = append(js[e["PRIORITY"]], e["MESSAGE"])
+	}
+	if got := strings.Join(js["6"], "\n"); got != string(all) {
+		t.Fatalf("journal stdout differs: %x", got)
+	}
+	if got := strings.Join(js["3"], "\n"); got != string(errInput) {
+		t.Fatalf("journal stderr differs: %x", got)
+	}
+}
+
+func TestJournalLineWithNewlineUsesBinaryForm(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	msg := "two\nlines\x00and a NUL"
+	if err := j.Line(f, service.LogLine{Stream: service.Stderr, Data: []byte(msg), Partial: true}); err != nil {
+		t.Fatal(err)
+	}
+	e := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	if len(e) != 1 || e[0]["MESSAGE"] != msg || e[0]["PRIORITY"] != "3" || e[0]["CONTAINER_PARTIAL_MESSAGE"] != "true" {
+		t.Fatalf("entry %v", e)
+	}
+	if err := j.Line(Fields{Name: "x", ID: "abc"}, service.LogLine{}); service.KindOf(err) != service.KindInvalidArgument {
+		t.Fatalf("bad ID accepted: %v", err)
+	}
+}
+
+func TestOpenJournalAbsent(t *testing.T) {
+	_, err := OpenJournalAt(filepath.Join(t.TempDir(), "no-socket"), 0)
+	if err == nil || !strings.Contains(err.Error(), "journald is not available") {
+		t.Fatalf("want a clear error, got %v", err)
+	}
+}
+
+func TestTailSinceFollow(t *testing.T) {
+	c, _ := openLog(t, 0, testFields(t), nil)
+	var b strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	if err := c.Copy(strings.NewReader(b.String()), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(readAll(t, c, service.LogOptions{Tail: 3})); fmt.Sprint(got) != "[line 7 line 8 line 9]" {
+		t.Fatalf("tail 3: %q", got)
+	}
+	if got := readAll(t, c, service.LogOptions{Tail: 100}); len(got) != 10 {
+		t.Fatalf("tail 100 of 10: %d lines", len(got))
+	}
+	time.Sleep(5 * time.Millisecond)
+	mark := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	if err := c.Copy(strings.NewReader("late 1\nlate 2\n"), service.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(readAll(t, c, service.LogOptions{Since: mark})); fmt.Sprint(got) != "[late 1 late 2]" {
+		t.Fatalf("since: %q", got)
+	}
+	if got := texts(readAll(t, c, service.LogOptions{Since: mark, Tail: 1})); fmt.Sprint(got) != "[late 2]" {
+		t.Fatalf("since+tail: %q", got)
+	}
+	// Tail applies to whole lines: a 40 KiB line is 3 pieces, all delivered.
+	long := strings.Repeat("L", 40<<10)
+	if err := c.Copy(strings.NewReader(long+"\nshort\n"), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, c, service.LogOptions{Tail: 2})
+	if len(got) != 4 || !got[0].Partial || string(joined(t, got)[0].Data) != long {
+		t.Fatalf("tail over a long line: %d pieces", len(got))
+	}
+
+	// Follow: history, then new lines as written, then the end at Close.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lines := make(chan string, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Read(ctx, service.LogOptions{Tail: 1, Follow: true}, func(l service.LogLine) error {
+			lines <- string(l.Data)
+			return nil
+		})
+	}()
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-lines:
+			if got != want {
+				t.Fatalf("follow got %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("follow: %q not delivered", want)
+		}
+	}
+	expect("short")
+	pr, pw := io.Pipe()
+	copyDone := make(chan error, 1)
+	go func() { copyDone <- c.Copy(pr, service.Stdout) }()
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(pw, "live %d\n", i)
+		expect(fmt.Sprintf("live %d", i))
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("follow ended before Close: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	pw.Write([]byte("unterminated"))
+	pw.Close()
+	if err := <-copyDone; err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	expect("unterminated")
+	if err := <-done; err != nil {
+		t.Fatalf("follow after Close: %v", err)
+	}
+
+	// A follower of a closed log ends at once; ctx ends a follower of an open one.
+	if got := readAll(t, c, service.LogOptions{Follow: true}); len(got) < 10 {
+		t.Fatalf("follow of closed log: %d", len(got))
+	}
+	c2, _ := openLog(t, 0, testFields(t), nil)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	if err := c2.Read(ctx2, service.LogOptions{Follow: true}, func(service.LogLine) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("follow with ctx deadline returned %v", err)
+	}
+	stop := errors.New("stop")
+	if err := c.Read(context.Background(), service.LogOptions{}, func(service.LogLine) error { return stop }); err != stop {
+		t.Fatalf("fn error not returned: %v", err)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	const max = 8 << 10
+	c, path := openLog(t, max, testFields(t), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var followed []string
+	followDone := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		followDone <- c.Read(ctx, service.LogOptions{Follow: true}, func(l service.LogLine) error {
+			followed = append(followed, string(l.Data))
+			return nil
+		})
+	}()
+	<-started
+	pr, pw := io.Pipe()
+	copyDone := make(chan error, 1)
+	go func() { copyDone <- c.Copy(pr, service.Stdout) }()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		// One write per line so that the follower keeps up across rotations.
+		fmt.Fprintf(pw, "rotating line %05d\n", i)
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	pw.Close()
+	if err := <-copyDone; err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + ".1"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > max {
+			t.Fatalf("%s is %d bytes, over the cap %d", p, fi.Size(), max)
+		}
+	}
+	got := texts(readAll(t, c, service.LogOptions{}))
+	if len(got) == 0 || len(got) >= n || got[len(got)-1] != fmt.Sprintf("rotating line %05d", n-1) {
+		t.Fatalf("after rotation: %d lines, last %q", len(got), got[len(got)-1])
+	}
+	first := 0
+	fmt.Sscanf(got[0], "rotating line %d", &first)
+	for i, l := range got {
+		if want := fmt.Sprintf("rotating line %05d", first+i); l != want {
+			t.Fatalf("line %d = %q, want %q (not contiguous)", i, l, want)
+		}
+	}
+	c.Close()
+	if err := <-followDone; err != nil {
+		t.Fatal(err)
+	}
+	if len(followed) != n {
+		t.Fatalf("follower across rotations saw %d of %d lines", len(followed), n)
+	}
+	for i, l := range followed {
+		if want := fmt.Sprintf("rotating line %05d", i); l != want {
+			t.Fatalf("followed line %d = %q, want %q", i, l, want)
+		}
+	}
+	// ReadFile sees the same as Read.
+	var fromFile []string
+	if err := ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
+		fromFile = append(fromFile, string(l.Data))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(fromFile) != fmt.Sprint(got) {
+		t.Fatal("ReadFile differs from Read")
+	}
+}
+
+func TestConcurrentStreamsLoseNothing(t *testing.T) {
+	const n = 100000
+	j := openJournal(t)
+	f := testFields(t)
+	c, _ := openLog(t, 256<<20, f, j)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, s := range []service.Stream{service.Stdout, service.Stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); errs <- c.Copy(r, s); r.Close() }()
+		go func() {
+			defer wg.Done()
+			defer w.Close()
+			var b bytes.Buffer
+			for i := 0; i < n; i++ {
+				fmt.Fprintf(&b, "%s %06d\n", s, i)
+				if b.Len() > 3000 || i == n-1 {
+					w.Write(b.Bytes())
+					b.Reset()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	next := map[service.Stream]int{}
+	for _, l := range readAll(t, c, service.LogOptions{}) {
+		if want := fmt.Sprintf("%s %06d", l.Stream, next[l.Stream]); string(l.Data) != want {
+			t.Fatalf("file: got %q, want %q", l.Data, want)
+		}
+		next[l.Stream]++
+	}
+	if next[service.Stdout] != n || next[service.Stderr] != n {
+		t.Fatalf("file: %v lines, want %d per stream", next, n)
+	}
+	if err := testutil.JournalSync(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []service.Stream{service.Stdout, service.Stderr} {
+		out, err := testutil.JournalCtl("-o", "cat", "CONTAINER="+f.Name, "PRIORITY="+string(priorityOf(s)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(lines) != n {
+			t.Fatalf("journal %s: %d lines, want %d (dropped %d)", s, len(lines), n, j.Dropped())
+		}
+		for i, l := range lines {
+			if want := fmt.Sprintf("%s %06d", s, i); l != want {
+				t.Fatalf("journal %s line %d = %q, want %q", s, i, l, want)
+			}
+		}
+	}
+}
+
+func TestReopenAppendsAndCutsTornRecord(t *testing.T) {
+	f := testFields(t)
+	c, path := openLog(t, 0, f, nil)
+	c.Copy(strings.NewReader("one\ntwo\n"), service.Stdout)
+	c.Close()
+	// Simulate a crash in the middle of a record.
+	torn := appendRecord(nil, false, false, time.Now().UnixNano(), []byte("torn record"))
+	fh, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	fh.Write(torn[:20])
+	fh.Close()
+	c2, err := OpenContainerLog(path, 0, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Copy(strings.NewReader("three\n"), service.Stderr)
+	c2.Close()
+	if got := texts(readAll(t, c2, service.LogOptions{})); fmt.Sprint(got) != "[one two three]" {
+		t.Fatalf("after reopen: %q", got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "notes.txt")
+	os.WriteFile(other, []byte("not a log, keep me\n"), 0o644)
+	if _, err := OpenContainerLog(other, 0, testFields(t), nil); err == nil || !strings.Contains(err.Error(), "not a jackfruit log file") {
+		t.Fatalf("foreign file: %v", err)
+	}
+	if b, _ := os.ReadFile(other); string(b) != "not a log, keep me\n" {
+		t.Fatal("foreign file was modified")
+	}
+	if _, err := OpenContainerLog(filepath.Join(dir, "a.log"), 100, testFields(t), nil); service.KindOf(err) != service.KindInvalidArgument {
+		t.Fatalf("tiny cap: %v", err)
+	}
+	if _, err := OpenContainerLog(filepath.Join(dir, "b.log"), 0, Fields{Name: "bad\nname", ID: strings.Repeat("a", 64)}, nil); service.KindOf(err) != service.KindInvalidArgument {
+		t.Fatalf("bad name: %v", err)
+	}
+	c, _ := openLog(t, 0, testFields(t), nil)
+	if err := c.Copy(strings.NewReader("x\n"), "stdin"); service.KindOf(err) != service.KindInvalidArgument {
+		t.Fatalf("bad stream: %v", err)
+	}
+	if err := ReadFile(context.Background(), filepath.Join(dir, "missing.log"), service.LogOptions{}, nil); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// chunkReader returns at most n bytes per Read.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	return c.r.Read(p)
+}
+
