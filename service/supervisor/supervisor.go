@@ -802,7 +802,17 @@ func (s *Supervisor) Logs(ctx context.Context, caller service.Caller, name strin
 	final, path := c.rec.State.Final(), c.rec.LogPath
 	s.mu.Unlock()
 	if c.clog != nil && !final {
-		return c.clog.Read(ctx, opts, fn)
+		if err := c.clog.Read(ctx, opts, fn); err != nil || !opts.Follow {
+			return err
+		}
+		// The log ends when the output is drained, a moment before the final state is
+		// settled; a follower returns only once ps would show the container final.
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if err := logs.ReadFile(ctx, path, opts, fn); err != nil {
 		if errors.Is(err, os.ErrNotExist) {

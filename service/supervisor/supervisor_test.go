@@ -298,6 +298,13 @@ func TestValidationChangesNothing(t *testing.T) {
 	if _, err := e.s.Start(ctx, root, service.StartRequest{Name: "norootfs", Rootfs: odd, Command: []string{"/notexec"}}); err == nil {
 		t.Error("start with a broken rootfs accepted")
 	}
+	if ents, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "containers")); len(ents) != 1 {
+		t.Errorf("a failed start left a directory behind: %v", ents)
+	}
+	if l, _ := e.s.List(ctx, root, true); len(l) != 1 {
+		t.Errorf("a failed start left a registry entry behind: %d containers", len(l))
+	}
+	e.s.Kill(ctx, root, "dup", syscall.SIGKILL)
 
 	// Unknown and invalid names in the other verbs.
 	if _, err := e.s.Get(ctx, root, "ghost"); service.KindOf(err) != service.KindNoSuchContainer || !strings.Contains(err.Error(), `"ghost"`) {
@@ -593,9 +600,10 @@ func TestPersistence(t *testing.T) {
 	ctx := context.Background()
 	first := e.start(t, "kept", "sh", "-c", "echo persisted; exit 4")
 	e.wait(t, "kept")
-	e.start(t, "running", "sleep", "1000")
+	e.start(t, "running", "sh", "-c", `trap "exit 0" TERM; echo ready; sleep 1000 & wait`)
+	waitOutput(t, e, "running", "ready") // TERM before the trap is set would be ignored by pid 1
 	e.s.Close() // stops "running"
-	if info, _ := e.s.Get(ctx, root, "running"); info.State != service.StateKilled {
+	if info, _ := e.s.Get(ctx, root, "running"); info.State != service.StateExited || info.FinishedAt.IsZero() {
 		t.Errorf("Close left running in state %s", info.State)
 	}
 	if _, err := e.s.Start(ctx, root, service.StartRequest{Name: "late", Command: []string{"true"}}); service.KindOf(err) != service.KindInvalidState {
@@ -745,6 +753,7 @@ func TestChurnLeaks(t *testing.T) {
 	for i := range cycles {
 		name := fmt.Sprintf("churn%d", i)
 		e.start(t, name, "sh", "-c", `trap "exit 0" TERM; echo up; sleep 1000 & wait`)
+		waitOutput(t, e, name, "up")
 		info, err := e.s.Stop(ctx, root, name, 5*time.Second)
 		if err != nil || !info.State.Final() {
 			t.Fatalf("cycle %d: stop: %v %s", i, err, info.State)
