@@ -602,7 +602,7 @@ func TestPersistence(t *testing.T) {
 	e.wait(t, "kept")
 	e.start(t, "running", "sh", "-c", `trap "exit 0" TERM; echo ready; sleep 1000 & wait`)
 	waitOutput(t, e, "running", "ready") // TERM before the trap is set would be ignored by pid 1
-	e.s.Close() // stops "running"
+	e.s.Close()                          // stops "running"
 	if info, _ := e.s.Get(ctx, root, "running"); info.State != service.StateExited || info.FinishedAt.IsZero() {
 		t.Errorf("Close left running in state %s", info.State)
 	}
