@@ -572,3 +572,10 @@ func decodeParams(raw json.RawMessage, dst any) error {
 	}
 	return nil
 }
+
+// ContainerToWire returns the protocol's form of a container, which is also what
+// `jackfruit inspect` and `ps --format json` print.
+func ContainerToWire(c service.ContainerInfo) Container { return containerToWire(c) }
+
+// EventToWire returns the protocol's form of an event (`jackfruit events --format json`).
+func EventToWire(e service.Event) Event { return eventToWire(e) }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/control"
+)
+
+func (c *cli) newStatusCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:     "status",
+		Aliases: []string{"info"},
+		Short:   "Show the supervisor's state: version, memory monitor, journal, container counts",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				b, err := json.MarshalIndent(st, "", "    ")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "%s\n", b)
+				return nil
+			}
+			if format != "" && format != "text" {
+				return &usageError{cmd, fmt.Errorf("--format %q: use text or json", format)}
+			}
+			tw := tabwriter.NewWriter(c.stdout, 0, 8, 1, ' ', 0)
+			fmt.Fprintf(tw, "Supervisor version:\t%s\n", st.Version)
+			fmt.Fprintf(tw, "Control socket:\t%s\n", c.socket)
+			fmt.Fprintf(tw, "Base rootfs:\t%s\n", st.BaseRootfs)
+			mon := "available: memory limits are enforced"
+			if !st.MonitorAvailable {
+				mon = "NOT available: memory limits are not enforced"
+				if st.MonitorMessage != "" {
+					mon += " (" + st.MonitorMessage + ")"
+				}
+			}
+			fmt.Fprintf(tw, "Memory monitor:\t%s\n", mon)
+			journal := "available"
+			if !st.JournalAvailable {
+				journal = "not available: output goes to the log files only"
+			}
+			fmt.Fprintf(tw, "Journal:\t%s\n", journal)
+			fmt.Fprintf(tw, "Containers:\t%d (%d running)\n", st.ContainerCount, st.RunningCount)
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+func (c *cli) newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the client's and the supervisor's versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(c.stdout, "Client:  %s\n", service.Version)
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				fmt.Fprintf(c.stdout, "Server:  unavailable\n")
+				fmt.Fprintf(c.stderr, "Note: %v\n", err)
+				return nil
+			}
+			defer cl.Close()
+			info, err := cl.GetInfo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "Server:  %s\n", info.Version)
+			return nil
+		},
+	}
+}
+
+func (c *cli) newEventsCmd() *cobra.Command {
+	var format string
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "events [flags]",
+		Short: "Print container events as they happen (started, exited, memory limits, removed)",
+		Long: `Print each event of the supervisor's event stream until interrupted: containers
+started, exited (with code or signal), crossing the soft memory limit, killed at the hard limit,
+removed, and other state changes. --format json prints one JSON object per line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "json" {
+				return &usageError{cmd, fmt.Errorf("--format %q: use text or json", format)}
+			}
+			want := map[string]bool{}
+			for _, n := range names {
+				want[n] = true
+			}
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			err = cl.Events(cmd.Context(), nil, func(ev service.Event) error {
+				if len(want) > 0 && !want[ev.Container.Name] {
+					return nil
+				}
+				var werr error
+				if format == "json" {
+					w := control.EventToWire(ev)
+					b, err := json.Marshal(w)
+					if err != nil {
+						return err
+					}
+					_, werr = fmt.Fprintf(c.stdout, "%s\n", b)
+				} else {
+					_, werr = fmt.Fprintln(c.stdout, eventText(ev))
+				}
+				if werr != nil {
+					return errStopOutput
+				}
+				return nil
+			})
+			if errors.Is(err, errStopOutput) {
+				return nil
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringArrayVar(&names, "container", nil, "only events of this container (repeatable)")
+	return cmd
+}
+
+// eventText renders an event as one line: time, type, container, details.
+func eventText(ev service.Event) string {
+	ci := ev.Container
+	s := fmt.Sprintf("%s container %s %s (id %s", ev.Time.Local().Format(time.RFC3339Nano), ev.Type, ci.Name, ci.ShortID())
+	switch ev.Type {
+	case service.EventStarted:
+		s += fmt.Sprintf(", pid %d, command %s", ci.Pid, quoteArgs(ci.Command))
+	case service.EventExited:
+		switch ci.State {
+		case service.StateExited:
+			s += fmt.Sprintf(", exit code %d", ci.ExitCode)
+		case service.StateKilled:
+			s += ", signal " + ci.Signal
+		case service.StateOOMKill:
+			s += ", killed at the hard memory limit"
+		}
+	case service.EventSoftLimit, service.EventHardLimit:
+		s += fmt.Sprintf(", rss %d, limit %d", ev.RSS, ev.Limit)
+	case service.EventChanged:
+		s += ", state " + string(ci.State)
+	}
+	return s + ")"
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/control"
+)
+
+func (c *cli) newPsCmd() *cobra.Command {
+	var all, quiet, noTrunc bool
+	var format string
+	cmd := &cobra.Command{
+		Use:     "ps [flags]",
+		Aliases: []string{"list", "ls"},
+		Short:   "List containers",
+		Long: `List running containers (--all: also those that have exited).
+
+LIMITS shows the soft/hard memory limits; "(not enforced)" marks containers whose limits the
+kernel monitor does not watch (module not loaded). --format takes "table" (default), "json"
+(an array of the objects "inspect" prints) or a Go template applied to each container, with
+the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			infos, err := cl.List(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			switch {
+			case quiet:
+				for _, i := range infos {
+					if noTrunc {
+						fmt.Fprintln(c.stdout, i.ID)
+					} else {
+						fmt.Fprintln(c.stdout, i.ShortID())
+					}
+				}
+				return nil
+			case format == "json":
+				return writeJSON(c.stdout, infos)
+			case format == "" || format == "table":
+				return writeTable(c.stdout, infos, time.Now(), noTrunc)
+			default:
+				return writeTemplate(cmd, c.stdout, format, infos)
+			}
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also show containers that have exited")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only container IDs")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs and commands")
+	cmd.Flags().StringVar(&format, "format", "table", `output format: table, json or a Go template`)
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func (c *cli) newInspectCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect [flags] NAME...",
+		Short: "Show containers in detail as a JSON array",
+		Long: `Print a JSON array with one object per container: every field the supervisor knows
+(state, pid, exit code or signal, limits and whether they are enforced, RSS and peak RSS, times,
+rootfs, log file). The fields are those of the control protocol's Container type
+(docs/protocol.md). --format applies a Go template to each instead.`,
+		ValidArgsFunction: c.completeNames(nil),
+		Args:              cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var infos []service.ContainerInfo
+			var errs []error
+			for _, n := range args {
+				i, err := cl.Get(cmd.Context(), n)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				infos = append(infos, i)
+			}
+			// Like podman: print what was found, then report what was not.
+			if len(infos) > 0 || len(errs) == 0 {
+				var werr error
+				if format == "" || format == "json" {
+					werr = writeJSON(c.stdout, infos)
+				} else {
+					werr = writeTemplate(cmd, c.stdout, format, infos)
+				}
+				if werr != nil {
+					return werr
+				}
+			}
+			switch len(errs) {
+			case 0:
+				return nil
+			case 1:
+				return errs[0]
+			}
+			for _, e := range errs {
+				fmt.Fprintf(c.stderr, "Error: %v\n", e)
+			}
+			return &exitError{code: 1}
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "json", "output format: json or a Go template")
+	return cmd
+}
+
+func writeJSON(w io.Writer, infos []service.ContainerInfo) error {
+	out := make([]control.Container, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, control.ContainerToWire(i))
+	}
+	b, err := json.MarshalIndent(out, "", "    ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func writeTemplate(cmd *cobra.Command, w io.Writer, format string, infos []service.ContainerInfo) error {
+	t, err := template.New("format").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
+	}).Parse(format)
+	if err != nil {
+		return &usageError{cmd, fmt.Errorf("--format: %w", err)}
+	}
+	for _, i := range infos {
+		if err := t.Execute(w, control.ContainerToWire(i)); err != nil {
+			return fmt.Errorf("--format: %w", err)
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTrunc bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tSTATE\tPID\tRSS\tLIMITS (SOFT/HARD)\tCREATED\tSTATUS\tCOMMAND")
+	for _, i := range infos {
+		id := i.ShortID()
+		if noTrunc {
+			id = i.ID
+		}
+		pid := "-"
+		if i.Pid > 0 {
+			pid = fmt.Sprint(i.Pid)
+		}
+		rss := "-"
+		if i.RSS > 0 || !i.State.Final() {
+			rss = humanSize(i.RSS)
+		}
+		limits := humanSize(i.SoftLimit) + "/" + humanSize(i.HardLimit)
+		if !i.LimitsEnforced {
+			limits += " (not enforced)"
+		}
+		command := strings.Join(i.Command, " ")
+		if !noTrunc && len(command) > 30 {
+			command = command[:29] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, i.Name, i.State, pid, rss, limits,
+			ago(now, i.CreatedAt), statusText(i, now), command)
+	}
+	return tw.Flush()
+}
+
+// statusText says what a container is doing, in podman's words.
+func statusText(i service.ContainerInfo, now time.Time) string {
+	switch i.State {
+	case service.StateCreated:
+		return "Created"
+	case service.StateRunning:
+		return "Up " + since(now, i.StartedAt)
+	case service.StateStopping:
+		return "Stopping (up " + since(now, i.StartedAt) + ")"
+	case service.StateExited:
+		return fmt.Sprintf("Exited (%d) %s", i.ExitCode, ago(now, i.FinishedAt))
+	case service.StateKilled:
+		return fmt.Sprintf("Killed (%s) %s", i.Signal, ago(now, i.FinishedAt))
+	case service.StateOOMKill:
+		return "Killed by memory limit " + ago(now, i.FinishedAt)
+	}
+	return string(i.State)
+}
+
+// since renders a duration like podman: "5 seconds", "3 minutes", "2 hours", "4 days".
+func since(now, t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "less than a second"
+	case d < time.Minute:
+		return plural(int(d/time.Second), "second")
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute")
+	case d < 48*time.Hour:
+		return plural(int(d/time.Hour), "hour")
+	default:
+		return plural(int(d/(24*time.Hour)), "day")
+	}
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return since(now, t) + " ago"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+// humanSize renders bytes in binary units: 512B, 40M, 1.5G.
+func humanSize(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%dB", b)
+	}
+	v, suffix := float64(b), ""
+	for _, s := range []string{"K", "M", "G", "T", "P"} {
+		v /= unit
+		suffix = s
+		if v < unit {
+			break
+		}
+	}
+	if v == float64(uint64(v)) || v >= 100 {
+		return fmt.Sprintf("%.0f%s", v, suffix)
+	}
+	return fmt.Sprintf("%.1f%s", v, suffix)
+}
+
+func mib(b uint64) string { return humanSize(b) + "iB" }

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/control"
+)
+
+// startFlags are shared by start and run.
+type startFlags struct {
+	rootfs      string
+	hostname    string
+	softMiB     uint64
+	hardMiB     uint64
+	env         []string
+	stopTimeout uint
+}
+
+func (f *startFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.rootfs, "rootfs", "", "root filesystem directory used as is (default: an overlay of the supervisor's base rootfs)")
+	fs.StringVar(&f.hostname, "hostname", "", "hostname inside the container (default: the container name)")
+	fs.Uint64Var(&f.softMiB, "soft-mib", service.DefaultSoftLimit>>20, "soft memory limit in MiB: one warning when RSS exceeds it")
+	fs.Uint64Var(&f.hardMiB, "hard-mib", service.DefaultHardLimit>>20, "hard memory limit in MiB: the container is killed when RSS exceeds it")
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: take it from this environment); repeatable")
+	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL")
+}
+
+// request builds the StartRequest from the flags and positional arguments:
+//
+//	NAME [ROOTFS] -- CMD [ARGS...]    or    NAME [ROOTFS] CMD [ARGS...]
+//
+// A positional ROOTFS (the seed's `engine start hog ./rootfs-alpha /memory_hog`) is
+// recognised as an existing directory followed by a command.
+func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRequest, error) {
+	if len(args) == 0 {
+		return service.StartRequest{}, &usageError{cmd, errors.New("missing container NAME")}
+	}
+	name := args[0]
+	if dash := cmd.ArgsLenAtDash(); dash == 0 {
+		return service.StartRequest{}, &usageError{cmd, errors.New("the container NAME comes before --")}
+	}
+	rest := args[1:]
+	rootfs := f.rootfs
+	var command []string
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		before, after := args[1:dash], args[dash:]
+		switch len(before) {
+		case 0:
+		case 1:
+			if rootfs != "" {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected argument %q: the rootfs is already given with --rootfs", before[0])}
+			}
+			if fi, err := os.Stat(before[0]); err != nil || !fi.IsDir() {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("rootfs %q is not a directory", before[0])}
+			}
+			rootfs = before[0]
+		default:
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected arguments %q before --", before[1:])}
+		}
+		command = after
+	} else {
+		if len(rest) >= 2 && rootfs == "" {
+			if fi, err := os.Stat(rest[0]); err == nil && fi.IsDir() {
+				rootfs, rest = rest[0], rest[1:]
+			}
+		}
+		command = rest
+	}
+	if len(command) == 0 {
+		return service.StartRequest{}, &usageError{cmd, errors.New("no command given: jackfruit " + cmd.Name() + " NAME [flags] -- CMD [ARGS...]")}
+	}
+	if rootfs != "" {
+		// The supervisor resolves paths in its own working directory; send an absolute one.
+		abs, err := filepath.Abs(rootfs)
+		if err != nil {
+			return service.StartRequest{}, fmt.Errorf("rootfs %q: %w", rootfs, err)
+		}
+		rootfs = abs
+	}
+	const maxMiB = service.MaxLimit >> 20
+	for _, l := range []struct {
+		name string
+		v    uint64
+	}{{"--soft-mib", f.softMiB}, {"--hard-mib", f.hardMiB}} {
+		if l.v > maxMiB {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%s %d is too large (at most %d)", l.name, l.v, maxMiB)}
+		}
+	}
+	env := make([]string, 0, len(f.env))
+	for _, e := range f.env {
+		if strings.Contains(e, "=") {
+			env = append(env, e)
+			continue
+		}
+		v, ok := os.LookupEnv(e)
+		if !ok {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--env %s: not KEY=VALUE and %s is not set in this environment", e, e)}
+		}
+		env = append(env, e+"="+v)
+	}
+	return service.StartRequest{
+		Name: name, Rootfs: rootfs, Command: command, Env: env, Hostname: f.hostname,
+		SoftLimit: f.softMiB << 20, HardLimit: f.hardMiB << 20,
+		StopTimeout: time.Duration(f.stopTimeout) * time.Second,
+	}, nil
+}
+
+func (c *cli) newStartCmd() *cobra.Command {
+	var f startFlags
+	cmd := &cobra.Command{
+		Use:   "start [flags] NAME [ROOTFS] [--] CMD [ARGS...]",
+		Short: "Create and start a container in the background",
+		Long: `Create a container NAME running CMD and start it in the background; print its ID.
+
+The root filesystem is --rootfs (or a directory given as the argument after NAME), used as is;
+without one, the container runs on an overlay of the supervisor's base rootfs with its own
+writable layer. Put the command after -- when it has options of its own:
+  jackfruit start web --hard-mib 128 -- /bin/httpd -f -p 8080`,
+		Example: `  jackfruit start hog ./rootfs /usr/bin/memory_hog
+  jackfruit start web --rootfs /srv/web --env PORT=8080 -- /bin/httpd -f`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := f.request(cmd, args)
+			if err != nil {
+				return err
+			}
+			cl, err := c.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			info, err := cl.Start(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.stdout, info.ID)
+			if !info.LimitsEnforced && info.Message != "" {
+				fmt.Fprintf(c.stderr, "Warning: %s\n", info.Message)
+			}
+			return nil
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func (c *cli) newRunCmd() *cobra.Command {
+	var f startFlags
+	var rm, detach bool
+	cmd := &cobra.Command{
+		Use:   "run [flags] NAME [ROOTFS] [--] CMD [ARGS...]",
+		Short: "Start a container, show its output and exit with its exit code",
+		Long: `Start a container like "start", copy its output to this terminal (stdout to stdout,
+stderr to stderr) until it exits, and exit with its exit code: 128+N when killed by signal N
+(137 when the memory monitor killed it at the hard limit). Signals sent to jackfruit run
+(SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded to the container.
+
+When the container cannot be started, the exit code follows podman: 127 when the command
+does not exist in the rootfs, 126 when it is not executable, 125 for any other error.`,
+		Example: `  jackfruit run --rm t1 ./rootfs -- /bin/sh -c 'echo hello; exit 3'; echo $?`,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := f.request(cmd, args)
+			if err != nil {
+				return &exitError{code: 125, err: err}
+			}
+			if rm && detach {
+				return &exitError{code: 125, err: &usageError{cmd, errors.New("--rm and --detach exclude each other")}}
+			}
+			return c.run(cmd.Context(), req, rm, detach)
+		},
+	}
+	f.register(cmd.Flags())
+	cmd.Flags().BoolVar(&rm, "rm", false, "remove the container once it has exited")
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background and print the ID (like start)")
+	return cmd
+}
+
+// run implements `jackfruit run`.
+func (c *cli) run(ctx context.Context, req service.StartRequest, rm, detach bool) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cl, err := c.dial(ctx)
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	defer cl.Close()
+
+	// Forward signals from the moment the container exists; before that, a signal only has
+	// to stop the client (default behaviour).
+	sigs := make(chan os.Signal, 4)
+	info, err := cl.Start(ctx, req)
+	if err != nil {
+		code := 125
+		switch service.KindOf(err) {
+		case service.KindCommandNotFound:
+			code = 127
+		case service.KindCommandNotExecutable:
+			code = 126
+		}
+		return &exitError{code: code, err: err}
+	}
+	if detach {
+		fmt.Fprintln(c.stdout, info.ID)
+		return nil
+	}
+	if !info.LimitsEnforced && info.Message != "" {
+		fmt.Fprintf(c.stderr, "Warning: %s\n", info.Message)
+	}
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	fwdCtx, stopFwd := context.WithCancel(ctx)
+	defer stopFwd()
+	go c.forwardSignals(fwdCtx, req.Name, sigs)
+
+	out := newLogWriter(c.stdout, c.stderr, false)
+	if err := cl.Logs(ctx, req.Name, service.LogOptions{Follow: true}, out.write); err != nil {
+		return &exitError{code: 125, err: fmt.Errorf("following the output of %q: %w", req.Name, err)}
+	}
+	final, err := cl.Wait(ctx, req.Name)
+	if err != nil {
+		return &exitError{code: 125, err: fmt.Errorf("waiting for %q: %w", req.Name, err)}
+	}
+	if rm {
+		if err := cl.Remove(ctx, req.Name); err != nil {
+			fmt.Fprintf(c.stderr, "Error: removing %q: %v\n", req.Name, err)
+		}
+	}
+	if code := exitCode(final); code != 0 {
+		if final.State == service.StateOOMKill {
+			fmt.Fprintf(c.stderr, "jackfruit: container %q was killed at its hard memory limit (%s)\n", final.Name, mib(final.HardLimit))
+		}
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// forwardSignals sends each signal jackfruit run receives to the container, on its own
+// connection (the main one is busy following the logs).
+func (c *cli) forwardSignals(ctx context.Context, name string, sigs <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-sigs:
+			sig, ok := s.(syscall.Signal)
+			if !ok {
+				continue
+			}
+			cl, err := control.DialContext(ctx, c.socket)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "Error: forwarding %s: %v\n", unix.SignalName(sig), err)
+				continue
+			}
+			if err := cl.Kill(ctx, name, sig); err != nil && service.KindOf(err) != service.KindInvalidState {
+				fmt.Fprintf(c.stderr, "Error: forwarding %s: %v\n", unix.SignalName(sig), err)
+			}
+			cl.Close()
+		}
+	}
+}
+
+// exitCode is the shell-style exit code of a container in a final state.
+func exitCode(i service.ContainerInfo) int {
+	switch i.State {
+	case service.StateExited:
+		if i.ExitCode < 0 || i.ExitCode > 255 {
+			return 125 // the supervisor could not learn the code
+		}
+		return i.ExitCode
+	case service.StateKilled, service.StateOOMKill:
+		if i.ExitCode > 128 && i.ExitCode < 256 {
+			return i.ExitCode
+		}
+		if n := unix.SignalNum(i.Signal); n != 0 {
+			return 128 + int(n)
+		}
+		return 137
+	}
+	return 125
+}
