@@ -123,7 +123,7 @@ func (s *Server) Attach(conn *dbus.Conn) error {
 		s.detachLocked()
 		return fmt.Errorf("dbusapi: requesting bus name %s: %w", BusName, err)
 	}
-	s.log.Info("D-Bus interface ready", "name", BusName, "path", ManagerPath)
+	s.log.Debug("D-Bus interface ready", "name", BusName, "path", ManagerPath)
 	return nil
 }
 

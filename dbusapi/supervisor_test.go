@@ -213,6 +213,8 @@ func TestRealUnprivileged(t *testing.T) {
 	if st := e.prop(t, "/io/jackfruit/Jackfruit1/container/sleeper", "State"); st != "running" {
 		t.Fatalf("State %v after refused writes", st)
 	}
+	// sleep as pid 1 ignores SIGTERM; don't make cleanup wait for the stop timeout.
+	mustSucceed(t, run(t, nil, "busctl", a, "call", dest, mgrPath, mgrIf, "KillContainer", "si", "sleeper", "9"))
 
 	// nobody's primary group is the admin group here.
 	grp := groupName(t, nobody.Gid)
