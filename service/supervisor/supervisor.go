@@ -154,18 +154,12 @@ func New(cfg Config) (*Supervisor, error) {
 		}
 	}
 	if cfg.MonitorDevice == MonitorDisabled {
-		s.monMsg = "the kernel memory monitor is disabled by configuration; memory limits are not enforced"
+		s.monMsg = "memory limits are not enforced: the kernel memory monitor is disabled by configuration"
 		s.log.Warn(s.monMsg)
 	} else if m, err := monitor.Open(cfg.MonitorDevice); err != nil {
-		switch {
-		case errors.Is(err, monitor.ErrVersionMismatch):
-			s.monMsg = fmt.Sprintf("the kernel memory monitor at %s speaks another ABI version (%v); memory limits are not enforced", cfg.MonitorDevice, err)
-		case errors.Is(err, monitor.ErrUnavailable):
-			s.monMsg = fmt.Sprintf("the kernel memory monitor %s is not available (is the container_monitor module loaded?); memory limits are not enforced", cfg.MonitorDevice)
-		default:
-			s.monMsg = fmt.Sprintf("the kernel memory monitor %s cannot be used (%v); memory limits are not enforced", cfg.MonitorDevice, err)
-		}
-		s.log.Warn(s.monMsg, "error", err.Error())
+		// The monitor's errors name the device and the remedy (ABI versions, modprobe).
+		s.monMsg = "memory limits are not enforced: " + err.Error()
+		s.log.Warn(s.monMsg)
 	} else {
 		s.mon = m
 	}
