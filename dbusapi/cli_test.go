@@ -221,6 +221,7 @@ func TestGdbusMonitor(t *testing.T) {
 	waitFor(t, &buf, "Monitoring signals")
 	path := e.start(t, "hog", nil)
 	e.fake.softLimit("hog", 50<<20)
+	e.fake.hardLimit("hog", 70<<20)
 	e.fake.finish("hog", "killed-by-memory-limit", 0, syscall.SIGKILL)
 	waitFor(t, &buf, ".ContainerExited")
 	cancel()
@@ -232,6 +233,7 @@ func TestGdbusMonitor(t *testing.T) {
 		"/io/jackfruit/Jackfruit1: org.freedesktop.DBus.Properties.PropertiesChanged ('io.jackfruit.Jackfruit1.Manager', {'ContainerCount': <uint32 1>}, @as [])",
 		"/io/jackfruit/Jackfruit1/container/hog: org.freedesktop.DBus.Properties.PropertiesChanged ('io.jackfruit.Jackfruit1.Container', {'SoftLimitExceeded': <true>}, @as [])",
 		"io.jackfruit.Jackfruit1.Manager.MemoryLimitExceeded ('hog', objectpath '/io/jackfruit/Jackfruit1/container/hog', 'soft', uint64 52428800, uint64 41943040)",
+		"io.jackfruit.Jackfruit1.Manager.MemoryLimitExceeded ('hog', objectpath '/io/jackfruit/Jackfruit1/container/hog', 'hard', uint64 73400320, uint64 67108864)",
 		"'State': <'killed-by-memory-limit'>",
 		"'ExitCode': <137>",
 		"io.jackfruit.Jackfruit1.Manager.ContainerExited ('hog', objectpath '/io/jackfruit/Jackfruit1/container/hog', 'killed-by-memory-limit', 137)")

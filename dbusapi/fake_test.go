@@ -133,6 +133,14 @@ func (f *fakeManager) softLimit(name string, rss uint64) {
 	f.publish(service.EventSoftLimit, *ci, rss, ci.SoftLimit)
 }
 
+// hardLimit reports the monitor's HARD event, which comes before the kill is seen.
+func (f *fakeManager) hardLimit(name string, rss uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ci := f.byName[name]
+	f.publish(service.EventHardLimit, *ci, rss, ci.HardLimit)
+}
+
 func (f *fakeManager) setRSS(name string, rss uint64) {
 	f.mu.Lock()
 	f.rss[name] = rss
