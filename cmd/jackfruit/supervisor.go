@@ -80,12 +80,12 @@ container's stop timeout) and exits.`,
 	return cmd
 }
 
-// defaultSocketPath honours JACKFRUIT_SOCKET like the client verbs do.
+// defaultSocketPath honours $JACKFRUIT_SOCKET like the client verbs do.
 func defaultSocketPath() string {
-	if p := os.Getenv("JACKFRUIT_SOCKET"); p != "" {
+	if p := os.Getenv(control.SocketEnv); p != "" {
 		return p
 	}
-	return "/run/jackfruit/jackfruit.sock"
+	return control.DefaultSocket
 }
 
 // parseSize reads "1048576", "512K", "16M", "1G" (also "16MiB"), binary units.
@@ -201,7 +201,10 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
-		if err := sdglue.Watchdog(wdCtx, nil); err != nil {
+		// Status takes the core's lock: a wedged core blocks it, the pings stop, and systemd
+		// restarts the service (WatchdogSec=).
+		alive := func() bool { sup.Status(); return true }
+		if err := sdglue.Watchdog(wdCtx, alive); err != nil {
 			logger.Warn("systemd watchdog", "error", err.Error())
 		}
 	}()
