@@ -104,6 +104,11 @@ func (s *Server) Attach(conn *dbus.Conn) error {
 	}
 	s.lastManager = pick(managerProps(s.m.Status()), managerEmitted)
 
+	// Unique names are unique per bus only: a cache from an earlier connection must go.
+	s.callers.mu.Lock()
+	clear(s.callers.m)
+	s.callers.mu.Unlock()
+
 	s.conn = conn
 	if err := s.export(conn); err != nil {
 		s.unexport(conn)
