@@ -569,6 +569,11 @@ func (s *Supervisor) killedByMonitor(c *container) bool {
 		}
 		wait = 50 * time.Millisecond
 	}
+	return s.killedByMonitorWait(c, wait)
+}
+
+// killedByMonitorWait waits up to wait for the reader to deliver a HARD event for c.
+func (s *Supervisor) killedByMonitorWait(c *container, wait time.Duration) bool {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
