@@ -45,37 +45,6 @@
 /* Guards the ancestor walk against a corrupted or absurdly deep tree. */
 #define CM_MAX_ANCESTRY		4096
 
-static unsigned int scan_interval_ms = 100;
-static unsigned int max_entries = 1024;
-static unsigned int event_queue_len = 256;
-
-static int cm_set_interval(const char *val, const struct kernel_param *kp)
-{
-	unsigned int v;
-	int ret;
-
-	ret = kstrtouint(val, 0, &v);
-	if (ret)
-		return ret;
-	if (v < CM_SCAN_INTERVAL_MIN_MS || v > CM_SCAN_INTERVAL_MAX_MS)
-		return -EINVAL;
-	WRITE_ONCE(scan_interval_ms, v);
-	return 0;
-}
-
-static const struct kernel_param_ops cm_interval_ops = {
-	.set = cm_set_interval,
-	.get = param_get_uint,
-};
-module_param_cb(scan_interval_ms, &cm_interval_ops, &scan_interval_ms, 0644);
-MODULE_PARM_DESC(scan_interval_ms, "Milliseconds between memory scans (10..60000, default 100)");
-
-module_param(max_entries, uint, 0644);
-MODULE_PARM_DESC(max_entries, "Most containers that can be registered at once (default 1024)");
-
-module_param(event_queue_len, uint, 0444);
-MODULE_PARM_DESC(event_queue_len, "Events kept for readers before the oldest is dropped (16..65536, default 256)");
-
 struct cm_entry {
 	struct list_head node;
 	/*
@@ -144,6 +113,43 @@ struct cm_monitor {
 };
 
 static struct cm_monitor cm;
+
+static unsigned int scan_interval_ms = 100;
+static unsigned int max_entries = 1024;
+static unsigned int event_queue_len = 256;
+/* Scans may be queued from the parameter setter; under kernel_param_lock(). */
+static bool cm_running;
+
+
+static int cm_set_interval(const char *val, const struct kernel_param *kp)
+{
+	unsigned int v;
+	int ret;
+
+	ret = kstrtouint(val, 0, &v);
+	if (ret)
+		return ret;
+	if (v < CM_SCAN_INTERVAL_MIN_MS || v > CM_SCAN_INTERVAL_MAX_MS)
+		return -EINVAL;
+	WRITE_ONCE(scan_interval_ms, v);
+	/* A new interval applies now, not after a pending (maybe long) wait. */
+	if (cm_running)
+		mod_delayed_work(cm.wq, &cm.scan, msecs_to_jiffies(v));
+	return 0;
+}
+
+static const struct kernel_param_ops cm_interval_ops = {
+	.set = cm_set_interval,
+	.get = param_get_uint,
+};
+module_param_cb(scan_interval_ms, &cm_interval_ops, &scan_interval_ms, 0644);
+MODULE_PARM_DESC(scan_interval_ms, "Milliseconds between memory scans (10..60000, default 100)");
+
+module_param(max_entries, uint, 0644);
+MODULE_PARM_DESC(max_entries, "Most containers that can be registered at once (default 1024)");
+
+module_param(event_queue_len, uint, 0444);
+MODULE_PARM_DESC(event_queue_len, "Events kept for readers before the oldest is dropped (16..65536, default 256)");
 
 static void cm_queue_event(u32 type, const struct cm_entry *e, u64 rss, u64 limit)
 {
@@ -696,6 +702,15 @@ static struct miscdevice cm_miscdev = {
 	.mode = 0600,
 };
 
+/* After this no scan is queued or running, so the workqueue can go. */
+static void cm_stop_scans(void)
+{
+	kernel_param_lock(THIS_MODULE);
+	cm_running = false;
+	kernel_param_unlock(THIS_MODULE);
+	cancel_delayed_work_sync(&cm.scan);
+}
+
 static int __init cm_init(void)
 {
 	int ret;
@@ -730,17 +745,22 @@ static int __init cm_init(void)
 		goto err_ring;
 	}
 
+	kernel_param_lock(THIS_MODULE);
+	cm_running = true;
+	kernel_param_unlock(THIS_MODULE);
+
 	/* Last: once the device exists, ioctls can arrive. */
 	ret = misc_register(&cm_miscdev);
 	if (ret) {
 		pr_err("cannot register /dev/%s: %d\n", CM_DEVICE_NAME, ret);
-		goto err_wq;
+		goto err_stop;
 	}
 	pr_info("loaded, ABI %d, scan_interval_ms=%u max_entries=%u\n",
 		CM_ABI_VERSION, scan_interval_ms, max_entries);
 	return 0;
 
-err_wq:
+err_stop:
+	cm_stop_scans();
 	destroy_workqueue(cm.wq);
 err_ring:
 	kvfree(cm.ring);
@@ -757,7 +777,7 @@ static void __exit cm_exit(void)
 	 * itself; cancel_delayed_work_sync() copes with that.
 	 */
 	misc_deregister(&cm_miscdev);
-	cancel_delayed_work_sync(&cm.scan);
+	cm_stop_scans();
 	destroy_workqueue(cm.wq);
 
 	list_for_each_entry_safe(e, tmp, &cm.entries, node) {
