@@ -8,7 +8,7 @@ pkgs=(
 	qemu-system-x86
 	linux-image-amd64 linux-headers-amd64
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 dwarves
-	sparse
+	sparse linux-source-6.1
 	mmdebstrap
 	debhelper dh-dkms dkms lintian dpkg-dev
 	systemd dbus libglib2.0-bin
