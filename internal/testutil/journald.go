@@ -12,7 +12,8 @@
 // The child makes every mount private (nothing it mounts reaches the host), mounts tmpfs on
 // /run/systemd and /run/log, writes a journald drop-in under /run/systemd/journald.conf.d
 // (volatile storage, no rate limit, no forwarding, no kernel log), starts
-// /usr/lib/systemd/systemd-journald, waits for /run/systemd/journal/socket, runs the tests
+// /usr/lib/systemd/systemd-journald (in its own network namespace whose
+// net.unix.max_dgram_qlen is 512, as systemd sets it on a booted host), waits for /run/systemd/journal/socket, runs the tests
 // and stops journald. The parent only waits and passes on the exit code. Everything vanishes
 // with the namespace: the host's /run, /var and journal are never touched.
 //
@@ -66,6 +67,9 @@ ForwardToWall=no
 ReadKMsg=no
 Audit=no
 `
+
+// journaldPID is the private journald's pid (0 outside the private namespace).
+var journaldPID int
 
 // unavailable is the reason the private journal is missing in this process ("" when it runs).
 // It is process state by nature: the namespace belongs to the whole test binary.
@@ -163,14 +167,21 @@ func startPrivateJournald() (stop func() error, err error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(journaldBinary)
+	// journald gets its own network namespace only to raise net.unix.max_dgram_qlen to 512
+	// for its sockets, as systemd (PID 1) does on every host where journald normally runs;
+	// the kernel default of 10 makes every sender stall after ten queued entries. AF_UNIX
+	// sockets bound to paths work across network namespaces, so clients are unaffected.
+	cmd := exec.Command("/bin/sh", "-c", `echo 512 >/proc/sys/net/unix/max_dgram_qlen ||
+		echo "testutil: cannot raise net.unix.max_dgram_qlen; journald runs with the kernel default" >&2
+		exec "$0"`, journaldBinary)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Without NOTIFY_SOCKET/WATCHDOG_USEC journald does not try to talk to a service manager.
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_LOG_LEVEL=warning"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNET}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", journaldBinary, err)
 	}
+	journaldPID = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(15 * time.Second)
@@ -202,6 +213,10 @@ func startPrivateJournald() (stop func() error, err error) {
 		}
 	}, nil
 }
+
+// JournaldPID returns the private journald's pid, e.g. to measure its CPU time or to stop
+// it (SIGSTOP) in a test of a stalled journal; 0 without a private journald.
+func JournaldPID() int { return journaldPID }
 
 // JournalUnavailable returns why this test process has no private journald ("" if it has).
 func JournalUnavailable() string { return unavailable }

@@ -194,9 +194,21 @@ func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
 				fileErr = err
 			}
 			if c.journal != nil {
+				// Failures are counted and reported by the Journal.
+				entry = entry[:0]
+				n := 0
 				for _, pc := range pieces {
-					entry = appendLineEntry(append(entry[:0], prefix...), pc.partial, data[pc.off:pc.off+pc.n])
-					_ = c.journal.send(entry) // failures are counted and reported by the Journal
+					entry = appendLineEntry(append(entry, prefix...), pc.partial, data[pc.off:pc.off+pc.n])
+					n++
+					if !c.journal.batch || len(entry) >= batchBytes {
+						_ = c.journal.send(entry, n)
+						entry, n = entry[:0], 0
+					} else {
+						entry = append(entry, '\n') // entry separator
+					}
+				}
+				if n > 0 {
+					_ = c.journal.send(entry, n)
 				}
 			}
 		}

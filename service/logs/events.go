@@ -66,7 +66,7 @@ func (j *Journal) Event(f Fields, ev service.Event) error {
 		j.putBuf(b, e)
 		return nil
 	}
-	err := j.send(e)
+	err := j.send(e, 1)
 	j.putBuf(b, e)
 	return err
 }
