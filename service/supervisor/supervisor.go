@@ -114,8 +114,16 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if cfg.BaseRootfs != "" {
-		cfg.BaseRootfs = filepath.Clean(cfg.BaseRootfs)
+	for _, p := range []*string{&cfg.BaseRootfs, &cfg.StateDir, &cfg.RunDir} {
+		// Relative paths (`jackfruit supervisor ./rootfs-base`) are taken from the directory
+		// the supervisor starts in, once; mounts and clients need absolute ones.
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return nil, fmt.Errorf("resolve %s: %w", *p, err)
+			}
+			*p = abs
+		}
 	}
 	s := &Supervisor{
 		cfg:        cfg,
