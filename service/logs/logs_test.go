@@ -571,3 +571,112 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+func TestEventsAndCatalog(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	info := service.ContainerInfo{
+		Name: f.Name, ID: f.ID, Pid: 4242, Command: []string{"/memory_hog", "80"}, Rootfs: "/var/lib/jackfruit/rootfs",
+		SoftLimit: 40 << 20, HardLimit: 64 << 20, LimitsEnforced: true,
+	}
+	exited := info
+	exited.State, exited.ExitCode, exited.Signal, exited.PeakRSS = service.StateOOMKill, 137, "SIGKILL", 67 << 20
+	events := []service.Event{
+		{Type: service.EventStarted, Container: info},
+		{Type: service.EventChanged, Container: info}, // not journaled
+		{Type: service.EventSoftLimit, Container: info, RSS: 42598400, Limit: 41943040},
+		{Type: service.EventHardLimit, Container: info, RSS: 67174400, Limit: 67108864},
+		{Type: service.EventExited, Container: exited},
+		{Type: service.EventRemoved, Container: exited},
+	}
+	for _, ev := range events {
+		if err := j.Event(f, ev); err != nil {
+			t.Fatalf("Event(%s): %v", ev.Type, err)
+		}
+	}
+	entries := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	want := []map[string]string{
+		{"MESSAGE_ID": MessageContainerStarted, "PRIORITY": "6", "CONTAINER_PID": "4242", "CONTAINER_COMMAND": "/memory_hog 80", "SOFT_LIMIT": "41943040", "HARD_LIMIT": "67108864"},
+		{"MESSAGE_ID": MessageSoftLimit, "PRIORITY": "4", "RSS": "42598400", "LIMIT": "41943040"},
+		{"MESSAGE_ID": MessageHardLimit, "PRIORITY": "3", "RSS": "67174400", "LIMIT": "67108864"},
+		{"MESSAGE_ID": MessageContainerExited, "PRIORITY": "3", "CONTAINER_STATE": "killed-by-memory-limit", "EXIT_CODE": "137", "SIGNAL": "SIGKILL", "PEAK_RSS": "70254592"},
+		{"MESSAGE_ID": MessageContainerRemoved, "PRIORITY": "6"},
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("want %d event entries, got %d: %v", len(want), len(entries), entries)
+	}
+	for i, w := range want {
+		w["CONTAINER"], w["CONTAINER_NAME"], w["CONTAINER_ID"], w["CONTAINER_ID_FULL"] = f.Name, f.Name, f.ID[:12], f.ID
+		w["SYSLOG_IDENTIFIER"] = "jackfruit"
+		for k, v := range w {
+			if entries[i][k] != v {
+				t.Errorf("event %d: %s=%q, want %q", i, k, entries[i][k], v)
+			}
+		}
+		if !strings.Contains(entries[i]["MESSAGE"], f.Name) {
+			t.Errorf("event %d: MESSAGE %q does not name the container", i, entries[i]["MESSAGE"])
+		}
+	}
+
+	// journalctl -x explains each entry from units/jackfruit.catalog.
+	testutil.InstallCatalog(t, "../../units/jackfruit.catalog")
+	out, err := testutil.JournalCtl("-x", "CONTAINER="+f.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		"Subject: Container " + f.Name + " started",
+		"Subject: Container " + f.Name + " exceeded its soft memory limit",
+		"resident set size of 42598400 bytes",
+		"Subject: Container " + f.Name + " was killed at its hard memory limit",
+		"Subject: Container " + f.Name + " has finished (killed-by-memory-limit)",
+		"Subject: Container " + f.Name + " removed",
+		"Defined-By: jackfruit",
+	} {
+		if !bytes.Contains(out, []byte(s)) {
+			t.Errorf("journalctl -x output lacks %q:\n%s", s, out)
+		}
+	}
+	if bytes.Contains(out, []byte("@CONTAINER")) {
+		t.Errorf("unsubstituted catalog variable in:\n%s", out)
+	}
+}
+
+func TestCatalogFile(t *testing.T) {
+	// Every MESSAGE_ID has exactly one section with the headers journalctl -x shows.
+	data, err := os.ReadFile("../../units/jackfruit.catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]string{}
+	var id string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "-- ") {
+			id = strings.TrimPrefix(line, "-- ")
+			if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+				t.Fatalf("bad catalog id line %q", line)
+			}
+			if _, dup := sections[id]; dup {
+				t.Fatalf("duplicate catalog id %s", id)
+			}
+			sections[id] = ""
+			continue
+		}
+		if id != "" {
+			sections[id] += line + "\n"
+		}
+	}
+	for _, mid := range []string{MessageContainerStarted, MessageContainerExited, MessageSoftLimit,
+		MessageHardLimit, MessageContainerRemoved, MessageJournalDropped} {
+		s, ok := sections[mid]
+		if !ok {
+			t.Errorf("catalog lacks MESSAGE_ID %s", mid)
+			continue
+		}
+		if !strings.HasPrefix(s, "Subject: ") || !strings.Contains(s, "\nDefined-By: jackfruit\n") {
+			t.Errorf("catalog section %s lacks Subject/Defined-By headers", mid)
+		}
+	}
+	if len(sections) != 6 {
+		t.Errorf("catalog has %d sections, want 6", len(sections))
+	}
+}
