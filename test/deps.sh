@@ -5,7 +5,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
 	build-essential make git cpio e2fsprogs fakeroot
 	busybox-static
-	qemu-system-x86
+	qemu-system-x86 qemu-utils
 	linux-image-amd64 linux-headers-amd64
 	linux-image-6.12-amd64 linux-headers-6.12-amd64 dwarves
 	sparse linux-source-6.1
