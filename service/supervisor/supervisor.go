@@ -76,6 +76,7 @@ type Supervisor struct {
 	reapers   sync.WaitGroup // one per running container
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
 	stopBg    chan struct{}
+	kick      chan struct{} // asks the sampler for an early round (a container just started)
 	closeOnce sync.Once
 }
 
@@ -134,6 +135,7 @@ func New(cfg Config) (*Supervisor, error) {
 		starting:   make(map[string]bool),
 		byPid:      make(map[int]*container),
 		stopBg:     make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
 	if err := os.MkdirAll(s.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -446,6 +448,10 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	info := c.info()
 	s.mu.Unlock()
 	go s.reap(c)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 	return info, nil
 }
 
@@ -931,6 +937,7 @@ func (s *Supervisor) sampler() {
 		case <-s.stopBg:
 			return
 		case <-t.C:
+		case <-s.kick:
 		}
 		s.mu.Lock()
 		var pids []int
