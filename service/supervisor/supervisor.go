@@ -481,7 +481,13 @@ func (s *Supervisor) register(c *container) {
 		delete(s.byPid, pid)
 		s.mu.Unlock()
 		c.rec.Message = fmt.Sprintf("memory limits are not enforced: registering with the kernel monitor failed: %v", err)
-		s.log.Warn("memory limits not enforced for container", "container", c.rec.Name, "error", err.Error())
+		if errors.Is(err, unix.ESRCH) {
+			// The command was over before it could be registered (e.g. `true`): nothing to
+			// watch, nothing worth a warning.
+			s.log.Debug("container exited before it was registered with the kernel monitor", "container", c.rec.Name)
+		} else {
+			s.log.Warn("memory limits not enforced for container", "container", c.rec.Name, "error", err.Error())
+		}
 		return
 	}
 	c.registered = true
