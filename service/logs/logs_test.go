@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,8 +222,7 @@ func TestBinaryOutputSurvives(t *testing.T) {
 
 	// File: joining a stream's lines with '\n' gives back exactly what was written.
 	streams := map[service.Stream][]byte{}
-	var err error
-	err = ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
+	err := ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
 		if b, ok := streams[l.Stream]; ok {
 			streams[l.Stream] = append(append(b, '\n'), l.Data...)
 		} else {
@@ -678,5 +679,78 @@ func TestCatalogFile(t *testing.T) {
 	}
 	if len(sections) != 6 {
 		t.Errorf("catalog has %d sections, want 6", len(sections))
+	}
+}
+
+func TestStalledJournalDoesNotBlockTheFile(t *testing.T) {
+	testutil.RequireJournal(t)
+	pid := testutil.JournaldPID()
+	j, err := OpenJournalAt(DefaultJournalSocket, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.SetBatching(false) // one datagram per line fills journald's queue (512) quickly
+	f := testFields(t)
+	c, _ := openLog(t, 0, f, j)
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	const n = 3000
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "stalled %d\n", i)
+	}
+	start := time.Now()
+	if err := c.Copy(strings.NewReader(b.String()), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Copy took %v with journald stopped; it must not wait on the journal", d)
+	}
+	if got := len(readAll(t, c, service.LogOptions{})); got != n {
+		t.Fatalf("file has %d of %d lines", got, n)
+	}
+	dropped := j.Dropped()
+	if dropped == 0 || dropped >= n {
+		t.Fatalf("dropped %d entries, want some but not all (journald's queue holds 512)", dropped)
+	}
+	resume()
+	// Give journald time to drain its queue; the next line goes through and is followed
+	// by the notice about the lost ones.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := c.Copy(strings.NewReader("after\n"), service.Stdout); err != nil {
+			t.Fatal(err)
+		}
+		// "after" lines sent before journald drained its queue are dropped too.
+		if e := testutil.JournalEntries(t, "MESSAGE_ID="+MessageJournalDropped); len(e) > 0 {
+			if got, _ := strconv.ParseUint(e[len(e)-1]["DROPPED"], 10, 64); got < dropped {
+				t.Fatalf("notice says %d entries dropped, want at least %d", got, dropped)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no notice about %d dropped entries in the journal", dropped)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Close()
+	entries := testutil.JournalEntries(t, "CONTAINER="+f.Name)
+	if want := n - int(dropped); len(entries) < want+1 {
+		t.Fatalf("journal has %d entries, want at least %d", len(entries), want+1)
+	}
+	if entries[0]["MESSAGE"] != "stalled 0" {
+		t.Fatalf("first entry %q", entries[0]["MESSAGE"])
 	}
 }
