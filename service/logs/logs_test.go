@@ -580,7 +580,7 @@ func TestEventsAndCatalog(t *testing.T) {
 		SoftLimit: 40 << 20, HardLimit: 64 << 20, LimitsEnforced: true,
 	}
 	exited := info
-	exited.State, exited.ExitCode, exited.Signal, exited.PeakRSS = service.StateOOMKill, 137, "SIGKILL", 67 << 20
+	exited.State, exited.ExitCode, exited.Signal, exited.PeakRSS = service.StateOOMKill, 137, "SIGKILL", 67<<20
 	events := []service.Event{
 		{Type: service.EventStarted, Container: info},
 		{Type: service.EventChanged, Container: info}, // not journaled
