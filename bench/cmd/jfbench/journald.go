@@ -124,9 +124,9 @@ func (j *journald) sync(ctx context.Context) error {
 
 // last returns the MESSAGE of the newest entry matching filter (cheap: journalctl seeks to
 // the tail).
-func (j *journald) last(ctx context.Context, filter string) (string, error) {
-	out, err := exec.CommandContext(ctx, "journalctl", "--directory", j.dir, "--no-pager", "-q",
-		"-n", "1", "-o", "cat", filter).Output()
+func (j *journald) last(ctx context.Context, filter ...string) (string, error) {
+	args := append([]string{"--directory", j.dir, "--no-pager", "-q", "-n", "1", "-o", "cat"}, filter...)
+	out, err := exec.CommandContext(ctx, "journalctl", args...).Output()
 	if err != nil {
 		return "", fmt.Errorf("journalctl %s: %w", filter, err)
 	}
@@ -134,9 +134,9 @@ func (j *journald) last(ctx context.Context, filter string) (string, error) {
 }
 
 // count returns how many entries match filter.
-func (j *journald) count(ctx context.Context, filter string) (int, error) {
-	cmd := exec.CommandContext(ctx, "journalctl", "--directory", j.dir, "--no-pager", "-q",
-		"-o", "cat", "--output-fields=MESSAGE", filter)
+func (j *journald) count(ctx context.Context, filter ...string) (int, error) {
+	args := append([]string{"--directory", j.dir, "--no-pager", "-q", "-o", "cat", "--output-fields=MESSAGE"}, filter...)
+	cmd := exec.CommandContext(ctx, "journalctl", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

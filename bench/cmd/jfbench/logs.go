@@ -155,7 +155,9 @@ func (b *bench) logRunJackfruit(ctx context.Context, sup *supervisor, i int) log
 		r.Error = err.Error()
 		return r
 	}
-	filter := "CONTAINER=" + name
+	// Output lines carry SYSLOG_IDENTIFIER=<name>; the supervisor's lifecycle events about the
+	// container carry SYSLOG_IDENTIFIER=jackfruit and are not lines the container printed.
+	filter := []string{"CONTAINER=" + name, "SYSLOG_IDENTIFIER=" + name}
 	if err := b.waitJournalTail(ctx, filter, want, n); err != nil {
 		r.Error = err.Error()
 		return r
@@ -169,7 +171,7 @@ func (b *bench) logRunJackfruit(ctx context.Context, sup *supervisor, i int) log
 		r.Error = err.Error()
 		return r
 	}
-	jl, err := b.journal.count(ctx, filter)
+	jl, err := b.journal.count(ctx, filter...)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -215,7 +217,7 @@ func (b *bench) logRunCat(ctx context.Context, busybox string, i int) logRun {
 		r.Error = fmt.Sprintf("seq | systemd-cat: %v %v %s", perr, err, cerr.String())
 		return r
 	}
-	filter := "SYSLOG_IDENTIFIER=" + tag
+	filter := []string{"SYSLOG_IDENTIFIER=" + tag}
 	if err := b.waitJournalTail(ctx, filter, want, c.logLines); err != nil {
 		r.Error = err.Error()
 		return r
@@ -224,7 +226,7 @@ func (b *bench) logRunCat(ctx context.Context, busybox string, i int) logRun {
 	r.JournaldCPU = cpuSeconds(b.journal.pid()) - jd0
 	r.Seconds = d.Seconds()
 	r.LinesPerSec = float64(c.logLines) / d.Seconds()
-	jl, err := b.journal.count(ctx, filter)
+	jl, err := b.journal.count(ctx, filter...)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -238,13 +240,13 @@ func (b *bench) logRunCat(ctx context.Context, busybox string, i int) logRun {
 // waitJournalTail syncs the journal and waits until the newest matching entry is the last
 // line printed. journald keeps one sender's entries in order, so the last line being there
 // means everything before it was processed too (the full count afterwards checks for loss).
-func (b *bench) waitJournalTail(ctx context.Context, filter, want string, seen int) error {
+func (b *bench) waitJournalTail(ctx context.Context, filter []string, want string, seen int) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if err := b.journal.sync(ctx); err != nil {
 			return err
 		}
-		last, err := b.journal.last(ctx, filter)
+		last, err := b.journal.last(ctx, filter...)
 		if err != nil {
 			return err
 		}
@@ -252,7 +254,7 @@ func (b *bench) waitJournalTail(ctx context.Context, filter, want string, seen i
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("journal: newest %s entry is %q, not %q, 60 s after the producer finished (%d lines reached the log file)", filter, last, want, seen)
+			return fmt.Errorf("journal: newest %s entry is %q, not %q, 60 s after the producer finished (%d lines reached the log file)", strings.Join(filter, " "), last, want, seen)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
