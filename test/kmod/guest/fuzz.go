@@ -77,7 +77,7 @@ func testFuzz(t *T) {
 			validBuf = true
 		}
 		// A struct that ends before the guard page is a valid buffer too.
-		if size := (cmd >> 16) & 0x3fff; addr >= base && addr+size <= base+2*uintptr(page) {
+		if size := (cmd >> 16) & 0x3fff; addr >= base && size <= 2*uintptr(page) && addr-base <= 2*uintptr(page)-size {
 			validBuf = true
 			off = int(addr - base)
 		}
