@@ -1,0 +1,201 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// vmInit runs inside the guest, from a tmpfs root (pivot_root cannot leave the initramfs).
+// It loads the module, runs the supervisor, and starts a hog that crosses both limits, a
+// small hog that stays under them, and a sleep that is SIGKILLed by hand: only the first may
+// end as killed-by-memory-limit.
+const vmInit = `#!/bin/sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run
+echo "VM-BOOT $(uname -r)"
+insmod /lib/container_monitor.ko || echo "VM-FAIL insmod"
+export JACKFRUIT_SOCKET=/run/jackfruit/jackfruit.sock
+jackfruit supervisor --base-rootfs /rootfs --state-dir /tmp/state --no-dbus 2>/tmp/sup.log &
+for i in $(seq 1 200); do [ -S $JACKFRUIT_SOCKET ] && break; sleep 0.1; done
+jackfruit status | sed 's/^/VM-STATUS /'
+jackfruit start hog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null
+jackfruit start small --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 50ms -max-mib 16 >/dev/null
+jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
+sleep 1
+jackfruit kill plainkill --signal KILL
+for c in hog small plainkill; do jackfruit wait $c >/dev/null; echo "VM-STATE $(tr -d '\n' < /tmp/state/containers/$c/state.json)"; done
+kill -TERM %1; wait
+sed 's/^/VM-SUPERVISOR /' /tmp/sup.log
+dmesg | grep '\[container_monitor\]' | sed 's/^/VM-KLOG /'
+echo VM-DONE
+poweroff -f
+`
+
+const vmTrampoline = `#!/bin/sh
+/bin/busybox mount -t tmpfs tmpfs /newroot
+/bin/busybox cp -a /bin /lib /rootfs /init2 /newroot/
+/bin/busybox mkdir -p /newroot/dev /newroot/proc /newroot/sys /newroot/tmp /newroot/run
+exec /bin/busybox switch_root /newroot /init2
+`
+
+// TestMemoryLimitInVM boots Debian's 6.1 kernel in QEMU with the real container_monitor
+// module and the real supervisor binary, and checks the states the core derives from the
+// module's events: killed-by-memory-limit only for the container the module killed.
+func TestMemoryLimitInVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU guest skipped in -short mode")
+	}
+	bin := binary(t)
+	rootfs := testRootfs(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("qemu-system-x86_64 not installed (package qemu-system-x86)")
+	}
+	kernels, _ := filepath.Glob("/boot/vmlinuz-6.1.*-amd64")
+	sort.Strings(kernels)
+	var kv string
+	for i := len(kernels) - 1; i >= 0; i-- {
+		v := strings.TrimPrefix(filepath.Base(kernels[i]), "vmlinuz-")
+		if _, err := os.Stat("/lib/modules/" + v + "/build/Makefile"); err == nil {
+			kv = v
+			break
+		}
+	}
+	if kv == "" {
+		t.Skip("no Debian 6.1 kernel with headers (packages linux-image-amd64 linux-headers-amd64)")
+	}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+
+	// The module, built from this tree against the guest kernel.
+	kb := filepath.Join(work, "kmod")
+	os.Mkdir(kb, 0o755)
+	for _, f := range []string{"kmod/monitor.c", "kmod/monitor_ioctl.h", "kmod/monitor_compat.h", "kmod/Kbuild", "VERSION"} {
+		b, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(kb, filepath.Base(f)), b, 0o644)
+	}
+	if out, err := exec.Command("make", "-C", "/lib/modules/"+kv+"/build", "M="+kb, "modules").CombinedOutput(); err != nil {
+		t.Fatalf("building the module for %s: %v\n%s", kv, err, out)
+	}
+
+	// The initramfs: busybox, module, jackfruit, the test rootfs.
+	ir := filepath.Join(work, "initramfs")
+	for _, d := range []string{"bin", "lib", "newroot", "dev", "proc", "sys", "tmp"} {
+		os.MkdirAll(filepath.Join(ir, d), 0o755)
+	}
+	copyFile(t, "/bin/busybox", filepath.Join(ir, "bin/busybox"), 0o755)
+	os.Symlink("busybox", filepath.Join(ir, "bin/sh"))
+	copyFile(t, filepath.Join(kb, "container_monitor.ko"), filepath.Join(ir, "lib/container_monitor.ko"), 0o644)
+	copyFile(t, bin, filepath.Join(ir, "bin/jackfruit"), 0o755)
+	if out, err := exec.Command("cp", "-a", rootfs, filepath.Join(ir, "rootfs")).CombinedOutput(); err != nil {
+		t.Fatalf("copy rootfs: %v: %s", err, out)
+	}
+	os.WriteFile(filepath.Join(ir, "init"), []byte(vmTrampoline), 0o755)
+	os.WriteFile(filepath.Join(ir, "init2"), []byte(vmInit), 0o755)
+	initrd := filepath.Join(work, "initrd.gz")
+	pack := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > "+initrd)
+	pack.Dir = ir
+	if out, err := pack.CombinedOutput(); err != nil {
+		t.Fatalf("pack initramfs: %v: %s", err, out)
+	}
+
+	console := filepath.Join(work, "console.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	q := exec.CommandContext(ctx, qemu, "-nodefaults", "-no-user-config", "-nographic",
+		"-accel", "tcg,thread=multi", "-cpu", "max", "-m", "1024", "-smp", "2", "-no-reboot",
+		"-kernel", "/boot/vmlinuz-"+kv, "-initrd", initrd,
+		"-append", "console=ttyS0 loglevel=5 panic=-1",
+		"-serial", "file:"+console, "-monitor", "none")
+	if out, err := q.CombinedOutput(); err != nil {
+		t.Fatalf("qemu: %v: %s", err, out)
+	}
+	raw, _ := os.ReadFile(console)
+	raw = bytes.ReplaceAll(raw, []byte("\r"), nil)
+	t.Logf("guest (%s) finished in %v", kv, time.Since(t0).Round(time.Second))
+
+	states := map[string]service.ContainerInfo{}
+	var status, klog []string
+	done := false
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "VM-STATE "):
+			var info service.ContainerInfo
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-STATE ")), &info); err != nil {
+				t.Errorf("state line %q: %v", line, err)
+			}
+			states[info.Name] = info
+		case strings.HasPrefix(line, "VM-STATUS "):
+			status = append(status, strings.TrimPrefix(line, "VM-STATUS "))
+		case strings.HasPrefix(line, "VM-KLOG "):
+			klog = append(klog, line)
+		case line == "VM-DONE":
+			done = true
+		case strings.Contains(line, "VM-FAIL"):
+			t.Error(line)
+		}
+		for _, bad := range []string{"BUG:", "WARNING:", "Oops", "Call Trace"} {
+			if strings.HasPrefix(line, "[") && strings.Contains(line, bad) {
+				t.Errorf("guest kernel: %s", line)
+			}
+		}
+	}
+	if !done || t.Failed() {
+		t.Fatalf("guest did not complete; console:\n%s", raw)
+	}
+	if s := strings.Join(status, "\n"); !strings.Contains(s, "memory limits are enforced") {
+		t.Errorf("status in the guest does not show the monitor:\n%s", s)
+	}
+	hog, small, plain := states["hog"], states["small"], states["plainkill"]
+	if hog.State != service.StateOOMKill || !hog.SoftLimitExceeded || !hog.LimitsEnforced || hog.PeakRSS < 64<<20 {
+		t.Errorf("hog: state %s soft_exceeded=%v enforced=%v peak %d; want killed-by-memory-limit after the soft warning", hog.State, hog.SoftLimitExceeded, hog.LimitsEnforced, hog.PeakRSS)
+	}
+	if small.State != service.StateExited || small.ExitCode != 0 || small.SoftLimitExceeded {
+		t.Errorf("small: %s code %d soft_exceeded=%v; want exited 0 under the limits", small.State, small.ExitCode, small.SoftLimitExceeded)
+	}
+	if plain.State != service.StateKilled || plain.Signal != "SIGKILL" {
+		t.Errorf("plainkill: %s %s; a SIGKILL by hand must not count as a memory-limit kill", plain.State, plain.Signal)
+	}
+	kl := strings.Join(klog, "\n")
+	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid="} {
+		if !strings.Contains(kl, want) {
+			t.Errorf("kernel log lacks %q:\n%s", want, kl)
+		}
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", raw)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
