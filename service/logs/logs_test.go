@@ -754,3 +754,58 @@ func TestStalledJournalDoesNotBlockTheFile(t *testing.T) {
 		t.Fatalf("first entry %q", entries[0]["MESSAGE"])
 	}
 }
+
+func TestTailWithInterleavedStreams(t *testing.T) {
+	c, _ := openLog(t, 0, testFields(t), nil)
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	done := make(chan error, 2)
+	go func() { done <- c.Copy(outR, service.Stdout) }()
+	go func() { done <- c.Copy(errR, service.Stderr) }()
+	waitRecords := func(n int) {
+		t.Helper()
+		for i := 0; i < 1000; i++ {
+			if len(readAll(t, c, service.LogOptions{})) >= n {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Fatalf("log never reached %d records", n)
+	}
+	head := strings.Repeat("h", MaxLinePiece)
+	// stdout: a line whose first piece is logged before stderr's e1, its end after.
+	outW.Write([]byte(head + "tail-part"))
+	waitRecords(1)
+	errW.Write([]byte("e1\n"))
+	waitRecords(2)
+
+	// While the stdout line is unfinished it counts as the newest line.
+	got := readAll(t, c, service.LogOptions{Tail: 1})
+	if len(got) != 1 || !got[0].Partial || got[0].Stream != service.Stdout {
+		t.Fatalf("tail 1 with an unfinished line: %+v", texts(got))
+	}
+
+	outW.Write([]byte("\n"))
+	waitRecords(3)
+	errW.Write([]byte("e2\n"))
+	waitRecords(4)
+	outW.Close()
+	errW.Close()
+	<-done
+	<-done
+	c.Close()
+
+	for _, tc := range []struct {
+		tail int
+		want []string
+	}{
+		{1, []string{"e2"}},
+		{2, []string{head, "tail-part", "e2"}},
+		{3, []string{head, "e1", "tail-part", "e2"}},
+		{0, []string{head, "e1", "tail-part", "e2"}},
+	} {
+		if got := texts(readAll(t, c, service.LogOptions{Tail: tc.tail})); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("tail %d: got %.40q, want %.40q", tc.tail, got, tc.want)
+		}
+	}
+}
