@@ -68,9 +68,6 @@ ReadKMsg=no
 Audit=no
 `
 
-// journaldPID is the private journald's pid (0 outside the private namespace).
-var journaldPID int
-
 // unavailable is the reason the private journal is missing in this process ("" when it runs).
 // It is process state by nature: the namespace belongs to the whole test binary.
 var unavailable = "RunInPrivateJournal was not called from TestMain"
@@ -125,15 +122,14 @@ func journalPrerequisites() string {
 }
 
 func runChild(m *testing.M) int {
-	stop, err := startPrivateJournald()
-	if err != nil {
+	if err := startPrivateJournald(); err != nil {
 		unavailable = "private journald: " + err.Error()
 		fmt.Fprintf(os.Stderr, "testutil: %s; journal tests will be skipped\n", unavailable)
 		return m.Run()
 	}
 	unavailable = ""
 	code := m.Run()
-	if err := stop(); err != nil {
+	if err := journald.stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "testutil: stopping private journald: %v\n", err)
 	}
 	return code
@@ -141,28 +137,49 @@ func runChild(m *testing.M) int {
 
 // startPrivateJournald runs in the fresh mount namespace. The first mount call must be the
 // propagation change: until then the namespace still shares mount events with the host.
-func startPrivateJournald() (stop func() error, err error) {
+func startPrivateJournald() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("making mounts private: %w", err)
+		return fmt.Errorf("making mounts private: %w", err)
 	}
 	for _, d := range []string{"/run/systemd", "/run/log"} {
 		// /run is a tmpfs on every systemd host; an empty mount point there is harmless.
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("creating mount point %s: %w", d, err)
+			return fmt.Errorf("creating mount point %s: %w", d, err)
 		}
 		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1g"); err != nil {
-			return nil, fmt.Errorf("mounting tmpfs on %s: %w", d, err)
+			return fmt.Errorf("mounting tmpfs on %s: %w", d, err)
 		}
 	}
 	for _, d := range []string{"/run/systemd/journal", "/run/systemd/journald.conf.d"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := os.WriteFile("/run/systemd/journald.conf.d/50-jackfruit-test.conf", []byte(journaldDropIn), 0o644); err != nil {
-		return nil, err
+		return err
 	}
-	logf, err := os.Create("/run/systemd/journald-test.log")
+	p, err := spawnJournald()
+	if err != nil {
+		return err
+	}
+	journald = p
+	return nil
+}
+
+// journaldProc is a running private journald.
+type journaldProc struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// journald is the private journald of this test process (nil outside the namespace).
+var journald *journaldProc
+
+// spawnJournald starts journald and waits for its native socket.
+func spawnJournald() (*journaldProc, error) {
+	// A socket file left by a previous journald would end the wait below too early.
+	_ = os.Remove(JournalSocket)
+	logf, err := os.OpenFile("/run/systemd/journald-test.log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -181,42 +198,64 @@ func startPrivateJournald() (stop func() error, err error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", journaldBinary, err)
 	}
-	journaldPID = cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	p := &journaldProc{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if fi, err := os.Stat(JournalSocket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			break
+			return p, nil
 		}
 		select {
-		case err := <-exited:
+		case err := <-p.exited:
 			out, _ := os.ReadFile(logf.Name())
 			return nil, fmt.Errorf("systemd-journald exited early (%v): %s", err, bytes.TrimSpace(out))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			<-exited
+			<-p.exited
 			return nil, fmt.Errorf("systemd-journald did not create %s within 15s", JournalSocket)
 		}
 	}
-	return func() error {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			return errors.New("systemd-journald ignored SIGTERM for 10s; killed it")
-		}
-	}, nil
+}
+
+func (p *journaldProc) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return errors.New("systemd-journald ignored SIGTERM for 10s; killed it")
+	}
+}
+
+// RestartJournald stops the private journald and starts a new one on the same journal
+// files, for tests of clients that must survive a journald restart. The journal's entries
+// stay (Storage=volatile keeps them in /run/log).
+func RestartJournald(t testing.TB) {
+	t.Helper()
+	RequireJournal(t)
+	if err := journald.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := spawnJournald()
+	if err != nil {
+		unavailable = "private journald did not come back after a restart: " + err.Error()
+		t.Fatal(unavailable)
+	}
+	journald = p
 }
 
 // JournaldPID returns the private journald's pid, e.g. to measure its CPU time or to stop
 // it (SIGSTOP) in a test of a stalled journal; 0 without a private journald.
-func JournaldPID() int { return journaldPID }
+func JournaldPID() int {
+	if journald == nil {
+		return 0
+	}
+	return journald.cmd.Process.Pid
+}
 
 // JournalUnavailable returns why this test process has no private journald ("" if it has).
 func JournalUnavailable() string { return unavailable }

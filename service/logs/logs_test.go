@@ -809,3 +809,27 @@ func TestTailWithInterleavedStreams(t *testing.T) {
 		}
 	}
 }
+
+func TestJournalSurvivesJournaldRestart(t *testing.T) {
+	j := openJournal(t)
+	f := testFields(t)
+	c, _ := openLog(t, 0, f, j)
+	if err := c.Copy(strings.NewReader("before restart\n"), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	testutil.RestartJournald(t)
+	if err := c.Copy(strings.NewReader("after restart\n"), service.Stdout); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Event(f, service.Event{Type: service.EventRemoved}); err != nil {
+		t.Fatalf("event after restart: %v", err)
+	}
+	c.Close()
+	var msgs []string
+	for _, e := range testutil.JournalEntries(t, "CONTAINER="+f.Name) {
+		msgs = append(msgs, e["MESSAGE"])
+	}
+	if len(msgs) != 3 || msgs[0] != "before restart" || msgs[1] != "after restart" {
+		t.Fatalf("journal after a journald restart: %q (dropped %d)", msgs, j.Dropped())
+	}
+}
