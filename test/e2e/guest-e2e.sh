@@ -1,0 +1,147 @@
+#!/bin/bash
+# The full-system scenario (make e2e), run inside the Debian 12 guest as root at every boot.
+# Boot 1: step 1, then reboot. Boot 2: steps 2-7, then power off. See docs/e2e.md.
+#
+# Inputs on the second disk (/mnt/jf): debs/*.deb, rootfs.tar (the test rootfs), this
+# script and guest-lib.sh. Results: /mnt/jf/results (see guest-lib.sh).
+
+# Run from a copy in /run, so the results disk can be unmounted cleanly before a reboot.
+if [ "${JF_COPIED:-}" != 1 ]; then
+	mkdir -p /run/jf-guest
+	cp "$0" "$(dirname "$0")/guest-lib.sh" /run/jf-guest/
+	JF=$(dirname "$0") JF_COPIED=1 exec /bin/bash /run/jf-guest/guest-e2e.sh
+fi
+. /run/jf-guest/guest-lib.sh
+
+BUS="io.jackfruit.Jackfruit1"
+MGR_PATH="/io/jackfruit/Jackfruit1"
+MGR_IF="io.jackfruit.Jackfruit1.Manager"
+CT_IF="io.jackfruit.Jackfruit1.Container"
+HOG_PATH="$MGR_PATH/container/hog"
+SOFT=$((40 << 20))
+HARD=$((64 << 20))
+USER_NAME=alice
+
+phase1() {
+	wait_boot
+	step 1 "dpkg -i both packages; DKMS builds and installs the module"
+	check "jackfruit is not installed yet" "! dpkg -s jackfruit >/dev/null 2>&1"
+	check "dpkg -i jackfruit-monitor-dkms jackfruit" "dpkg -i $JF/debs/jackfruit-monitor-dkms_*.deb $JF/debs/jackfruit_*.deb"
+	check_match "dkms status shows container-monitor installed for $(uname -r)" \
+		"container-monitor/[^,]+, $(uname -r), x86_64: installed" "dkms status"
+	check "the module file is installed under /lib/modules/$(uname -r)" \
+		"find /lib/modules/$(uname -r) -name 'container_monitor.ko*' | grep ."
+	check_match "jackfruit.socket is enabled" "^enabled" "systemctl is-enabled jackfruit.socket"
+	check_match "jackfruit.service is not enabled (socket activated)" "^disabled" \
+		"systemctl is-enabled jackfruit.service || true"
+	check "group jackfruit exists (sysusers.d)" "getent group jackfruit"
+	check "systemd-analyze verify on the installed units" \
+		"systemd-analyze verify /lib/systemd/system/jackfruit.socket /lib/systemd/system/jackfruit.service"
+	check "systemd-analyze security jackfruit.service" \
+		"systemd-analyze security --no-pager jackfruit.service | tail -n 1"
+	systemd-analyze security --no-pager jackfruit.service >"$R/security.txt" 2>&1
+	check "install the test rootfs as the base rootfs /var/lib/jackfruit/rootfs" \
+		"mkdir -p /var/lib/jackfruit/rootfs && tar -C /var/lib/jackfruit/rootfs -xf $JF/rootfs.tar && test -x /var/lib/jackfruit/rootfs/usr/bin/memory_hog"
+	check "create the unprivileged user $USER_NAME" "id $USER_NAME >/dev/null 2>&1 || useradd -m $USER_NAME"
+	save_logs boot1
+	end_step
+	set_phase 2
+	log ""
+	log "rebooting"
+	leave reboot
+}
+
+phase2() {
+	wait_boot
+	step 2 "after reboot: module loaded at boot by modules-load.d, device is crw-------"
+	check_match "lsmod shows container_monitor" "^container_monitor " "lsmod"
+	check_match "systemd-modules-load loaded it at boot" "container_monitor" \
+		"journalctl -b --no-pager -u systemd-modules-load.service"
+	check_match "/dev/container_monitor is crw------- root root" "^crw------- root root" \
+		"stat -c '%A %U %G' /dev/container_monitor"
+
+	step 3 "socket activation: not running until 'jackfruit ps'; StatusText has the count"
+	check_match "jackfruit.socket is active" "^active" "systemctl is-active jackfruit.socket"
+	check_match "jackfruit.service is not running" "^inactive" "systemctl is-active jackfruit.service || true"
+	check_match "socket is srw-rw---- root jackfruit" "^srw-rw---- root jackfruit" \
+		"stat -c '%A %U %G' /run/jackfruit/jackfruit.sock"
+	check "jackfruit ps (connects to the socket, which starts the service)" "jackfruit ps"
+	check_match "systemctl is-active jackfruit -> active" "^active" "systemctl is-active jackfruit"
+	check_match "StatusText has the container count" "^StatusText=.*[0-9]+ container" \
+		"systemctl show -p StatusText jackfruit"
+	check_match "the supervisor owns $BUS on the system bus" "$BUS" \
+		"busctl --no-pager list | grep $BUS"
+
+	step 4 "busctl StartContainer hog (soft 40 MiB, hard 64 MiB): soft and hard limits end to end"
+	check_match "busctl call StartContainer hog /usr/bin/memory_hog" "^o \"$HOG_PATH\"" \
+		"busctl call $BUS $MGR_PATH $MGR_IF StartContainer 'ssastta{sv}' hog '' 3 /usr/bin/memory_hog -step-mib=4 -interval=200ms $SOFT $HARD 0"
+	wait_for "hog reaches a final state" 120 \
+		"busctl get-property $BUS $HOG_PATH $CT_IF State | grep -Eq '\"(exited|killed|killed-by-memory-limit)\"'"
+	check_match "busctl get-property State = killed-by-memory-limit" '^s "killed-by-memory-limit"$' \
+		"busctl get-property $BUS $HOG_PATH $CT_IF State"
+	check_match "busctl get-property SoftLimitExceeded = true" '^b true$' \
+		"busctl get-property $BUS $HOG_PATH $CT_IF SoftLimitExceeded"
+	check_match "jackfruit ps shows hog killed-by-memory-limit" "hog .*killed-by-memory-limit" "jackfruit ps -a"
+	check_match "journalctl CONTAINER=hog has the container's output" "memory_hog" \
+		"journalctl --no-pager CONTAINER=hog -o cat"
+	check_match "journalctl CONTAINER=hog has the soft-limit event" "soft memory limit" \
+		"journalctl --no-pager CONTAINER=hog MESSAGE_ID=59d0b9852ee649eda0b6f951687171f2 -o cat"
+	check_match "journalctl CONTAINER=hog has the hard-limit event" "hard memory limit" \
+		"journalctl --no-pager CONTAINER=hog MESSAGE_ID=eec714b8053645d4a3a81f09bd2db01c -o cat"
+	check_match "dmesg: SOFT LIMIT container=hog" \
+		"\[container_monitor\] SOFT LIMIT container=hog pid=[0-9]+ rss=[0-9]+ limit=$SOFT" "dmesg | grep container_monitor"
+	check_match "dmesg: HARD LIMIT container=hog" \
+		"\[container_monitor\] HARD LIMIT container=hog pid=[0-9]+ rss=[0-9]+ limit=$HARD" "dmesg | grep container_monitor"
+	check_match "exactly one SOFT LIMIT line for hog" "^1$" "dmesg | grep -c 'SOFT LIMIT container=hog'"
+
+	step 5 "as the unprivileged user $USER_NAME: gdbus ListContainers works, StartContainer is refused"
+	check_match "gdbus call ListContainers as $USER_NAME" "'hog', 'killed-by-memory-limit'" \
+		"runuser -u $USER_NAME -- gdbus call --system --dest $BUS --object-path $MGR_PATH --method $MGR_IF.ListContainers"
+	_run match "gdbus call StartContainer as $USER_NAME is refused with AccessDenied" \
+		"io.jackfruit.Jackfruit1.Error.AccessDenied" \
+		"runuser -u $USER_NAME -- gdbus call --system --dest $BUS --object-path $MGR_PATH --method $MGR_IF.StartContainer evil '' \"['/bin/true']\" 0 0 '{}'; test \$? -ne 0"
+	check_fails "no container 'evil' was created" "jackfruit inspect evil"
+	check_fails "jackfruit ps as $USER_NAME (not in group jackfruit) cannot use the socket" \
+		"runuser -u $USER_NAME -- jackfruit ps"
+
+	step 6 "systemctl restart and stop behave; no unit failed"
+	check "start a long-running container 'sleeper'" "jackfruit start sleeper -- /bin/sleep 3600"
+	check "systemctl restart jackfruit" "systemctl restart jackfruit"
+	check_match "active after restart" "^active" "systemctl is-active jackfruit"
+	check_match "state survives the restart: hog still killed-by-memory-limit" \
+		"hog .*killed-by-memory-limit" "jackfruit ps -a"
+	check "start 'sleeper2' for the stop test" "jackfruit rm -f sleeper >/dev/null 2>&1; jackfruit start sleeper2 -- /bin/sleep 3600"
+	check "systemctl stop jackfruit" "time systemctl stop jackfruit"
+	check_match "jackfruit.service is inactive (not failed)" "^inactive" "systemctl is-active jackfruit || true"
+	check_match "jackfruit.socket stays active" "^active" "systemctl is-active jackfruit.socket"
+	check_fails "no container process is left behind" "pgrep -a -x sleep"
+	check_match "no failed units" "^0 loaded units listed" "systemctl --failed --no-pager"
+	save_logs boot2
+
+	step 7 "dpkg --purge both: module, DKMS tree and units are gone"
+	check "dpkg --purge jackfruit jackfruit-monitor-dkms" "dpkg --purge jackfruit jackfruit-monitor-dkms"
+	check_nomatch "container_monitor is no longer loaded" "^container_monitor " "lsmod"
+	check_nomatch "dkms status has no container-monitor" "container-monitor" "dkms status"
+	check_fails "no DKMS tree left (/var/lib/dkms/container-monitor, /usr/src/container-monitor-*)" \
+		"ls -d /var/lib/dkms/container-monitor /usr/src/container-monitor-* 2>/dev/null | grep ."
+	check_fails "no module file left under /lib/modules" "find /lib/modules -name 'container_monitor.ko*' | grep ."
+	check_fails "no /dev/container_monitor" "test -e /dev/container_monitor"
+	check_match "no jackfruit unit files left" "^0 unit files listed" \
+		"systemctl list-unit-files --no-pager 'jackfruit*'"
+	check_nomatch "no jackfruit unit loaded" "jackfruit" "systemctl list-units --all --no-legend --no-pager 'jackfruit*'"
+	check_fails "no leftover unit symlinks" "find /etc/systemd/system -name 'jackfruit*' | grep ."
+	check_match "no failed units" "^0 loaded units listed" "systemctl --failed --no-pager"
+	check_nomatch "no BUG/WARNING/Oops in the kernel log" "BUG:|WARNING:|Oops|general protection|list_del corruption" "dmesg"
+	save_logs boot2-end
+	end_step
+	log ""
+	log "scenario finished"
+	touch "$R/done"
+	leave poweroff
+}
+
+case $(phase) in
+1) phase1 ;;
+2) phase2 ;;
+*) log "unexpected phase $(phase)"; leave poweroff ;;
+esac

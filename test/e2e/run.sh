@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The full-system VM test (make e2e) and the VM demo (test/demo.sh):
+#   test/e2e/run.sh [--scenario e2e|demo]
+#
+# Boots the cached Debian 12 guest image (test/e2e/image.sh) in qemu-system-x86_64 with a
+# per-run qcow2 overlay, plus a second disk carrying our .debs (build/deb), the test rootfs
+# (build/rootfs) and the guest scenario. The guest runs the scenario at boot
+# (jf-guest-runner.service), reboots itself when the scenario asks for it, and powers off at
+# the end; the results come back from the second disk (debugfs), not the serial console.
+# Prints the guest transcript and exits non-zero if any step failed or the run did not finish.
+#
+# Environment: CACHE_DIR (default /var/cache/jackfruit-test), E2E_TIMEOUT seconds for the
+# whole guest run (default 1800), DEB_DIR (default build/deb), ROOTFS (default build/rootfs),
+# E2E_KEEP=1 keeps the run directory (always kept on failure).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+here="$top/test/e2e"
+scenario=e2e
+while [ $# -gt 0 ]; do
+	case $1 in
+	--scenario) scenario=${2:?--scenario needs e2e or demo}; shift 2 ;;
+	--scenario=*) scenario=${1#*=}; shift ;;
+	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+case $scenario in e2e | demo) ;; *) echo "run.sh: unknown scenario '$scenario' (e2e or demo)" >&2; exit 2 ;; esac
+
+CACHE_DIR=${CACHE_DIR:-/var/cache/jackfruit-test}
+E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
+DEB_DIR=${DEB_DIR:-$top/build/deb}
+ROOTFS=${ROOTFS:-$top/build/rootfs}
+export CACHE_DIR
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+for t in qemu-system-x86_64 qemu-img debugfs mkfs.ext4 timeout; do
+	command -v "$t" >/dev/null || die "$t not found; run 'make deps' (test/deps.sh)"
+done
+debs=("$DEB_DIR"/jackfruit_*.deb "$DEB_DIR"/jackfruit-monitor-dkms_*.deb)
+for d in "${debs[@]}"; do [ -f "$d" ] || die "$d not found: run 'make deb' first"; done
+[ -x "$ROOTFS/usr/bin/memory_hog" ] || die "$ROOTFS/usr/bin/memory_hog not found: run 'make rootfs' first"
+
+img=$("$here/image.sh")
+kver=$(cat "$img/kver")
+
+mkdir -p "$CACHE_DIR/runs"
+# Only the latest few runs are kept for diagnosis.
+{ ls -1dt "$CACHE_DIR"/runs/*/ 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
+run=$(mktemp -d "$CACHE_DIR/runs/$scenario-$(date -u +%Y%m%dT%H%M%SZ)-XXXX")
+echo "run.sh: scenario $scenario, guest kernel $kver, image $img, run dir $run"
+
+# The guest's disk: a copy-on-write overlay; the cached image is never written.
+qemu-img create -q -f qcow2 -F raw -b "$img/root.img" "$run/root.qcow2"
+
+# The second disk: inputs in, results out.
+in="$run/in"
+mkdir -p "$in/debs" "$in/results"
+cp "${debs[@]}" "$in/debs/"
+tar -C "$ROOTFS" -cf "$in/rootfs.tar" .
+install -m 0755 "$here/guest-lib.sh" "$in/guest-lib.sh"
+install -m 0755 "$here/guest-$scenario.sh" "$in/guest-$scenario.sh"
+ln -s "guest-$scenario.sh" "$in/guest.sh"
+truncate -s 512M "$run/data.img"
+mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
+
+# No KVM here: TCG, multi-threaded over both vCPUs. The guest reboots itself between phases
+# (so no -no-reboot) and powers off at the end, which ends QEMU.
+echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s), console log: $run/console.log"
+start=$(date +%s)
+set +e
+timeout --foreground -k 10 "$E2E_TIMEOUT" qemu-system-x86_64 \
+	-machine q35 -accel tcg,thread=multi -cpu max -m 2048 -smp 2 \
+	-nographic -monitor none -serial "file:$run/console.log" \
+	-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
+	-append "console=ttyS0 root=/dev/vda rw panic=-1 systemd.show_status=false" \
+	-drive "file=$run/root.qcow2,format=qcow2,if=virtio,cache=unsafe" \
+	-drive "file=$run/data.img,format=raw,if=virtio" \
+	-nic none >"$run/qemu.log" 2>&1
+qrc=$?
+set -e
+elapsed=$(($(date +%s) - start))
+
+rm -rf "$run/results"
+debugfs -R "rdump /results $run" "$run/data.img" >/dev/null 2>&1 || true
+
+echo
+echo "================ guest transcript ($scenario) ================"
+if [ -f "$run/results/transcript.txt" ]; then
+	cat "$run/results/transcript.txt"
+else
+	echo "(no transcript: the scenario never started)"
+fi
+echo "================================================================"
+
+fail=0
+if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
+	echo "run.sh: FAIL: the guest did not finish within ${E2E_TIMEOUT}s; last console lines:"
+	tail -n 40 "$run/console.log" || true
+	fail=1
+elif [ $qrc -ne 0 ]; then
+	echo "run.sh: FAIL: qemu exited with $qrc:"
+	cat "$run/qemu.log"
+	fail=1
+fi
+if [ ! -f "$run/results/done" ]; then
+	echo "run.sh: FAIL: the scenario did not run to its end (see $run/console.log and $run/results/)"
+	fail=1
+fi
+if [ -f "$run/results/summary.txt" ]; then
+	echo "summary:"
+	sed 's/^/  /' "$run/results/summary.txt"
+	grep -q '^FAIL' "$run/results/summary.txt" && fail=1
+fi
+passed=$(grep -c '^PASS' "$run/results/summary.txt" 2>/dev/null || true)
+failed=$(grep -c '^FAIL' "$run/results/summary.txt" 2>/dev/null || true)
+echo "run.sh: guest run took ${elapsed}s"
+echo "e2e: ${passed:-0} passed, ${failed:-0} failed"
+if [ $fail -ne 0 ]; then
+	echo "run.sh: $scenario FAILED; run directory kept: $run"
+	exit 1
+fi
+[ "${E2E_KEEP:-0}" = 1 ] || rm -f "$run/root.qcow2" "$run/data.img"
+echo "run.sh: $scenario passed"
