@@ -12,25 +12,24 @@ import (
 	"github.com/jackfruit/jackfruit/service"
 )
 
-// Reading returns pieces, not re-joined lines: a line longer than MaxLinePiece arrives as
-// several LogLines, all but the last with Partial set, exactly as stored. Printing each
-// piece's Data and a newline only after a non-partial piece reproduces the output byte for
-// byte, without holding a line of unbounded length in memory (JoinPartial re-joins for
-// callers that want whole lines). The selection works on whole lines, though:
+// Read delivers the selected lines of this container's log (path.1, then path) to fn, in
+// file order (which keeps each stream's order).
+//
+// Read returns pieces, not re-joined lines: a line longer than MaxLinePiece arrives as several
+// LogLines, all but the last with Partial set, exactly as stored. Printing each piece's Data
+// and a newline only after a non-partial piece reproduces the output byte for byte, without
+// holding a line of unbounded length in memory; JoinPartial re-joins for callers that want
+// whole lines. The selection works on whole lines, though, so a line is delivered entirely or
+// not at all:
 //
 //   - Since keeps a line when its first piece was read at or after Since;
-//   - Tail N keeps the last N lines (counted by their ends, across both streams), with all
-//     their pieces;
+//   - Tail N keeps the last N lines (counted by their ends, across both streams; a line still
+//     being written counts as the newest), with all their pieces; Tail and Since combine.
 //
-// so a line is delivered entirely or not at all. Lines are delivered in file order, which
-// keeps each stream's order; pieces of a long stdout line may be interleaved with stderr
-// lines written meanwhile.
-
-// Read delivers the selected lines of this container's log (path.1, then path) to fn. With
-// o.Follow it then keeps delivering new lines as they are written, until Close was called
-// and everything is delivered, ctx ends (ctx.Err() is returned) or fn returns an error
-// (returned as is). A follower slower than two whole rotations loses the lines of the
-// files rotated away meanwhile.
+// With o.Follow, Read then keeps delivering new lines as they are written, across rotations,
+// until Close was called and everything is delivered, ctx ends (ctx.Err() is returned) or fn
+// returns an error (returned as is). A follower slower than two whole rotations loses the
+// lines of the files rotated away meanwhile. LogLine.Data is fn's to keep.
 func (c *ContainerLog) Read(ctx context.Context, o service.LogOptions, fn func(service.LogLine) error) error {
 	c.mu.Lock()
 	old, err := os.Open(c.path + ".1")
