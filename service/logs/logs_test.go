@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -379,25 +380,31 @@ func TestRotation(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var followed []string
+	var nfollowed atomic.Int64
 	followDone := make(chan error, 1)
-	started := make(chan struct{})
 	go func() {
-		close(started)
 		followDone <- c.Read(ctx, service.LogOptions{Follow: true}, func(l service.LogLine) error {
 			followed = append(followed, string(l.Data))
+			nfollowed.Add(1)
 			return nil
 		})
 	}()
-	<-started
 	pr, pw := io.Pipe()
 	copyDone := make(chan error, 1)
 	go func() { copyDone <- c.Copy(pr, service.Stdout) }()
 	const n = 2000
 	for i := 0; i < n; i++ {
-		// One write per line so that the follower keeps up across rotations.
 		fmt.Fprintf(pw, "rotating line %05d\n", i)
-		if i%50 == 0 {
-			time.Sleep(time.Millisecond)
+		// Each file holds about 200 lines. A follower more than two rotations behind may
+		// lose lines by design, so let it catch up every 50 lines: the test is about
+		// following across rotations, not about a race with the writer.
+		if i%50 == 49 {
+			for deadline := time.Now().Add(20 * time.Second); nfollowed.Load() < int64(i+1); {
+				if time.Now().After(deadline) {
+					t.Fatalf("follower stuck at %d of %d lines", nfollowed.Load(), i+1)
+				}
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}
 	pw.Close()
@@ -451,7 +458,14 @@ func TestRotation(t *testing.T) {
 
 func TestConcurrentStreamsLoseNothing(t *testing.T) {
 	const n = 100000
-	j := openJournal(t)
+	testutil.RequireJournal(t)
+	// This test is about order and completeness, not about a stalled journald: give journald
+	// ample time even on an overloaded machine rather than the 1 s after which lines drop.
+	j, err := OpenJournalAt(DefaultJournalSocket, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
 	f := testFields(t)
 	c, _ := openLog(t, 256<<20, f, j)
 	var wg sync.WaitGroup
