@@ -20,8 +20,10 @@ import (
 const DefaultJournalSocket = "/run/systemd/journal/socket"
 
 // DefaultSendTimeout bounds how long one entry may wait for room in journald's queue before
-// the journal is declared stalled (see Journal).
-const DefaultSendTimeout = time.Second
+// the journal is declared stalled (see Journal): long enough to ride out journald's pauses
+// (file rotation, vacuuming, a loaded machine), short enough that a hung journald only
+// delays containers once.
+const DefaultSendTimeout = 5 * time.Second
 
 // MaxLinePiece is the size at which a container's output line is split into pieces, as
 // podman and docker do (their journald and k8s-file drivers use 16 KiB too).

@@ -460,7 +460,7 @@ func TestConcurrentStreamsLoseNothing(t *testing.T) {
 	const n = 100000
 	testutil.RequireJournal(t)
 	// This test is about order and completeness, not about a stalled journald: give journald
-	// ample time even on an overloaded machine rather than the 1 s after which lines drop.
+	// ample time even on an overloaded machine rather than the default 5 s after which lines drop.
 	j, err := OpenJournalAt(DefaultJournalSocket, time.Minute)
 	if err != nil {
 		t.Fatal(err)
