@@ -82,6 +82,14 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 	b.logf("item 1: start-to-exit latency, %d warm-up + %d interleaved runs per runtime", c.warmup, c.runs)
 	subs := b.subjects(ctx, p, func(id string) []string { return []string{"run", "--rm", id, "--", "/bin/true"} },
 		p.trueBundle, "OCI bundle "+p.trueBundle)
+	// A reference point for where jackfruit's time goes: the same CLI doing one socket round
+	// trip without a container (Go start-up of the client + connect + one call).
+	if subs[0].err == nil {
+		sup := b.mainSup
+		subs = append(subs, subject{name: "jackfruit ps (no container)",
+			how: "jackfruit ps (no container): `jackfruit ps` against the same supervisor, timed like the others: the client's share of a run",
+			cmd: func(ctx context.Context, id string) *exec.Cmd { return sup.cli(ctx, "ps") }})
+	}
 	samples := map[string][]float64{}
 	failures := map[string][]string{}
 	seq := 0
@@ -92,7 +100,7 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 				continue
 			}
 			seq++
-			id := fmt.Sprintf("jfb-lat-%s-%d", s.name, seq)
+			id := fmt.Sprintf("jfb-lat-%d", seq)
 			cctx, cancel := context.WithTimeout(ctx, c.cmdTimeout)
 			d, err := timeCmd(s.cmd(cctx, id))
 			cancel()

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +60,9 @@ func (b *bench) itemLogs(ctx context.Context) {
 		catErr = err
 	}
 	for i := 0; i < c.logRuns; i++ {
+		if err := b.journal.reset(ctx); err != nil {
+			b.logf("journal reset: %v", err)
+		}
 		if jfErr == nil {
 			r := b.logRunJackfruit(ctx, sup, i)
 			runs = append(runs, r)
@@ -69,6 +72,9 @@ func (b *bench) itemLogs(ctx context.Context) {
 				jfRate = append(jfRate, r.LinesPerSec)
 				jfLost += r.Lost
 			}
+		}
+		if err := b.journal.reset(ctx); err != nil {
+			b.logf("journal reset: %v", err)
 		}
 		if catErr == nil {
 			r := b.logRunCat(ctx, busybox, i)

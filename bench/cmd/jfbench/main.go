@@ -66,7 +66,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.crunIdle, "crun-idle", 100, "detached idle crun containers for crun's per-container cost")
 	flag.IntVar(&c.conmonCount, "conmon", 20, "conmon-driven containers whose conmon RSS is sampled")
 	flag.IntVar(&c.logLines, "log-lines", 1000000, "lines printed by the log throughput container")
-	flag.IntVar(&c.logRuns, "log-runs", 3, "log throughput runs per side (interleaved)")
+	flag.IntVar(&c.logRuns, "log-runs", 5, "log throughput runs per side (interleaved)")
 	flag.StringVar(&c.kbenchCmd, "kmod-bench", "test/kmod/run.sh --bench", "command printing KBENCH {json} lines")
 	flag.DurationVar(&c.kbenchTmo, "kmod-timeout", 6*time.Minute, "time limit for the kernel module bench")
 	flag.StringVar(&c.peerConfig, "peer-config", "trimmed", "OCI config for crun/runc: trimmed (same work as jackfruit) or default (spec defaults minus terminal/network)")
