@@ -37,8 +37,8 @@ const MaxLinePiece = 16 << 10
 // (server_process_native_message) has accepted such sequences since the protocol was
 // introduced, although the protocol document only describes one entry per datagram. One
 // datagram per line costs journald about twice the CPU time per line of its stream
-// transport (wake-up, recvmsg and credential handling per entry); batched, it is within
-// about 20% of it. The host tests count every entry of 2 x 100000 batched lines in a real
+// transport (wake-up, recvmsg and credential handling per entry); batched, about 1.3 times
+// (docs/logging.md has the numbers). The host tests count every entry of 2 x 100000 batched lines in a real
 // journald, so a journald that stopped accepting batches fails CI; SetBatching(false)
 // switches back to one datagram per entry.
 //
@@ -49,7 +49,8 @@ const MaxLinePiece = 16 << 10
 // newline, NAME\n + 64-bit little-endian length + value + \n. Values may hold any other bytes
 // (NUL, invalid UTF-8): journald stores them as given.
 //
-// Back-pressure and failures: an entry waits at most SendTimeout for room in journald's
+// Back-pressure and failures: an entry waits at most the send timeout (DefaultSendTimeout
+// unless OpenJournalAt says otherwise) for room in journald's
 // queue. After a timeout the journal counts as stalled and later entries are tried without
 // waiting and dropped (counted) while the queue is full, so a hung journald slows the
 // container for at most one timeout. The first successful entry after that is followed by a
