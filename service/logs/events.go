@@ -43,14 +43,17 @@ func (f Fields) Validate() error {
 // MESSAGE_IDs of the entries jackfruit writes about containers; units/jackfruit.catalog
 // explains each for `journalctl -x`. They never change: users filter on them.
 const (
-	MessageContainerStarted  = "9048805d5b284d8dbe237e2161c8cbe6"
-	MessageContainerExited   = "c5eb5a5e3d044235ba9407ecff6c2e74"
-	MessageSoftLimit         = "59d0b9852ee649eda0b6f951687171f2"
-	MessageHardLimit         = "eec714b8053645d4a3a81f09bd2db01c"
-	MessageContainerRemoved  = "1c9bf7fbefdf493a8ea5e0affe6ea0cd"
-	MessageJournalDropped    = "ff0a44a4b59b42e59cb1696b884d8cae"
-	eventSyslogIdentifier    = "jackfruit"
-	priorityNoticeForFailure = '5'
+	MessageContainerStarted = "9048805d5b284d8dbe237e2161c8cbe6"
+	MessageContainerExited  = "c5eb5a5e3d044235ba9407ecff6c2e74"
+	MessageSoftLimit        = "59d0b9852ee649eda0b6f951687171f2"
+	MessageHardLimit        = "eec714b8053645d4a3a81f09bd2db01c"
+	MessageContainerRemoved = "1c9bf7fbefdf493a8ea5e0affe6ea0cd"
+	MessageJournalDropped   = "ff0a44a4b59b42e59cb1696b884d8cae"
+)
+
+const (
+	eventSyslogIdentifier    = "jackfruit" // events are the supervisor's words, not the container's
+	priorityNoticeForFailure = '5'         // LOG_NOTICE: a container ended badly, the host is fine
 )
 
 // Event writes a lifecycle or memory event as a journal entry with the container's fields, a
