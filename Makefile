@@ -28,7 +28,7 @@ lint:
 	test/lint.sh
 
 # The whole suite: lint, host tests, kernel tests on 6.1 and 6.12, the full-system VM test.
-test: lint test-host kmod-test e2e
+test: deps lint test-host kmod-test e2e
 
 test-host: rootfs
 	JACKFRUIT_TEST_ROOTFS=$(CURDIR)/build/rootfs $(GO) test -count=1 -timeout 30m ./...
@@ -42,10 +42,10 @@ e2e: deb rootfs
 deb:
 	packaging/build.sh
 
-bench: build rootfs
+bench: deps build rootfs
 	bench/run.sh
 
-demo:
+demo: deps
 	test/demo.sh
 
 clean:
