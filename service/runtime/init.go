@@ -170,16 +170,52 @@ func pivotRoot(rootfs string) error {
 	// pivot_root(".", ".") stacks the old root on top of the new one at "/", which needs no
 	// directory for it inside the rootfs (so a read-only rootfs works); unmounting the top
 	// of the stack then drops the old root.
-	if err := unix.PivotRoot(".", "."); err != nil {
+	err := unix.PivotRoot(".", ".")
+	switch {
+	case errors.Is(err, unix.EINVAL) && hostRootIsInitramfs():
+		// The initial ramfs cannot be pivoted away from (it has no parent mount). Do what
+		// switch_root does instead: move the rootfs over "/" and chroot into it. The old
+		// root stays underneath, unreachable by path.
+		if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("moving rootfs %s over the initramfs root: %w", rootfs, err)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("chroot into %s: %w", rootfs, err)
+		}
+	case err != nil:
 		return fmt.Errorf("pivot_root into %s: %w", rootfs, err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detaching the old root: %w", err)
+	default:
+		if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("detaching the old root: %w", err)
+		}
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
 	}
 	return nil
+}
+
+// hostRootIsInitramfs reports whether "/" is the kernel's initial rootfs (ramfs or tmpfs
+// without a parent mount), which pivot_root refuses to move.
+func hostRootIsInitramfs() bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE ...
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != "/" {
+			continue
+		}
+		_, after, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		rest := strings.Fields(after)
+		return len(rest) >= 2 && rest[1] == "rootfs" && (rest[0] == "rootfs" || rest[0] == "ramfs" || rest[0] == "tmpfs")
+	}
+	return false
 }
 
 // mountPoint checks that the container path p is a real directory to mount on.

@@ -520,11 +520,18 @@ func TestSetupFailure(t *testing.T) {
 	assertNoChildren(t)
 }
 
-// copyRootfs makes a cheap copy of the test rootfs (busybox is hard-linked).
+// copyRootfs makes a copy of the test rootfs, cheap (hard links) when the temporary
+// directory is on the same filesystem.
 func copyRootfs(t *testing.T, src string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "rootfs")
-	if out, err := exec.Command("cp", "-a", "--link", src, dst).CombinedOutput(); err != nil {
+	if err := exec.Command("cp", "-a", "--link", src, dst).Run(); err == nil {
+		return dst
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copying rootfs: %v: %s", err, out)
 	}
 	return dst
