@@ -14,6 +14,7 @@
 #include <linux/capability.h>
 #include <linux/ctype.h>
 #include <linux/fs.h>
+#include <linux/hashtable.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/ktime.h>
@@ -47,6 +48,8 @@
 
 struct cm_entry {
 	struct list_head node;
+	struct hlist_node pid_node;	/* cm.by_pid, every entry */
+	struct hlist_node ns_node;	/* cm.by_ns, ns_scope entries */
 	/*
 	 * A counted reference on the init's struct pid, not a pid number: once
 	 * the init is reaped its number may be given to an unrelated process,
@@ -56,11 +59,15 @@ struct cm_entry {
 	struct pid *pid;
 	pid_t nr;		/* as registered, for logs, events, lookups */
 	bool ns_scope;		/* init of its own PID namespace */
+	struct pid_namespace *ns;	/* that namespace (pinned by @pid) */
 	bool soft_warned;
 	bool killed;
 	u64 soft_limit;
 	u64 hard_limit;
 	char name[CM_NAME_LEN];
+	/* Filled by one scan pass. */
+	u64 scan_rss;
+	u32 scan_tasks;
 };
 
 struct cm_sample {
@@ -80,7 +87,16 @@ struct cm_monitor {
 	 */
 	struct mutex lock;
 	struct list_head entries;
+	/*
+	 * Lookups for the scan's single pass over all tasks: a task is
+	 * attributed to entries by its PID namespaces (ns_scope entries) and by
+	 * its ancestors' struct pid (the others), so a scan costs
+	 * O(tasks * depth) instead of O(tasks * entries).
+	 */
+	DECLARE_HASHTABLE(by_pid, 10);
+	DECLARE_HASHTABLE(by_ns, 10);
 	unsigned int nr_entries;
+	unsigned int nr_ns_scope;
 	u64 scans;
 	u64 scan_ns_total;
 	u64 last_scan_ns;
@@ -306,20 +322,139 @@ static void cm_free_entry(struct cm_entry *e)
 	kfree(e);
 }
 
-/* Called with cm.lock held. Returns false if @e was removed and freed. */
-static bool cm_check_entry(struct cm_entry *e)
+/* Called with cm.lock held. */
+static void cm_link(struct cm_entry *e)
 {
-	struct cm_sample s;
+	list_add_tail(&e->node, &cm.entries);
+	hash_add(cm.by_pid, &e->pid_node, (unsigned long)e->pid);
+	if (e->ns_scope) {
+		hash_add(cm.by_ns, &e->ns_node, (unsigned long)e->ns);
+		cm.nr_ns_scope++;
+	}
+	cm.nr_entries++;
+}
 
-	cm_measure(e, &s);
+/* Called with cm.lock held. */
+static void cm_unlink(struct cm_entry *e)
+{
+	list_del(&e->node);
+	hash_del(&e->pid_node);
+	if (e->ns_scope) {
+		hash_del(&e->ns_node);
+		cm.nr_ns_scope--;
+	}
+	cm.nr_entries--;
+}
+
+/* Called with cm.lock held. */
+static struct cm_entry *cm_find_pid(struct pid *pid)
+{
+	struct cm_entry *e;
+
+	hash_for_each_possible(cm.by_pid, e, pid_node, (unsigned long)pid) {
+		if (e->pid == pid)
+			return e;
+	}
+	return NULL;
+}
+
+/* Called with cm.lock held. */
+static struct cm_entry *cm_find_ns(struct pid_namespace *ns)
+{
+	struct cm_entry *e;
+
+	hash_for_each_possible(cm.by_ns, e, ns_node, (unsigned long)ns) {
+		if (e->ns == ns)
+			return e;
+	}
+	return NULL;
+}
+
+static void cm_account(struct cm_entry *e, struct task_struct *p, u64 *rss,
+		       bool *have_rss)
+{
+	if (!*have_rss) {
+		*rss = cm_process_rss(p);
+		*have_rss = true;
+	}
+	e->scan_rss += *rss;
+	e->scan_tasks++;
+}
+
+/*
+ * One pass over every process adds its RSS to each entry it belongs to: the
+ * entry of every PID namespace it is in, and the entry of every registered
+ * plain process among its ancestors. Called with cm.lock and RCU held.
+ */
+static void cm_scan_tasks(void)
+{
+	bool tree_entries = cm.nr_entries > cm.nr_ns_scope;
+	struct task_struct *p, *a;
+	struct cm_entry *e;
+	struct pid *pid;
+	unsigned int lvl;
+	int depth;
+
+	for_each_process(p) {
+		bool have_rss = false;
+		u64 rss = 0;
+
+		if (p->flags & PF_KTHREAD)
+			continue;
+		pid = task_pid(p);
+		if (cm.nr_ns_scope && pid) {
+			for (lvl = 1; lvl <= pid->level; lvl++) {
+				e = cm_find_ns(pid->numbers[lvl].ns);
+				if (e)
+					cm_account(e, p, &rss, &have_rss);
+			}
+		}
+		if (!tree_entries)
+			continue;
+		a = p;
+		for (depth = 0; depth < CM_MAX_ANCESTRY; depth++) {
+			e = cm_find_pid(task_tgid(a));
+			if (e && !e->ns_scope)
+				cm_account(e, p, &rss, &have_rss);
+			if (a == &init_task || is_global_init(a))
+				break;
+			a = rcu_dereference(a->real_parent);
+		}
+	}
+}
+
+/* Is the registered process still there (not exited, not reaped)? */
+static bool cm_alive(const struct cm_entry *e)
+{
+	struct task_struct *leader;
+	bool alive;
+
+	rcu_read_lock();
+	leader = pid_task(e->pid, PIDTYPE_TGID);
+	alive = leader && !cm_process_dead(leader);
+	rcu_read_unlock();
+	return alive;
+}
+
+/*
+ * Applies the limits to @e with the RSS summed by cm_scan_tasks(). Called
+ * with cm.lock held. Frees @e if its init is gone.
+ */
+static void cm_check_entry(struct cm_entry *e)
+{
+	struct cm_sample s = {
+		.alive = cm_alive(e),
+		.rss = e->scan_rss,
+		.nr_tasks = e->scan_tasks,
+	};
+
 	if (!s.alive) {
 		pr_info("Container exited container=%s pid=%d, removing\n",
 			e->name, e->nr);
 		cm_queue_event(CM_EVENT_EXITED, e, 0, e->hard_limit);
-		list_del(&e->node);
-		cm.nr_entries--;
+		cm_unlink(e);
 		cm_free_entry(e);
-		return false;
+		return;
 	}
 
 	if (e->soft_limit && s.rss > e->soft_limit) {
@@ -346,7 +481,6 @@ static bool cm_check_entry(struct cm_entry *e)
 		       e->name, e->nr, s.rss, e->hard_limit);
 		cm_kill(e);
 	}
-	return true;
 }
 
 static void cm_schedule_scan(void)
@@ -362,10 +496,15 @@ static void cm_scan_work(struct work_struct *work)
 
 	mutex_lock(&cm.lock);
 	start = ktime_get_ns();
-	list_for_each_entry_safe(e, tmp, &cm.entries, node) {
-		cm_check_entry(e);
-		cond_resched();
+	list_for_each_entry(e, &cm.entries, node) {
+		e->scan_rss = 0;
+		e->scan_tasks = 0;
 	}
+	rcu_read_lock();
+	cm_scan_tasks();
+	rcu_read_unlock();
+	list_for_each_entry_safe(e, tmp, &cm.entries, node)
+		cm_check_entry(e);
 	dur = ktime_get_ns() - start;
 	cm.scans++;
 	cm.scan_ns_total += dur;
@@ -397,18 +536,6 @@ static bool cm_valid_name(const char *name)
 			return false;
 	}
 	return true;
-}
-
-/* Called with cm.lock held. */
-static struct cm_entry *cm_find_pid(struct pid *pid)
-{
-	struct cm_entry *e;
-
-	list_for_each_entry(e, &cm.entries, node) {
-		if (e->pid == pid)
-			return e;
-	}
-	return NULL;
 }
 
 /*
@@ -495,6 +622,7 @@ static long cm_ioctl_register(void __user *arg)
 	e->pid = pid;
 	e->nr = req.pid;
 	e->ns_scope = ns != &init_pid_ns && pid_nr_ns(pid, ns) == 1;
+	e->ns = ns;
 	e->soft_limit = req.soft_limit;
 	e->hard_limit = req.hard_limit;
 	memcpy(e->name, req.name, sizeof(e->name));
@@ -506,8 +634,7 @@ static long cm_ioctl_register(void __user *arg)
 	} else if (cm.nr_entries >= READ_ONCE(max_entries)) {
 		ret = -ENOSPC;
 	} else {
-		list_add_tail(&e->node, &cm.entries);
-		cm.nr_entries++;
+		cm_link(e);
 		pr_info("Registering container=%s pid=%d soft=%llu hard=%llu\n",
 			e->name, e->nr, e->soft_limit, e->hard_limit);
 		cm_measure(e, &s);
@@ -538,10 +665,8 @@ static long cm_ioctl_unregister(void __user *arg)
 
 	mutex_lock(&cm.lock);
 	e = cm_find_nr(req.pid);
-	if (e) {
-		list_del(&e->node);
-		cm.nr_entries--;
-	}
+	if (e)
+		cm_unlink(e);
 	mutex_unlock(&cm.lock);
 	if (!e)
 		return -ENOENT;
@@ -730,6 +855,8 @@ static int __init cm_init(void)
 
 	mutex_init(&cm.lock);
 	INIT_LIST_HEAD(&cm.entries);
+	hash_init(cm.by_pid);
+	hash_init(cm.by_ns);
 	INIT_DELAYED_WORK(&cm.scan, cm_scan_work);
 	spin_lock_init(&cm.ev_lock);
 	init_waitqueue_head(&cm.ev_wait);
@@ -783,10 +910,9 @@ static void __exit cm_exit(void)
 	list_for_each_entry_safe(e, tmp, &cm.entries, node) {
 		pr_info("Unloading, dropping container=%s pid=%d\n",
 			e->name, e->nr);
-		list_del(&e->node);
+		cm_unlink(e);
 		cm_free_entry(e);
 	}
-	cm.nr_entries = 0;
 	kvfree(cm.ring);
 	pr_info("unloaded\n");
 }

@@ -18,7 +18,8 @@ import (
 //
 // metrics: scan_time_us (per scan, for 1, 100 and 1000 registered
 // containers), scan_interval_ms (measured time between scans, configured
-// 100 ms), kill_latency_ms (hog crosses the hard limit -> HARD event) and
+// 100 ms), kill_latency_ms (start of the hog step that crosses the hard limit
+// -> HARD event, an upper bound) and
 // kill_latency_scan_intervals (the same divided by scan_interval_ms).
 // The guest runs under QEMU TCG (no KVM), so absolute times are slower than
 // on hardware; compare runs with each other.
@@ -154,8 +155,8 @@ func sampleScans(c *monitor.Client, n int) (times, intervals []float64) {
 }
 
 // killLatency runs a paced hog (4 MiB / 200 ms) as a container init and
-// returns the time from its report of crossing the hard limit to the HARD
-// event's timestamp.
+// returns the time from the start of the step that crossed the hard limit
+// to the HARD event's timestamp.
 func killLatency(d *rawDev, name string) (time.Duration, error) {
 	h, err := startHog(false, "-step-mib", "4", "-interval", "200ms")
 	if err != nil {
@@ -174,11 +175,11 @@ func killLatency(d *rawDev, name string) (time.Duration, error) {
 	h.Wait(10 * time.Second)
 	for _, e := range evs {
 		if e.Type == monitor.EventHard {
-			cross, ok := firstOver(h.Reports(), 32*mib)
+			cross, ok := crossingStart(h.Reports(), 32*mib)
 			if !ok {
-				return 0, fmt.Errorf("hog never reported crossing the limit")
+				return 0, fmt.Errorf("hog reported no step")
 			}
-			return e.Time.Sub(cross.T), nil
+			return e.Time.Sub(cross), nil
 		}
 	}
 	return 0, fmt.Errorf("no hard event in %s", eventsString(evs))

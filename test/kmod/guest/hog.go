@@ -33,6 +33,10 @@ func hogMain(args []string) {
 	total := 0
 	for n := 1; ; n++ {
 		if *maxMiB == 0 || total < *maxMiB {
+			// The start of each step bounds when the limit was crossed:
+			// the kill may land before the step's own report.
+			fmt.Fprintf(out, "HOG start=%d t=%d\n", n, time.Now().UnixNano())
+			out.Flush()
 			mem, err := unix.Mmap(-1, 0, *step*mib, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "hog: mmap: %v\n", err)
@@ -62,10 +66,13 @@ func selfRSS() int64 {
 	return pages * int64(os.Getpagesize())
 }
 
+// hogReport is one line of the hog: a step's start (Start true, no RSS) or
+// its end with the resident size reached.
 type hogReport struct {
-	Step int
-	RSS  int64
-	T    time.Time
+	Step  int
+	Start bool
+	RSS   int64
+	T     time.Time
 }
 
 // hogProc is a running hog (or a shell running one) and its reports.
@@ -113,7 +120,10 @@ func (h *hogProc) collect(r io.Reader) {
 		var rep hogReport
 		var ns int64
 		if _, err := fmt.Sscanf(sc.Text(), "HOG step=%d rss=%d t=%d", &rep.Step, &rep.RSS, &ns); err != nil {
-			continue
+			if _, err := fmt.Sscanf(sc.Text(), "HOG start=%d t=%d", &rep.Step, &ns); err != nil {
+				continue
+			}
+			rep.Start = true
 		}
 		rep.T = time.Unix(0, ns)
 		h.mu.Lock()
@@ -128,6 +138,16 @@ func (h *hogProc) Reports() []hogReport {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]hogReport(nil), h.reports...)
+}
+
+// Allocated reports whether the hog finished its first step.
+func (h *hogProc) Allocated() bool {
+	for _, r := range h.Reports() {
+		if !r.Start {
+			return true
+		}
+	}
+	return false
 }
 
 // Wait waits up to d for the process to end and returns its status.
@@ -145,12 +165,24 @@ func (h *hogProc) Kill() {
 	h.Wait(10 * time.Second)
 }
 
-// firstOver returns the first report whose RSS exceeds limit.
-func firstOver(reps []hogReport, limit uint64) (hogReport, bool) {
+// crossingStart returns when the step that took the hog over limit
+// started: the first step whose end report exceeds limit or, if the kill
+// came before that report, the last step started. Kill latency measured from
+// there is an upper bound (it includes the time spent touching that step's
+// pages).
+func crossingStart(reps []hogReport, limit uint64) (time.Time, bool) {
+	starts := map[int]time.Time{}
+	var last time.Time
 	for _, r := range reps {
+		if r.Start {
+			starts[r.Step] = r.T
+			last = r.T
+			continue
+		}
 		if r.RSS > int64(limit) {
-			return r, true
+			t, ok := starts[r.Step]
+			return t, ok
 		}
 	}
-	return hogReport{}, false
+	return last, !last.IsZero()
 }

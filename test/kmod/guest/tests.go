@@ -99,7 +99,7 @@ func testRoundTrip(t *T) {
 		t.Fatalf("%v", err)
 	}
 	defer h.Kill()
-	for i := 0; i < 100 && len(h.Reports()) == 0; i++ {
+	for i := 0; i < 100 && !h.Allocated(); i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	pid := h.cmd.Process.Pid
@@ -495,9 +495,8 @@ func hogScenario(t *T, name string, viaShell bool) (latency time.Duration, softL
 		fmt.Printf("KLOG %s\n", m)
 	}
 
-	cross, ok := firstOver(h.Reports(), hogHard)
-	if !viaShell && ok {
-		latency = hard.Time.Sub(cross.T)
+	if cross, ok := crossingStart(h.Reports(), hogHard); !viaShell && ok {
+		latency = hard.Time.Sub(cross)
 	}
 	if len(softs) == 1 {
 		softLine = softs[0]
