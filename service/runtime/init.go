@@ -145,6 +145,9 @@ func setupContainer(cfg *setupConfig) error {
 	if err := mountSys(); err != nil {
 		return err
 	}
+	if err := protectKernelFiles(); err != nil {
+		return err
+	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting hostname %q: %w", cfg.Hostname, err)
 	}
@@ -301,6 +304,49 @@ func mountSys() error {
 	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
 	if err := unix.Mount("sysfs", "/sys", "sysfs", flags, ""); err != nil {
 		return fmt.Errorf("mounting /sys: %w", err)
+	}
+	return nil
+}
+
+// Paths under /proc and /sys that podman and Docker hide or make read-only by default. The
+// container's root is the host's root (no user namespace), so this is a guard against
+// accidents (a stray write to /proc/sysrq-trigger or /proc/sys), not a security boundary.
+var (
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	maskedPaths   = []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap"}
+)
+
+// protectKernelFiles makes readonlyPaths read-only and hides maskedPaths: a file under
+// /dev/null, a directory under an empty read-only tmpfs. Paths this kernel lacks are skipped.
+func protectKernelFiles() error {
+	for _, p := range readonlyPaths {
+		if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				continue
+			}
+			return fmt.Errorf("making %s read-only: %w", p, err)
+		}
+		flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+		if err := unix.Mount(p, p, "", flags, ""); err != nil {
+			return fmt.Errorf("making %s read-only: %w", p, err)
+		}
+	}
+	for _, p := range maskedPaths {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			continue
+		}
+		var err error
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=755")
+		} else {
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("masking %s: %w", p, err)
+		}
 	}
 	return nil
 }

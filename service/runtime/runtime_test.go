@@ -133,9 +133,13 @@ func TestOwnMounts(t *testing.T) {
 	}
 	want := map[string]bool{"/proc:proc": true, "/dev:tmpfs": true, "/dev/pts:devpts": true,
 		"/dev/shm:tmpfs": true, "/dev/mqueue:mqueue": true, "/sys:sysfs": true}
+	protected := map[string]bool{}
+	for _, p := range append(append([]string{}, readonlyPaths...), maskedPaths...) {
+		protected[p] = true
+	}
 	for _, p := range points {
 		mp, _, _ := strings.Cut(p, ":")
-		if mp == "/" {
+		if mp == "/" || protected[mp] {
 			continue
 		}
 		if !want[p] {
@@ -148,6 +152,18 @@ func TestOwnMounts(t *testing.T) {
 	}
 	if len(points) == 0 || !strings.HasPrefix(points[0], "/:") {
 		t.Errorf("first mount should be the rootfs on /, got %v", points)
+	}
+}
+
+func TestKernelFilesProtected(t *testing.T) {
+	rootfs := testRootfs(t)
+	out := mustSucceed(t, rootfs, `
+		echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo sys-writable || echo sys-readonly
+		echo "keys=$(wc -c < /proc/keys)"
+		ls /sys/firmware | wc -l
+		grep -c . /proc/self/status >/dev/null && echo proc-readable`)
+	if out != "sys-readonly\nkeys=0\n0\nproc-readable\n" {
+		t.Fatalf("got %q", out)
 	}
 }
 
