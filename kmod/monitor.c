@@ -80,10 +80,10 @@ struct cm_monitor {
 	/*
 	 * A mutex, not a spinlock, protects the entry list and scan counters:
 	 * every user (the ioctls and the scan work) runs in process context,
-	 * and one scan walks every task once per entry, which with hundreds of
-	 * containers takes milliseconds. Holding a spinlock that long would
-	 * keep preemption off on a CPU; with a mutex waiters sleep and the
-	 * scan may cond_resched() between entries.
+	 * and a scan walks every task of the machine and then every entry,
+	 * which with thousands of tasks takes milliseconds. Spinning waiters
+	 * would burn a CPU for that long; with a mutex they sleep, and the
+	 * scan itself stays preemptible outside its RCU walk.
 	 */
 	struct mutex lock;
 	struct list_head entries;
