@@ -8,7 +8,9 @@
 # container, conmon or journald outlives the bench. The host's mounts are never touched.
 #
 # Usage: bench/run.sh [--profile] [jfbench flags...]   e.g. bench/run.sh -items latency -runs 50
-#   --profile   also record the supervisor with perf (unstripped build) during items 1 and 4
+#   --profile   also record the supervisor with perf (unstripped build) during items 1, 2 and 4,
+#               and run bench/cmd/jfprof (in-process heap and CPU profiles of the core);
+#               reports land next to the JSON in bench/results/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,8 +32,9 @@ for a in "$@"; do
 	if [ "$a" = "--profile" ]; then
 		# The release build is stripped (-s -w); perf needs the symbol table.
 		CGO_ENABLED=0 go build -o bin/jackfruit-prof ./cmd/jackfruit
+		CGO_ENABLED=0 go build -o bin/jfprof ./bench/cmd/jfprof
 		jackfruit=bin/jackfruit-prof
-		args+=(-profile)
+		args+=(-profile -jfprof bin/jfprof)
 	else
 		args+=("$a")
 	fi

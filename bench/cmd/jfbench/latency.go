@@ -163,6 +163,12 @@ func (b *bench) emitComparison(item, metric, unit string, subs []subject, sample
 		if s.name == "crun" {
 			vs = append(vs, "reference")
 		}
+		if strings.HasPrefix(s.name, "jackfruit ps") {
+			vs = nil
+			if jf, ok := sums["jackfruit"]; ok {
+				vs = append(vs, fmt.Sprintf("%.0f%% of jackfruit's median", 100*sum.Median/jf.Median))
+			}
+		}
 		if sum.N < want {
 			vs = append(vs, fmt.Sprintf("only %d/%d runs succeeded", sum.N, want))
 		}

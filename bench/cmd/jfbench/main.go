@@ -45,6 +45,7 @@ type config struct {
 	kbenchTmo    time.Duration
 	peerConfig   string
 	profile      bool
+	jfprof       string
 	cmdTimeout   time.Duration
 	supervisorTO time.Duration
 }
@@ -71,6 +72,7 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&c.kbenchTmo, "kmod-timeout", 6*time.Minute, "time limit for the kernel module bench")
 	flag.StringVar(&c.peerConfig, "peer-config", "trimmed", "OCI config for crun/runc: trimmed (same work as jackfruit) or default (spec defaults minus terminal/network)")
 	flag.BoolVar(&c.profile, "profile", false, "record a CPU profile of the supervisor (pprof if exposed, else perf) during the latency and log items")
+	flag.StringVar(&c.jfprof, "jfprof", "", "with -profile: the in-process profiling harness (bench/cmd/jfprof, unstripped)")
 	flag.DurationVar(&c.cmdTimeout, "cmd-timeout", 60*time.Second, "time limit for one runtime invocation")
 	flag.DurationVar(&c.supervisorTO, "supervisor-timeout", 20*time.Second, "time for the supervisor to start serving")
 	flag.Parse()
@@ -222,6 +224,9 @@ func (b *bench) run(ctx context.Context) {
 	}
 	b.mainSup.stop()
 	b.stopProfiles(ctx)
+	if c.profile {
+		b.runJfprof(ctx)
+	}
 	if c.want("kmod") {
 		b.itemKmod(ctx)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,7 +59,7 @@ func (b *bench) stopProfiles(ctx context.Context) {
 		base := filepath.Join(b.cfg.results, b.report.Started.Format("20060102T150405Z")+"-perf-"+p.tag)
 		_ = os.MkdirAll(b.cfg.results, 0o755)
 		for suffix, args := range map[string][]string{
-			".flat.txt":    {"report", "-i", p.data, "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "0.5"},
+			".flat.txt":    {"report", "-i", p.data, "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "0.5", "-g", "none"},
 			".callers.txt": {"report", "-i", p.data, "--stdio", "--children", "--sort", "symbol", "--percent-limit", "3", "-g", "none"},
 		} {
 			out, err := exec.CommandContext(ctx, "perf", args...).Output()
@@ -71,6 +72,59 @@ func (b *bench) stopProfiles(ctx context.Context) {
 		b.report.Notes = append(b.report.Notes, fmt.Sprintf("supervisor CPU profile (%s item): %s.{flat,callers}.txt", p.tag, base))
 	}
 	b.profiles = nil
+}
+
+// runJfprof profiles the supervisor core in-process (bench/cmd/jfprof): the in-use heap
+// with idle containers (item 3's cost) and CPU of start-wait-remove (item 1's), the latter
+// also under a system-wide perf so the container setup stage (comm "exe", the re-executed
+// jackfruit binary) and the kernel show up next to the supervisor.
+func (b *bench) runJfprof(ctx context.Context) {
+	c := b.cfg
+	if c.jfprof == "" {
+		return
+	}
+	base := filepath.Join(c.results, b.report.Started.Format("20060102T150405Z")+"-jfprof")
+	run := func(mode string, n int, wrap ...string) {
+		prof := filepath.Join(c.work, "jfprof-"+mode+".pprof")
+		argv := append(wrap, c.jfprof, "-mode", mode, "-n", fmt.Sprint(n), "-rootfs", c.rootfs, "-work", c.work, "-out", prof)
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			b.report.Notes = append(b.report.Notes, fmt.Sprintf("jfprof %s: %s", mode, errString(err, out)))
+			return
+		}
+		b.report.Notes = append(b.report.Notes, firstLineWith(string(out), "jfprof "))
+		args := []string{"tool", "pprof", "-top", "-nodecount", "25"}
+		if mode == "cpu" {
+			args = append(args, "-cum")
+		}
+		top, err := exec.CommandContext(ctx, "go", append(args, c.jfprof, prof)...).CombinedOutput()
+		if err == nil {
+			_ = os.WriteFile(base+"-"+mode+".top.txt", top, 0o644)
+			b.report.Notes = append(b.report.Notes, fmt.Sprintf("pprof -top of the %s profile: %s-%s.top.txt", mode, base, mode))
+		}
+	}
+	run("heap", 200)
+	if _, err := exec.LookPath("perf"); err != nil {
+		run("cpu", 200)
+		return
+	}
+	data := filepath.Join(c.work, "perf-jfprof.data")
+	run("cpu", 200, "perf", "record", "-a", "-F", "1999", "-o", data, "--")
+	out, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--stdio", "--no-children",
+		"--comms", "jfprof,exe,true", "--sort", "comm,dso", "-g", "none").Output()
+	if err == nil {
+		_ = os.WriteFile(base+"-cpu.perf-comm.txt", out, 0o644)
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("system-wide perf of the same loop by process (exe = container setup stage): %s-cpu.perf-comm.txt", base))
+	}
+}
+
+func firstLineWith(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return strings.TrimSpace(s)
 }
 
 // monitorState says whether the kernel monitor is present on this host (it is not on the
