@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestSummarize(t *testing.T) {
+	xs := []float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}
+	s := summarize(xs)
+	if s.N != 10 || s.Min != 1 || s.Max != 10 || s.Median != 5.5 || s.Mean != 5.5 {
+		t.Fatalf("summary %+v", s)
+	}
+	// numpy.percentile([1..10], 95) == 9.55 (linear interpolation)
+	if math.Abs(s.P95-9.55) > 1e-9 || math.Abs(s.P5-1.45) > 1e-9 {
+		t.Fatalf("p5 %v p95 %v, want 1.45 9.55", s.P5, s.P95)
+	}
+	if one := summarize([]float64{3}); one.Median != 3 || one.P95 != 3 {
+		t.Fatalf("single sample %+v", one)
+	}
+	if empty := summarize(nil); empty.N != 0 {
+		t.Fatalf("empty %+v", empty)
+	}
+}
+
+func record(data string, partial bool) []byte {
+	h := make([]byte, 16)
+	h[0] = 0xA5
+	if partial {
+		h[1] = 2
+	}
+	binary.LittleEndian.PutUint32(h[4:8], uint32(len(data)))
+	binary.LittleEndian.PutUint64(h[8:16], 12345)
+	return append(h, data...)
+}
+
+func TestRecordCounterSplitFeeds(t *testing.T) {
+	file := []byte("JFLOG01\n")
+	file = append(file, record("1", false)...)
+	file = append(file, record("long line piece", true)...)
+	file = append(file, record(" end", false)...)
+	file = append(file, record("", false)...)
+	// Feed in every possible pair of chunks: the tail reader sees arbitrary boundaries.
+	for cut := 0; cut <= len(file); cut++ {
+		var rc recordCounter
+		rc.feed(file[:cut])
+		rc.feed(file[cut:])
+		if rc.broken != nil || rc.lines != 3 {
+			t.Fatalf("cut %d: lines %d err %v, want 3 lines", cut, rc.lines, rc.broken)
+		}
+	}
+	var rc recordCounter
+	rc.feed([]byte("NOTALOG!"))
+	if rc.broken == nil {
+		t.Fatal("a file without the magic was accepted")
+	}
+}
+
+func TestKbenchMetricRow(t *testing.T) {
+	line := `{"kernel":"6.1.0-56-amd64","metric":"scan_time_us","containers":1000,"unit":"us","samples":30,"median":2032.5,"p10":1786.3,"p90":8324.3,"min":1749.4,"max":15082.3}`
+	var m map[string]any
+	if err := json.Unmarshal([]byte(line), &m); err != nil {
+		t.Fatal(err)
+	}
+	b := newBench(&config{})
+	b.kbenchRows("5 monitor", m)
+	if len(b.report.Rows) != 1 {
+		t.Fatalf("rows %+v", b.report.Rows)
+	}
+	r := b.report.Rows[0]
+	if r.Summary.Median != 2032.5 || r.Unit != "us" || !strings.Contains(r.Goal, "1 ms") || !strings.Contains(r.Metric, "@1000") {
+		t.Fatalf("row %+v", r)
+	}
+}
+
+func TestRatioWording(t *testing.T) {
+	if got := ratio(10, 20, "crun", true); got != "2.00x faster than crun" {
+		t.Fatal(got)
+	}
+	if got := ratio(30, 15, "crun", true); got != "2.00x slower than crun" {
+		t.Fatal(got)
+	}
+	if got := ratio(80, 100, "systemd-cat", false); got != "80% of systemd-cat" {
+		t.Fatal(got)
+	}
+}
