@@ -94,6 +94,28 @@ func (b *bench) itemLogs(ctx context.Context) {
 	b.report.how("log throughput, systemd-cat: `%s seq 1 %d | systemd-cat -t TAG` (same busybox, stream transport to the same private journald); same stop condition", busybox, c.logLines)
 	b.report.how("journald: private /usr/lib/systemd/systemd-journald on tmpfs /run/systemd and /run/log with /run/systemd/journald.conf.d/jfbench.conf: Storage=volatile, RateLimitIntervalSec=0, RateLimitBurst=0, no forwarding, no kmsg/audit")
 
+	// Where the time goes: CPU per line of the supervisor and of journald on each side.
+	perLine := map[string][]float64{}
+	for _, r := range runs {
+		if r.Error != "" {
+			continue
+		}
+		perLine[r.Side+" journald"] = append(perLine[r.Side+" journald"], 1e6*r.JournaldCPU/float64(c.logLines))
+		if r.Side == "jackfruit" {
+			perLine["jackfruit supervisor"] = append(perLine["jackfruit supervisor"], 1e6*r.SupervisorCPU/float64(c.logLines))
+		}
+	}
+	defer func() {
+		for _, k := range []string{"jackfruit supervisor", "jackfruit journald", "systemd-cat journald"} {
+			if len(perLine[k]) == 0 {
+				continue
+			}
+			s := summarize(perLine[k])
+			b.report.add(Row{Item: item, Subject: k, Metric: "CPU per line", Unit: "us", Summary: &s,
+				Spread: fmt.Sprintf("%s..%s (n=%d)", fmtNum(s.Min), fmtNum(s.Max), s.N)})
+		}
+	}()
+
 	var catSum *Summary
 	if len(catRate) > 0 {
 		s := summarize(catRate)
