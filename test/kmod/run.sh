@@ -74,7 +74,7 @@ apt_install qemu-system-x86 busybox-static cpio gzip make gcc
 mkdir -p "$work"
 
 log "building the static guest program"
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$work/ktest" ./test/kmod/guest)
+(cd "$root" && CGO_ENABLED=0 "${GO:-go}" build -trimpath -o "$work/ktest" ./test/kmod/guest)
 
 # Evidence lines worth seeing in CI output.
 show='^(KTEST-|KLOG |KBENCH|.*\[container_monitor\] (SOFT|HARD) LIMIT)'
