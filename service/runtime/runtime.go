@@ -251,6 +251,9 @@ func spawn(name string) (p *Process, syncSock *os.File, err error) {
 		parentSock.Close()
 		outR.Close()
 		errR.Close()
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, nil, fmt.Errorf("starting setup stage: re-executing /proc/self/exe: %w (is /proc mounted?)", err)
+		}
 		return nil, nil, fmt.Errorf("starting setup stage: %w", err)
 	}
 	if pidfd < 0 {

@@ -634,3 +634,25 @@ func TestMemoryHog(t *testing.T) {
 	}
 	t.Logf("memory_hog run took %v", time.Since(start))
 }
+
+// BenchmarkStartWait measures a whole container life: namespaces, mounts, exec of `true`,
+// reap. Timing goals live in `make bench`, never in pass/fail tests.
+func BenchmarkStartWait(b *testing.B) {
+	dir := os.Getenv("JACKFRUIT_TEST_ROOTFS")
+	if dir == "" || os.Geteuid() != 0 {
+		b.Skip("needs root and JACKFRUIT_TEST_ROOTFS")
+	}
+	for i := 0; i < b.N; i++ {
+		p, err := Start(Spec{Name: "bench", Rootfs: dir, Args: []string{"true"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, p.Stdout)
+		_, _ = io.Copy(io.Discard, p.Stderr)
+		if _, err := p.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		p.Stdout.Close()
+		p.Stderr.Close()
+	}
+}
