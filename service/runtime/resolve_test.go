@@ -62,7 +62,7 @@ func TestResolveCommand(t *testing.T) {
 		{[]string{"/u/bin/tool"}, nil, "/u/bin/tool"},
 		{[]string{"/usr/../bin/sh"}, nil, "/usr/../bin/sh"},
 		{[]string{"/u/../bin/sh"}, nil, "/u/../bin/sh"}, // ".." after the link: /usr/.. = /
-		{[]string{"data"}, nil, "/usr/bin/data"}, // a non-executable earlier match is skipped
+		{[]string{"data"}, nil, "/usr/bin/data"},        // a non-executable earlier match is skipped
 		{[]string{"tool"}, []string{"PATH=/nowhere:/usr/bin"}, "/usr/bin/tool"},
 		{[]string{"tool"}, []string{"PATH=/bin", "PATH=/usr/bin"}, "/usr/bin/tool"}, // last wins
 	} {
