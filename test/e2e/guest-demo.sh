@@ -3,12 +3,7 @@
 # Debian 12 guest as root: install the packages as a user would, run the memory hog with a
 # 40 MiB soft and 64 MiB hard limit, and show what the journal and the kernel log say.
 
-if [ "${JF_COPIED:-}" != 1 ]; then
-	mkdir -p /run/jf-guest
-	cp "$0" "$(dirname "$0")/guest-lib.sh" /run/jf-guest/
-	JF=$(dirname "$0") JF_COPIED=1 exec /bin/bash /run/jf-guest/guest-demo.sh
-fi
-. /run/jf-guest/guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 
 wait_boot
 step 1 "install: dpkg -i jackfruit-monitor-dkms jackfruit (DKMS builds and loads the module)"

@@ -5,13 +5,7 @@
 # Inputs on the second disk (/mnt/jf): debs/*.deb, rootfs.tar (the test rootfs), this
 # script and guest-lib.sh. Results: /mnt/jf/results (see guest-lib.sh).
 
-# Run from a copy in /run, so the results disk can be unmounted cleanly before a reboot.
-if [ "${JF_COPIED:-}" != 1 ]; then
-	mkdir -p /run/jf-guest
-	cp "$0" "$(dirname "$0")/guest-lib.sh" /run/jf-guest/
-	JF=$(dirname "$0") JF_COPIED=1 exec /bin/bash /run/jf-guest/guest-e2e.sh
-fi
-. /run/jf-guest/guest-lib.sh
+. "$(dirname "$0")/guest-lib.sh"
 
 BUS="io.jackfruit.Jackfruit1"
 MGR_PATH="/io/jackfruit/Jackfruit1"

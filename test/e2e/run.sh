@@ -59,9 +59,9 @@ in="$run/in"
 mkdir -p "$in/debs" "$in/results"
 cp "${debs[@]}" "$in/debs/"
 tar -C "$ROOTFS" -cf "$in/rootfs.tar" .
-install -m 0755 "$here/guest-lib.sh" "$in/guest-lib.sh"
-install -m 0755 "$here/guest-$scenario.sh" "$in/guest-$scenario.sh"
-ln -s "guest-$scenario.sh" "$in/guest.sh"
+install -m 0755 "$here/guest.sh" "$in/guest.sh"
+install -m 0644 "$here/guest-lib.sh" "$in/guest-lib.sh"
+install -m 0755 "$here/guest-$scenario.sh" "$in/scenario.sh"
 truncate -s 512M "$run/data.img"
 mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
 
@@ -71,7 +71,7 @@ echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s), c
 start=$(date +%s)
 set +e
 timeout --foreground -k 10 "$E2E_TIMEOUT" qemu-system-x86_64 \
-	-machine q35 -accel tcg,thread=multi -cpu max -m 2048 -smp 2 \
+	-accel tcg,thread=multi -m 2048 -smp 2 \
 	-nographic -monitor none -serial "file:$run/console.log" \
 	-kernel "$img/vmlinuz" -initrd "$img/initrd.img" \
 	-append "console=ttyS0 root=/dev/vda rw panic=-1 systemd.show_status=false" \
