@@ -136,10 +136,10 @@ func setupContainer(cfg *setupConfig) error {
 	}
 	// From here on every path is inside the container, so symlinks in the rootfs cannot
 	// point our mounts at host directories.
-	if err := mountProc(); err != nil {
+	if err := mountProc(cfg.Rootfs); err != nil {
 		return err
 	}
-	if err := setupDev(); err != nil {
+	if err := setupDev(cfg.Rootfs); err != nil {
 		return err
 	}
 	if err := mountSys(); err != nil {
@@ -222,22 +222,23 @@ func hostRootIsInitramfs() bool {
 }
 
 // mountPoint checks that the container path p is a real directory to mount on.
-func mountPoint(p string) error {
+// rootfs is the host path, only for the message.
+func mountPoint(p, rootfs string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("rootfs has no %s directory (create it in the rootfs)", p)
+			return fmt.Errorf("rootfs %s has no %s directory (create it: mkdir %s%s)", rootfs, p, rootfs, p)
 		}
-		return fmt.Errorf("rootfs %s: %w", p, err)
+		return fmt.Errorf("rootfs %s: %s: %w", rootfs, p, err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("%s in the rootfs is not a directory", p)
+		return fmt.Errorf("rootfs %s: %s is not a directory", rootfs, p)
 	}
 	return nil
 }
 
-func mountProc() error {
-	if err := mountPoint("/proc"); err != nil {
+func mountProc(rootfs string) error {
+	if err := mountPoint("/proc", rootfs); err != nil {
 		return err
 	}
 	// A new proc instance shows only this PID namespace's processes.
@@ -249,8 +250,8 @@ func mountProc() error {
 
 // setupDev mounts a tmpfs on /dev holding only the harmless device nodes, a private devpts,
 // /dev/shm, /dev/mqueue and the usual /proc/self/fd symlinks: no host disks or consoles.
-func setupDev() error {
-	if err := mountPoint("/dev"); err != nil {
+func setupDev(rootfs string) error {
+	if err := mountPoint("/dev", rootfs); err != nil {
 		return err
 	}
 	if err := unix.Mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {

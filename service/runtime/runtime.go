@@ -298,7 +298,7 @@ func handshake(sock *os.File, cfg []byte) error {
 	reply, err := io.ReadAll(io.LimitReader(sock, 64<<10))
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("container setup did not finish within %v", SetupTimeout)
+			return fmt.Errorf("setup did not finish within %v", SetupTimeout)
 		}
 		return fmt.Errorf("reading setup result: %w", err)
 	}
@@ -307,9 +307,9 @@ func handshake(sock *os.File, cfg []byte) error {
 	}
 	var rep setupReport
 	if err := json.Unmarshal(reply, &rep); err != nil || rep.Error == "" {
-		return fmt.Errorf("container setup failed with an unreadable report %q", reply)
+		return fmt.Errorf("setup failed with an unreadable report %q", reply)
 	}
-	return fmt.Errorf("container setup failed: %s", rep.Error)
+	return fmt.Errorf("setup failed: %s", rep.Error)
 }
 
 // Signal sends sig to the container's init through its pidfd, so it can never hit another

@@ -362,9 +362,28 @@ func TestOnlyStdioInherited(t *testing.T) {
 	}
 }
 
+// overlayTempDir returns a temporary directory that can hold overlay upper and work
+// directories. Those cannot live on another overlay (as /tmp is in some CI containers), so
+// there it mounts a tmpfs of its own.
+func overlayTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type == unix.OVERLAYFS_SUPER_MAGIC {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=700"); err != nil {
+			t.Fatalf("mounting a tmpfs for overlay layers: %v", err)
+		}
+		t.Cleanup(func() { _ = Unmount(dir) })
+	}
+	return dir
+}
+
 func TestOverlay(t *testing.T) {
 	rootfs := testRootfs(t)
-	dir := t.TempDir()
+	dir := overlayTempDir(t)
 	var targets []string
 	for i := 0; i < 2; i++ {
 		d := filepath.Join(dir, strconv.Itoa(i))
@@ -491,9 +510,9 @@ func TestSetupFailure(t *testing.T) {
 		file   bool   // replace it with a file instead of removing it
 		want   string
 	}{
-		{"no-proc", "proc", false, "rootfs has no /proc directory"},
-		{"proc-file", "proc", true, "/proc in the rootfs is not a directory"},
-		{"no-dev", "dev", false, "rootfs has no /dev directory"},
+		{"no-proc", "proc", false, "setup failed: rootfs %s has no /proc directory (create it: mkdir %[1]s/proc)"},
+		{"proc-file", "proc", true, "setup failed: rootfs %s: /proc is not a directory"},
+		{"no-dev", "dev", false, "setup failed: rootfs %s has no /dev directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := copyRootfs(t, rootfs)
@@ -510,9 +529,11 @@ func TestSetupFailure(t *testing.T) {
 				finish(t, p)
 				t.Fatal("Start succeeded on a broken rootfs")
 			}
-			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `container "bad"`) {
-				t.Fatalf("error %q, want it to name the container and say %q", err, tc.want)
+			want := `container "bad": ` + fmt.Sprintf(tc.want, bad)
+			if !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("error %q, want %q", err, want)
 			}
+			t.Log(err)
 			assertNoChildren(t)
 		})
 	}
@@ -574,7 +595,7 @@ func mountsMentioning(t *testing.T, s string) int {
 
 func TestNoLeaks(t *testing.T) {
 	rootfs := testRootfs(t)
-	dir := t.TempDir()
+	dir := overlayTempDir(t)
 	cycle := func(i int) {
 		target := filepath.Join(dir, "rootfs")
 		if err := MountOverlay(rootfs, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), target); err != nil {
