@@ -40,44 +40,50 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 
 // request builds the StartRequest from the flags and positional arguments:
 //
-//	NAME [ROOTFS] -- CMD [ARGS...]    or    NAME [ROOTFS] CMD [ARGS...]
+//	NAME [flags] [ROOTFS] [--] CMD [ARGS...]
 //
-// A positional ROOTFS (the seed's `engine start hog ./rootfs-alpha /memory_hog`) is
-// recognised as an existing directory followed by a command.
+// Flags may come before or after NAME but not after ROOTFS or CMD, so the command's own
+// options need no quoting (`jackfruit start web /srv/web /bin/httpd -f`), and `--` may
+// separate the command as well. A positional ROOTFS (the seed's `engine start hog
+// ./rootfs-alpha /memory_hog`) is an existing directory followed by a command.
 func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRequest, error) {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "--" {
 		return service.StartRequest{}, &usageError{cmd, errors.New("missing container NAME")}
 	}
 	name := args[0]
-	if dash := cmd.ArgsLenAtDash(); dash == 0 {
-		return service.StartRequest{}, &usageError{cmd, errors.New("the container NAME comes before --")}
-	}
+	// Cobra stops parsing at NAME (interspersed flags are off); parse the flags that follow
+	// NAME here, up to the first positional argument.
 	rest := args[1:]
+	fs := cmd.Flags()
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return service.StartRequest{}, errHelpShown{cmd.Help()}
+		}
+		return service.StartRequest{}, &usageError{cmd, err}
+	}
+	pos := fs.Args()
+	consumed := len(rest) - len(pos)
+	dash := consumed > 0 && rest[consumed-1] == "--"
 	rootfs := f.rootfs
-	var command []string
-	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
-		before, after := args[1:dash], args[dash:]
-		switch len(before) {
-		case 0:
-		case 1:
-			if rootfs != "" {
-				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected argument %q: the rootfs is already given with --rootfs", before[0])}
-			}
-			if fi, err := os.Stat(before[0]); err != nil || !fi.IsDir() {
-				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("rootfs %q is not a directory", before[0])}
-			}
-			rootfs = before[0]
-		default:
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected arguments %q before --", before[1:])}
+	command := pos
+	switch {
+	case dash:
+	case len(pos) >= 2 && pos[1] == "--":
+		// NAME ROOTFS -- CMD
+		if rootfs != "" {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected argument %q: the rootfs is already given with --rootfs", pos[0])}
 		}
-		command = after
-	} else {
-		if len(rest) >= 2 && rootfs == "" {
-			if fi, err := os.Stat(rest[0]); err == nil && fi.IsDir() {
-				rootfs, rest = rest[0], rest[1:]
-			}
+		if fi, err := os.Stat(pos[0]); err != nil || !fi.IsDir() {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("rootfs %q is not a directory", pos[0])}
 		}
-		command = rest
+		rootfs, command = pos[0], pos[2:]
+	case len(pos) >= 2 && rootfs == "":
+		if fi, err := os.Stat(pos[0]); err == nil && fi.IsDir() {
+			rootfs, command = pos[0], pos[1:]
+		}
+	}
+	if len(command) > 0 && strings.HasPrefix(command[0], "-") {
+		return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%q is not a command: flags go before ROOTFS and CMD", command[0])}
 	}
 	if len(command) == 0 {
 		return service.StartRequest{}, &usageError{cmd, errors.New("no command given: jackfruit " + cmd.Name() + " NAME [flags] -- CMD [ARGS...]")}
@@ -121,13 +127,14 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 func (c *cli) newStartCmd() *cobra.Command {
 	var f startFlags
 	cmd := &cobra.Command{
-		Use:   "start [flags] NAME [ROOTFS] [--] CMD [ARGS...]",
+		Use:   "start NAME [flags] [ROOTFS] [--] CMD [ARGS...]",
 		Short: "Create and start a container in the background",
 		Long: `Create a container NAME running CMD and start it in the background; print its ID.
 
 The root filesystem is --rootfs (or a directory given as the argument after NAME), used as is;
 without one, the container runs on an overlay of the supervisor's base rootfs with its own
-writable layer. Put the command after -- when it has options of its own:
+writable layer. Flags go before ROOTFS and CMD; everything from CMD on is the command line.
+A -- before CMD is accepted too:
   jackfruit start web --hard-mib 128 -- /bin/httpd -f -p 8080`,
 		Example: `  jackfruit start hog ./rootfs /usr/bin/memory_hog
   jackfruit start web --rootfs /srv/web --env PORT=8080 -- /bin/httpd -f`,
@@ -135,7 +142,7 @@ writable layer. Put the command after -- when it has options of its own:
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(cmd, args)
 			if err != nil {
-				return err
+				return helpOr(err)
 			}
 			cl, err := c.dial(cmd.Context())
 			if err != nil {
@@ -154,14 +161,34 @@ writable layer. Put the command after -- when it has options of its own:
 		},
 	}
 	f.register(cmd.Flags())
+	cmd.Flags().SetInterspersed(false)
 	return cmd
+}
+
+// helpOr turns a successful --help into success.
+func helpOr(err error) error {
+	var h errHelpShown
+	if errors.As(err, &h) {
+		return h.err
+	}
+	return err
+}
+
+// errHelpShown ends a command after its help was printed on request.
+type errHelpShown struct{ err error }
+
+func (e errHelpShown) Error() string {
+	if e.err != nil {
+		return e.err.Error()
+	}
+	return "help shown"
 }
 
 func (c *cli) newRunCmd() *cobra.Command {
 	var f startFlags
 	var rm, detach bool
 	cmd := &cobra.Command{
-		Use:   "run [flags] NAME [ROOTFS] [--] CMD [ARGS...]",
+		Use:   "run NAME [flags] [ROOTFS] [--] CMD [ARGS...]",
 		Short: "Start a container, show its output and exit with its exit code",
 		Long: `Start a container like "start", copy its output to this terminal (stdout to stdout,
 stderr to stderr) until it exits, and exit with its exit code: 128+N when killed by signal N
@@ -175,6 +202,9 @@ does not exist in the rootfs, 126 when it is not executable, 125 for any other e
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(cmd, args)
 			if err != nil {
+				if err = helpOr(err); err == nil {
+					return nil
+				}
 				return &exitError{code: 125, err: err}
 			}
 			if rm && detach {
@@ -186,6 +216,7 @@ does not exist in the rootfs, 126 when it is not executable, 125 for any other e
 	f.register(cmd.Flags())
 	cmd.Flags().BoolVar(&rm, "rm", false, "remove the container once it has exited")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background and print the ID (like start)")
+	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
 
@@ -218,9 +249,7 @@ func (c *cli) run(ctx context.Context, req service.StartRequest, rm, detach bool
 		fmt.Fprintln(c.stdout, info.ID)
 		return nil
 	}
-	if !info.LimitsEnforced && info.Message != "" {
-		fmt.Fprintf(c.stderr, "Warning: %s\n", info.Message)
-	}
+	// No "limits not enforced" warning here: stderr carries the container's own output.
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	fwdCtx, stopFwd := context.WithCancel(ctx)

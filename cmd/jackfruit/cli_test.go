@@ -1,0 +1,531 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service/control"
+	"github.com/jackfruit/jackfruit/service/runtime"
+)
+
+// asCLIEnv makes the test binary behave as the jackfruit binary (supervisor and client), so
+// the tests run the real command tree, exit codes and all, without a separate build.
+const asCLIEnv = "JACKFRUIT_TEST_AS_CLI"
+
+func TestMain(m *testing.M) {
+	// The supervisor re-executes this binary as each container's setup stage.
+	runtime.Init()
+	if os.Getenv(asCLIEnv) == "1" {
+		os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// env is a supervisor running as a subprocess on a private socket and state directory.
+type env struct {
+	t      *testing.T
+	self   string
+	dir    string
+	socket string
+	rootfs string
+	sup    *exec.Cmd
+	supLog *bytes.Buffer
+}
+
+func testRootfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the supervisor creates namespaces and mounts")
+	}
+	p := os.Getenv("JACKFRUIT_TEST_ROOTFS")
+	if p == "" {
+		t.Skip("JACKFRUIT_TEST_ROOTFS is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
+	}
+	return p
+}
+
+func startSupervisor(t *testing.T) *env {
+	t.Helper()
+	rootfs := testRootfs(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e := &env{t: t, self: self, dir: dir, socket: filepath.Join(dir, "jf.sock"), rootfs: rootfs, supLog: &bytes.Buffer{}}
+	e.sup = exec.Command(self, "supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
+		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--no-dbus", "--monitor-device", "none",
+		"--admin-group", "")
+	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
+	e.sup.Stdout, e.sup.Stderr = e.supLog, e.supLog
+	if err := e.sup.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.sup.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- e.sup.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("supervisor exited with %v; log:\n%s", err, e.supLog)
+			}
+		case <-time.After(30 * time.Second):
+			e.sup.Process.Kill()
+			t.Errorf("supervisor did not stop on SIGTERM; log:\n%s", e.supLog)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("unix", e.socket)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("supervisor socket did not appear: %v; log:\n%s", err, e.supLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return e
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %q\nstderr: %q", r.code, r.stdout, r.stderr)
+}
+
+// jf runs `jackfruit ARGS...` against the test supervisor.
+func (e *env) jf(args ...string) result {
+	e.t.Helper()
+	return e.jfCtx(context.Background(), args...)
+}
+
+func (e *env) jfCtx(ctx context.Context, args ...string) result {
+	e.t.Helper()
+	cmd := exec.CommandContext(ctx, e.self, args...)
+	cmd.Env = append(os.Environ(), asCLIEnv+"=1", control.SocketEnv+"="+e.socket)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			e.t.Fatalf("jackfruit %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (e *env) ok(args ...string) result {
+	e.t.Helper()
+	r := e.jf(args...)
+	if r.code != 0 {
+		e.t.Fatalf("jackfruit %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+func (e *env) inspect(name string) control.Container {
+	e.t.Helper()
+	r := e.ok("inspect", name)
+	var cs []control.Container
+	if err := json.Unmarshal([]byte(r.stdout), &cs); err != nil || len(cs) != 1 {
+		e.t.Fatalf("inspect %s: %v: %s", name, err, r)
+	}
+	return cs[0]
+}
+
+func (e *env) waitState(name, state string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The container may not exist yet (its start is in flight in another process).
+		if r := e.jf("inspect", "--format", "{{.State}}", name); r.code == 0 && strings.TrimSpace(r.stdout) == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s did not reach state %s", name, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestStartPsLogsStopRm(t *testing.T) {
+	e := startSupervisor(t)
+	// The seed's form: NAME ROOTFS CMD, with the command's own options unquoted.
+	r := e.ok("start", "web", e.rootfs, "/bin/sh", "-c", `i=0; while true; do echo "tick $i"; echo "err $i" >&2; i=$((i+1)); sleep 0.2; done`)
+	id := strings.TrimSpace(r.stdout)
+	if len(id) != 64 {
+		t.Fatalf("start printed %q, want a 64-hex ID", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "not enforced") {
+		t.Errorf("start without the monitor does not warn: %s", r)
+	}
+	// The overlay form with flags after NAME and --.
+	e.ok("start", "quiet", "--soft-mib", "8", "--hard-mib", "16", "--hostname", "box", "-e", "GREETING=hi", "--stop-timeout", "1",
+		"--", "/bin/sh", "-c", `echo "$GREETING from $(hostname)"; exec sleep 1000`)
+
+	ps := e.ok("ps")
+	lines := strings.Split(strings.TrimSpace(ps.stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CONTAINER ID") {
+		t.Fatalf("ps:\n%s", ps.stdout)
+	}
+	for _, want := range []string{id[:12], "web", "running", "40M/64M (not enforced)", "8M/16M (not enforced)", "Up "} {
+		if !strings.Contains(ps.stdout, want) {
+			t.Errorf("ps lacks %q:\n%s", want, ps.stdout)
+		}
+	}
+	if q := e.ok("ps", "-q"); len(strings.Fields(q.stdout)) != 2 || !strings.Contains(q.stdout, id[:12]+"\n") {
+		t.Errorf("ps -q: %s", q)
+	}
+	var list []control.Container
+	if err := json.Unmarshal([]byte(e.ok("ps", "--format", "json").stdout), &list); err != nil || len(list) != 2 ||
+		list[0].Name != "web" || list[0].ID != id || list[0].Pid <= 0 || list[0].LimitsEnforced {
+		t.Fatalf("ps --format json: %v %+v", err, list)
+	}
+	if tm := e.ok("ps", "--format", "{{.Name}}:{{.State}}"); tm.stdout != "web:running\nquiet:running\n" {
+		t.Errorf("ps --format template: %q", tm.stdout)
+	}
+
+	q := e.inspect("quiet")
+	if q.Hostname != "box" || q.SoftLimit != 8<<20 || q.HardLimit != 16<<20 || !q.Overlay || q.StopTimeoutNs != int64(time.Second) {
+		t.Errorf("inspect quiet: %+v", q)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if l := e.ok("logs", "quiet"); l.stdout != "hi from box\n" {
+		t.Errorf("logs quiet: %s", l)
+	}
+	l := e.ok("logs", "web")
+	if !strings.HasPrefix(l.stdout, "tick 0\ntick 1\n") || !strings.HasPrefix(l.stderr, "err 0\n") {
+		t.Errorf("logs web: %s", l)
+	}
+	if l := e.ok("logs", "--tail", "1", "web"); strings.Count(l.stdout, "\n")+strings.Count(l.stderr, "\n") != 1 {
+		t.Errorf("logs --tail 1: %s", l)
+	}
+	ts := e.ok("logs", "-t", "web")
+	first, _, _ := strings.Cut(ts.stdout, "\n")
+	stamp, text, _ := strings.Cut(first, " ")
+	if _, err := time.Parse(time.RFC3339Nano, stamp); err != nil || text != "tick 0" {
+		t.Errorf("logs -t first line %q: %v", first, err)
+	}
+	if s := e.ok("logs", "--since", "1h", "web"); !strings.HasPrefix(s.stdout, "tick 0\n") {
+		t.Errorf("logs --since 1h: %s", s)
+	}
+	if s := e.ok("logs", "--since", time.Now().Add(time.Hour).Format(time.RFC3339), "web"); s.stdout != "" {
+		t.Errorf("logs --since future: %s", s)
+	}
+
+	// logs -f follows until the container stops.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	follow := make(chan result, 1)
+	go func() { follow <- e.jfCtx(ctx, "logs", "-f", "web") }()
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	if s := e.ok("stop", "--time", "1", "web", "quiet"); s.stdout != "web\nquiet\n" {
+		t.Errorf("stop: %s", s)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("stop --time 1 of two TERM-ignoring inits took %s", d)
+	}
+	f := <-follow
+	if f.code != 0 || !strings.Contains(f.stdout, "tick 3\n") {
+		t.Errorf("logs -f: %s", f)
+	}
+	w := e.inspect("web")
+	if w.State != "killed" || w.Signal != "SIGKILL" || w.FinishedAt == "" {
+		t.Errorf("after stop: %+v", w)
+	}
+	if ps := e.ok("ps"); strings.Count(ps.stdout, "\n") != 1 {
+		t.Errorf("ps after stop lists exited containers:\n%s", ps.stdout)
+	}
+	if ps := e.ok("ps", "-a"); !strings.Contains(ps.stdout, "Killed (SIGKILL)") || strings.Count(ps.stdout, "\n") != 3 {
+		t.Errorf("ps -a:\n%s", ps.stdout)
+	}
+	if r := e.ok("rm", "web", "quiet"); r.stdout != "web\nquiet\n" {
+		t.Errorf("rm: %s", r)
+	}
+	if ps := e.ok("ps", "-a", "-q"); ps.stdout != "" {
+		t.Errorf("ps -a after rm: %q", ps.stdout)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(e.dir, "state", "containers")); len(ents) != 0 {
+		t.Errorf("state dir not empty after rm: %v", ents)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	e := startSupervisor(t)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		out  string
+		err  string
+	}{
+		{"true", []string{"/bin/true"}, 0, "", ""},
+		{"false", []string{"/bin/false"}, 1, "", ""},
+		{"three", []string{"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, 3, "out\n", "err\n"},
+		{"notexec", []string{"/etc/passwd"}, 126, "", "cannot be run"},
+		{"notfound", []string{"/no/such/command"}, 127, "", "not found"},
+		{"notfoundpath", []string{"nosuchcommand"}, 127, "", "not found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.jf(append([]string{"run", "--rm", "r-" + tc.name, e.rootfs}, tc.args...)...)
+			if r.code != tc.code || r.stdout != tc.out || !strings.Contains(r.stderr, tc.err) {
+				t.Fatalf("run %v: %s", tc.args, r)
+			}
+		})
+	}
+	// Killed by SIGKILL: 137, and --rm removes it anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() { done <- e.jfCtx(ctx, "run", "--rm", "victim", "--", "/bin/sleep", "1000") }()
+	e.waitState("victim", "running")
+	e.ok("kill", "victim")
+	if r := <-done; r.code != 137 {
+		t.Fatalf("run killed by SIGKILL: %s", r)
+	}
+	// A start error other than the command: 125.
+	if r := e.jf("run", "bad/name", "/bin/true"); r.code != 125 || !strings.Contains(r.stderr, `"bad/name"`) {
+		t.Fatalf("run bad name: %s", r)
+	}
+	if r := e.jf("run", "--rm", "-d", "x", "/bin/true"); r.code != 125 {
+		t.Fatalf("run --rm -d: %s", r)
+	}
+	// --rm left nothing behind.
+	if ps := e.ok("ps", "-a", "-q"); ps.stdout != "" {
+		t.Fatalf("containers left after run --rm: %q", ps.stdout)
+	}
+	// Without --rm the container stays, exited with its code.
+	if r := e.jf("run", "kept", "/bin/sh", "-c", "exit 7"); r.code != 7 {
+		t.Fatalf("run kept: %s", r)
+	}
+	if c := e.inspect("kept"); c.State != "exited" || c.ExitCode != 7 {
+		t.Fatalf("kept: %+v", c)
+	}
+	if w := e.ok("wait", "kept"); w.stdout != "7\n" {
+		t.Fatalf("wait: %s", w)
+	}
+}
+
+func TestRunBinaryAndLongLines(t *testing.T) {
+	e := startSupervisor(t)
+	// Bytes that are not UTF-8, a NUL, and a 1 MiB line (split into 16 KiB pieces by the
+	// supervisor) must come out exactly as printed, through run and through logs.
+	script := `printf 'a\000b\377\376c\n'; head -c 1048576 /dev/zero | tr '\000' x; echo; printf 'no newline at end'`
+	want := "a\x00b\xff\xfec\n" + strings.Repeat("x", 1<<20) + "\n" + "no newline at end\n"
+	r := e.jf("run", "bin", e.rootfs, "/bin/sh", "-c", script)
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("run output differs: exit %d, %d bytes (want %d), head %q, stderr %q", r.code, len(r.stdout), len(want), r.stdout[:min(40, len(r.stdout))], r.stderr)
+	}
+	if l := e.ok("logs", "bin"); l.stdout != want {
+		t.Fatalf("logs output differs: %d bytes, want %d", len(l.stdout), len(want))
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := startSupervisor(t)
+	e.ok("start", "dup", "/bin/sleep", "1000")
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"start"}, 1, "missing container NAME"},
+		{[]string{"start", "x"}, 1, "no command given"},
+		{[]string{"start", "bad/name", "/bin/true"}, 1, `container name "bad/name" contains '/'`},
+		{[]string{"start", "dup", "/bin/true"}, 1, `container "dup" already exists`},
+		{[]string{"start", "x", "--soft-mib", "100", "--hard-mib", "50", "/bin/true"}, 1, "soft"},
+		{[]string{"start", "x", "--rootfs", "/nonexistent", "/bin/true"}, 1, "/nonexistent"},
+		{[]string{"start", "x", "/bin/true", "--hard-mib", "5"}, 0, ""}, // flags after CMD belong to the command
+		{[]string{"start", "y", e.rootfs, "--hard-mib", "5", "/bin/true"}, 1, "flags go before ROOTFS and CMD"},
+		{[]string{"start", "--bogus", "x", "/bin/true"}, 1, "unknown flag: --bogus"},
+		{[]string{"start", "z", "-e", "NOT_SET_ANYWHERE_42", "/bin/true"}, 1, "NOT_SET_ANYWHERE_42"},
+		{[]string{"logs", "nope"}, 1, `Error: no such container "nope"`},
+		{[]string{"stop", "nope"}, 1, `Error: no such container "nope"`},
+		{[]string{"inspect", "nope"}, 1, `no such container "nope"`},
+		{[]string{"rm", "dup"}, 1, "--force"},
+		{[]string{"kill", "--signal", "BOGUS", "dup"}, 1, `invalid signal "BOGUS"`},
+		{[]string{"logs", "--since", "yesterday", "dup"}, 1, `invalid --since "yesterday"`},
+		{[]string{"ps", "--format", "{{.Nope"}, 1, "--format"},
+		{[]string{"ps", "extra"}, 1, "unknown command"},
+		{[]string{"--socket", "/nonexistent/jf.sock", "ps"}, 1, "cannot connect to the jackfruit supervisor at /nonexistent/jf.sock"},
+	}
+	for _, tc := range cases {
+		r := e.jf(tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("jackfruit %s: want exit %d and %q in stderr; got %s", strings.Join(tc.args, " "), tc.code, tc.want, r)
+		}
+	}
+	// Nothing was created by the refused starts.
+	if ps := e.ok("ps", "-a", "--format", "{{.Name}}"); ps.stdout != "dup\nx\n" {
+		t.Errorf("containers after bad input: %q", ps.stdout)
+	}
+	// Signals by name and number; rm -f stops first.
+	e.ok("kill", "-s", "SIGTERM", "dup") // sleep as init ignores TERM from outside
+	e.ok("kill", "-s", "9", "dup")
+	e.waitState("dup", "killed")
+	e.ok("start", "busy", "/bin/sleep", "1000")
+	if r := e.ok("rm", "-f", "--time", "0", "busy", "dup", "x"); r.stdout != "busy\ndup\nx\n" {
+		t.Errorf("rm -f: %s", r)
+	}
+}
+
+func TestEventsStatusVersion(t *testing.T) {
+	e := startSupervisor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.self, "events", "--format", "json")
+	cmd.Env = append(os.Environ(), asCLIEnv+"=1", control.SocketEnv+"="+e.socket)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	events := make(chan control.Event, 100)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev control.Event
+			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				t.Errorf("event line %q: %v", sc.Text(), err)
+				return
+			}
+			events <- ev
+		}
+	}()
+	// The subscription is in place once a probe container's events show up.
+	subscribed := false
+	for i := 0; !subscribed && i < 50; i++ {
+		e.ok("run", "--rm", fmt.Sprintf("probe%d", i), "/bin/true")
+	drain:
+		for {
+			select {
+			case ev := <-events:
+				subscribed = subscribed || strings.HasPrefix(ev.Container.Name, "probe")
+			case <-time.After(200 * time.Millisecond):
+				break drain
+			}
+		}
+	}
+	if !subscribed {
+		t.Fatal("events never showed a probe container")
+	}
+	if r := e.jf("run", "--rm", "ev", "/bin/sh", "-c", "exit 4"); r.code != 4 {
+		t.Fatalf("run ev: %s", r)
+	}
+	var types []string
+	for ev := range events {
+		if ev.Container.Name != "ev" {
+			continue
+		}
+		types = append(types, ev.Type)
+		if ev.Type == "exited" && ev.Container.ExitCode != 4 {
+			t.Errorf("exited event: %+v", ev)
+		}
+		if ev.Type == "removed" {
+			break
+		}
+	}
+	if len(types) == 0 || types[0] != "started" || types[len(types)-1] != "removed" || !strings.Contains(strings.Join(types, ","), "exited") {
+		t.Errorf("events of ev: %v", types)
+	}
+	cancel()
+
+	st := e.ok("status")
+	for _, want := range []string{"Memory monitor:", "NOT available", "Containers:", "0 (0 running)", e.rootfs} {
+		if !strings.Contains(st.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, st.stdout)
+		}
+	}
+	if v := e.ok("version"); !strings.Contains(v.stdout, "Client:") || strings.Contains(v.stdout, "unavailable") {
+		t.Errorf("version: %s", v)
+	}
+}
+
+func TestGenDocsAndCompletion(t *testing.T) {
+	dir := t.TempDir()
+	r := execCapture(t, "gen-docs", "--man", filepath.Join(dir, "man"), "--completions", filepath.Join(dir, "compl"), "--markdown", filepath.Join(dir, "md"))
+	if r.code != 0 {
+		t.Fatalf("gen-docs: %s", r)
+	}
+	for _, f := range []string{"man/jackfruit.1", "man/jackfruit-start.1", "man/jackfruit-run.1", "man/jackfruit-ps.1",
+		"man/jackfruit-logs.1", "man/jackfruit-supervisor.1", "compl/jackfruit.bash", "compl/_jackfruit",
+		"compl/jackfruit.fish", "md/jackfruit_start.md"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "man/jackfruit-stop.1")); !bytes.Contains(b, []byte(".TH \"JACKFRUIT\" \"1\"")) || !bytes.Contains(b, []byte("SIGKILL")) {
+		t.Errorf("jackfruit-stop.1:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "man/jackfruit-gen-docs.1")); err == nil {
+		t.Error("hidden gen-docs has a man page")
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if r := execCapture(t, "completion", sh); r.code != 0 || !strings.Contains(r.stdout, "jackfruit") {
+			t.Errorf("completion %s: exit %d", sh, r.code)
+		}
+	}
+}
+
+// execCapture runs the CLI in-process (for verbs that need no supervisor).
+func execCapture(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := execute(args, strings.NewReader(""), &out, &errb)
+	return result{out.String(), errb.String(), code}
+}
+
+func TestParseHelpers(t *testing.T) {
+	for in, want := range map[string]syscall.Signal{"KILL": 9, "SIGTERM": 15, "term": 15, "1": 1, "SIGUSR1": syscall.SIGUSR1} {
+		if got, err := parseSignal(in); err != nil || got != want {
+			t.Errorf("parseSignal(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "65", "FOO", "-9"} {
+		if _, err := parseSignal(bad); err == nil {
+			t.Errorf("parseSignal(%q) accepted", bad)
+		}
+	}
+	now := time.Date(2026, 1, 2, 15, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"10m":                  now.Add(-10 * time.Minute),
+		"2026-01-02T14:00:00Z": now.Add(-time.Hour),
+		"1767362400":           time.Unix(1767362400, 0),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, want := range map[uint64]string{0: "0B", 512: "512B", 40 << 20: "40M", 1536 << 10: "1.5M", 3 << 30: "3G"} {
+		if got := humanSize(in); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
