@@ -9,7 +9,7 @@ BIN         := bin
 CACHE_DIR   ?= /var/cache/jackfruit-test
 export CACHE_DIR VERSION
 
-.PHONY: all build rootfs deps lint test test-host kmod-test e2e deb bench demo clean
+.PHONY: all build rootfs deps lint test test-host kmod-test e2e deb bench demo clean docs-gen
 
 all: build
 
@@ -50,3 +50,7 @@ demo: deps
 
 clean:
 	rm -rf $(BIN) build
+
+# Man pages, shell completions and Markdown command reference, generated from the CLI itself.
+docs-gen: build
+	$(BIN)/jackfruit gen-docs --man build/man --completions build/completions --markdown build/cli-reference
