@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +77,12 @@ func setupStage(sync *os.File) (code int) {
 		return ExitCommandNotFound
 	}
 	if err := closeOnExecFrom(3); err != nil {
+		return fail(err)
+	}
+	// The signal mask is per thread and survives exec: the thread that resets it must be
+	// the one that execs.
+	goruntime.LockOSThread()
+	if err := resetSignals(); err != nil {
 		return fail(err)
 	}
 	err = unix.Exec(path, cfg.Args, env)
@@ -348,6 +356,31 @@ func protectKernelFiles() error {
 		if err != nil {
 			return fmt.Errorf("masking %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// resetSignals gives the command default dispositions for every signal and an empty signal
+// mask. exec resets handled signals by itself, but ignored ones stay ignored: a supervisor
+// run by systemd (IgnoreSIGPIPE=yes) or under nohup would otherwise pass SIG_IGN for SIGPIPE
+// or SIGHUP on to every container.
+func resetSignals() error {
+	// An all-zero struct sigaction is SIG_DFL with no flags and an empty mask, whatever the
+	// architecture's field order.
+	var dfl [4]uint64
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+		// 32 and 33 are reserved by the C library's threads; the kernel may refuse them.
+		if errno != 0 && errno != unix.EINVAL {
+			return fmt.Errorf("resetting signal %d: %w", sig, errno)
+		}
+	}
+	var empty unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil); err != nil {
+		return fmt.Errorf("clearing the signal mask: %w", err)
 	}
 	return nil
 }

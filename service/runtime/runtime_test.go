@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -675,5 +676,19 @@ func BenchmarkStartWait(b *testing.B) {
 		}
 		p.Stdout.Close()
 		p.Stderr.Close()
+	}
+}
+
+func TestSignalDispositionsReset(t *testing.T) {
+	rootfs := testRootfs(t)
+	// Whatever the supervisor inherited (systemd ignores SIGPIPE, nohup SIGHUP), the
+	// container starts with default dispositions and nothing blocked.
+	// Make the supervisor side ignore a signal, as nohup would.
+	signal.Ignore(syscall.SIGHUP)
+	defer signal.Reset(syscall.SIGHUP)
+	// No shell in between: a shell changes dispositions for its children.
+	r := run(t, Spec{Name: "t", Rootfs: rootfs, Args: []string{"grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"}})
+	if r.stdout != "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n" {
+		t.Fatalf("container signal state: %v\n%s%s", r.exit, r.stdout, r.stderr)
 	}
 }
