@@ -79,6 +79,7 @@ func runTests() int {
 		{"queue-overflow-drops-oldest", testOverflow},
 		{"hog-init-soft-then-hard", testHogInit},
 		{"hog-child-of-init", testHogChild},
+		{"soft-warns-once-per-crossing", testSoftRecross},
 		{"exit-removes-entry", testExit},
 		{"pid-reuse-not-hit", testPidReuse},
 		{"concurrent-8-threads", testConcurrent},

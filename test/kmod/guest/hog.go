@@ -27,11 +27,19 @@ func hogMain(args []string) {
 	step := fs.Int("step-mib", 4, "MiB per step")
 	interval := fs.Duration("interval", 200*time.Millisecond, "pause between steps")
 	maxMiB := fs.Int("max-mib", 0, "stop growing at this size (0: never) and hold")
+	cycleMiB := fs.Int("cycle-mib", 0, "on reaching this size free everything and grow again (0: never)")
 	_ = fs.Parse(args)
 
 	out := bufio.NewWriter(os.Stdout)
 	total := 0
+	var held [][]byte
 	for n := 1; ; n++ {
+		if *cycleMiB > 0 && total >= *cycleMiB {
+			for _, m := range held {
+				_ = unix.Munmap(m)
+			}
+			held, total = nil, 0
+		}
 		if *maxMiB == 0 || total < *maxMiB {
 			// The start of each step bounds when the limit was crossed:
 			// the kill may land before the step's own report.
@@ -45,6 +53,7 @@ func hogMain(args []string) {
 			for i := 0; i < len(mem); i += os.Getpagesize() {
 				mem[i] = 1
 			}
+			held = append(held, mem)
 			total += *step
 		}
 		fmt.Fprintf(out, "HOG step=%d rss=%d t=%d\n", n, selfRSS(), time.Now().UnixNano())

@@ -530,6 +530,66 @@ func testHogInit(t *T) {
 	}
 }
 
+// testSoftRecross: a hog that repeatedly grows past the soft limit and
+// frees its memory gets one SOFT event per crossing, not one per scan.
+func testSoftRecross(t *T) {
+	d := mustRaw(t, true)
+	defer d.Close()
+	d.drain()
+	h, err := startHog(false, "-step-mib", "4", "-interval", "100ms", "-cycle-mib", "32")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer h.Kill()
+	pid := h.cmd.Process.Pid
+	if e := d.register(pid, "recross", 20*mib, 1<<30); e != 0 {
+		t.Fatalf("register: %v", e)
+	}
+	soft := func(evs []monitor.Event) int {
+		n := 0
+		for _, e := range evs {
+			if e.Type == monitor.EventSoft {
+				n++
+			}
+		}
+		return n
+	}
+	evs, err := d.readEvents(20*time.Second, func(e []monitor.Event) bool { return soft(e) >= 1 })
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	// Then watch three more cycles (about 800 ms each).
+	more, _ := d.readEvents(2500*time.Millisecond, nil)
+	evs = append(evs, more...)
+	// Each cycle spends about four scans above the soft limit (the 20..32
+	// MiB steps): warning on every scan would show as SOFT events 100 ms
+	// apart, warning once per crossing as events a cycle apart.
+	var last time.Time
+	n := 0
+	for _, e := range evs {
+		if e.Type != monitor.EventSoft {
+			continue
+		}
+		n++
+		if !last.IsZero() && e.Time.Sub(last) < 500*time.Millisecond {
+			t.Errorf("two SOFT events %v apart within one crossing", e.Time.Sub(last))
+		}
+		last = e.Time
+	}
+	if n < 2 {
+		t.Errorf("%d soft events over several crossings, want one per crossing: %s", n, eventsString(evs))
+	}
+	t.Logf("%d soft events, one per crossing", n)
+	for _, e := range evs {
+		if e.Type == monitor.EventHard {
+			t.Errorf("hard event below the hard limit: %+v", e)
+		}
+	}
+	if e := d.unregister(pid); e != 0 {
+		t.Errorf("unregister: %v", e)
+	}
+}
+
 func testHogChild(t *T) {
 	hogScenario(t, "hogchild", true)
 }
