@@ -65,6 +65,11 @@ func setupStage(sync *os.File) (code int) {
 	if err := setupContainer(&cfg); err != nil {
 		return fail(err)
 	}
+	// Tell the parent the container is set up; the EOF that follows when exec closes the
+	// socket then means "exec'd", and an EOF without this byte means we died unreported.
+	if _, err := sync.Write([]byte{setupDone}); err != nil {
+		return fail(fmt.Errorf("reporting setup done: %w", err))
+	}
 	env := buildEnv(cfg.Env)
 	// From here on the container exists; what follows is the command's own failure.
 	path, err := ResolveCommand("/", cfg.Args, env)

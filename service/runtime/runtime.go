@@ -102,6 +102,9 @@ const (
 	initEnv = "_JACKFRUIT_RUNTIME_INIT_FD"
 	// syncFd is where the sync socket lands in the setup stage (after stdin, stdout, stderr).
 	syncFd = 3
+	// setupDone is the byte the setup stage sends once the container is set up, right
+	// before it resolves and execs the command.
+	setupDone = 0
 )
 
 // maxHostname is the kernel's limit (HOST_NAME_MAX).
@@ -179,6 +182,11 @@ func Start(spec Spec) (*Process, error) {
 		// Whatever went wrong, the setup stage must not survive as a half-made container.
 		_ = p.Signal(syscall.SIGKILL)
 		_, _ = p.Wait()
+		// A setup stage that died before it could report (say, a crash in the binary's
+		// start-up) leaves its reason on stderr only.
+		if tail := stderrTail(p.Stderr); tail != "" {
+			err = fmt.Errorf("%w; setup stage stderr: %s", err, tail)
+		}
 		p.Stdout.Close()
 		p.Stderr.Close()
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
@@ -274,13 +282,22 @@ func spawn(name string) (p *Process, syncSock *os.File, err error) {
 	return &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}, parentSock, nil
 }
 
-// handshake sends the config and waits until the setup stage execs the command (the socket
-// is close-on-exec there, so EOF means success) or reports a failure.
+// handshake sends the config and waits until the setup stage reports the container set up
+// and then execs the command (the socket is close-on-exec there, so EOF follows), or reports
+// a failure.
 func handshake(sock *os.File, cfg []byte) error {
 	if err := sock.SetDeadline(time.Now().Add(SetupTimeout)); err != nil {
 		return fmt.Errorf("sync socket deadline: %w", err)
 	}
+	// A setup stage that dies before reading its config resets the connection.
+	diedEarly := func(err error) bool {
+		return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+	}
+	errDiedEarly := errors.New("setup stage exited before reporting a result")
 	if _, err := sock.Write(cfg); err != nil {
+		if diedEarly(err) {
+			return errDiedEarly
+		}
 		return fmt.Errorf("sending setup config: %w", err)
 	}
 	// Half-close so the setup stage reads the config to EOF.
@@ -300,16 +317,35 @@ func handshake(sock *os.File, cfg []byte) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("setup did not finish within %v", SetupTimeout)
 		}
+		if diedEarly(err) {
+			return errDiedEarly
+		}
 		return fmt.Errorf("reading setup result: %w", err)
 	}
-	if len(reply) == 0 {
+	switch {
+	case len(reply) == 1 && reply[0] == setupDone:
 		return nil
+	case len(reply) == 0:
+		return errDiedEarly
 	}
 	var rep setupReport
 	if err := json.Unmarshal(reply, &rep); err != nil || rep.Error == "" {
 		return fmt.Errorf("setup failed with an unreadable report %q", reply)
 	}
 	return fmt.Errorf("setup failed: %s", rep.Error)
+}
+
+// stderrTail returns the last few KiB a dead setup stage wrote to stderr.
+func stderrTail(r io.Reader) string {
+	if f, ok := r.(*os.File); ok {
+		_ = f.SetReadDeadline(time.Now().Add(time.Second))
+	}
+	b, _ := io.ReadAll(io.LimitReader(r, 1<<20))
+	const max = 4 << 10
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Signal sends sig to the container's init through its pidfd, so it can never hit another

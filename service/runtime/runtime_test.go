@@ -21,6 +21,11 @@ import (
 
 // The test binary is also the container setup stage: Start re-executes /proc/self/exe.
 func TestMain(m *testing.M) {
+	// A setup stage that dies before it can report, as a binary crashing at start-up would.
+	if len(os.Args) == 2 && os.Args[0] == initArg0 && os.Args[1] == "crash-in-setup" {
+		fmt.Fprintln(os.Stderr, "simulated crash")
+		os.Exit(2)
+	}
 	Init()
 	os.Exit(m.Run())
 }
@@ -538,6 +543,18 @@ func TestSetupFailure(t *testing.T) {
 			assertNoChildren(t)
 		})
 	}
+	t.Run("crash", func(t *testing.T) {
+		p, err := Start(Spec{Name: "crash-in-setup", Rootfs: rootfs, Args: []string{"true"}})
+		if err == nil {
+			finish(t, p)
+			t.Fatal("Start succeeded although the setup stage died")
+		}
+		want := `container "crash-in-setup": setup stage exited before reporting a result; setup stage stderr: simulated crash`
+		if err.Error() != want {
+			t.Fatalf("error %q, want %q", err, want)
+		}
+		assertNoChildren(t)
+	})
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
