@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -528,4 +529,88 @@ func TestParseHelpers(t *testing.T) {
 			t.Errorf("humanSize(%d) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	e := startSupervisor(t)
+	cmd := exec.Command(e.self, "run", "--rm", "sig", "/bin/sh", "-c",
+		`trap 'echo got INT; exit 5' INT; echo ready; while true; do sleep 0.1; done`)
+	cmd.Env = append(os.Environ(), asCLIEnv+"=1", control.SocketEnv+"="+e.socket)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(out)
+	if l, err := br.ReadString('\n'); err != nil || l != "ready\n" {
+		t.Fatalf("first line %q, %v", l, err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	rest, _ := br.ReadString(0)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 || rest != "got INT\n" {
+		t.Fatalf("run after SIGINT: %v, output %q", err, rest)
+	}
+}
+
+// TestNonRootCaller runs the client as nobody: reading works, changing is refused with the
+// core's message, and the CLI exits 1.
+func TestNonRootCaller(t *testing.T) {
+	e := startSupervisor(t)
+	e.ok("start", "owned", "/bin/sleep", "1000")
+	// Let nobody reach the socket and run a copy of this binary.
+	for d := filepath.Dir(e.socket); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	os.Chmod(e.socket, 0o666)
+	binDir, err := os.MkdirTemp("", "jf-cli-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(binDir)
+	os.Chmod(binDir, 0o755)
+	data, err := os.ReadFile(e.self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, "jackfruit")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func(args ...string) result {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = []string{asCLIEnv + "=1", control.SocketEnv + "=" + e.socket, "PATH=/usr/bin:/bin"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	if r := asNobody("ps", "--format", "{{.Name}}"); r.code != 0 || r.stdout != "owned\n" {
+		t.Errorf("ps as nobody: %s", r)
+	}
+	if r := asNobody("logs", "owned"); r.code != 0 {
+		t.Errorf("logs as nobody: %s", r)
+	}
+	for _, args := range [][]string{{"start", "x", "/bin/true"}, {"stop", "owned"}, {"kill", "owned"}, {"rm", "-f", "owned"}} {
+		if r := asNobody(args...); r.code != 1 || !strings.Contains(r.stderr, "may not") || !strings.Contains(r.stderr, "uid 65534") {
+			t.Errorf("%v as nobody: %s", args, r)
+		}
+	}
+	if r := asNobody("run", "x", "/bin/true"); r.code != 125 {
+		t.Errorf("run as nobody: %s", r)
+	}
+	if c := e.inspect("owned"); c.State != "running" {
+		t.Errorf("refused calls changed the container: %+v", c)
+	}
+	e.ok("kill", "owned") // sleep as init ignores SIGTERM; spare the shutdown its 10 s timeout
 }
