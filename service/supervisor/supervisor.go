@@ -89,14 +89,19 @@ type container struct {
 	proc *runtime.Process   // nil for containers loaded from disk
 	clog *logs.ContainerLog // nil for containers loaded from disk
 	// copies counts the two output copiers; the container is final only after both drained.
-	copies     sync.WaitGroup
-	done       chan struct{} // closed once final, drained and persisted
-	registered bool          // with the kernel monitor
-	hard       chan struct{} // closed when the monitor reported a HARD kill for the init
-	hardOnce   sync.Once
-	monExited  chan struct{} // closed when the monitor reported the init's exit
-	exitOnce   sync.Once
-	removing   bool
+	copies sync.WaitGroup
+	// announced is closed once the "started" journal entry is written (or the start failed);
+	// the copiers wait for it so that the journal shows the start before the first line.
+	// The pipes hold the output meanwhile.
+	announced    chan struct{}
+	announceOnce sync.Once
+	done         chan struct{} // closed once final, drained and persisted
+	registered   bool          // with the kernel monitor
+	hard         chan struct{} // closed when the monitor reported a HARD kill for the init
+	hardOnce     sync.Once
+	monExited    chan struct{} // closed when the monitor reported the init's exit
+	exitOnce     sync.Once
+	removing     bool
 }
 
 // New prepares the state directory, loads the containers a previous supervisor left,
@@ -389,6 +394,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 		done:      make(chan struct{}),
 		hard:      make(chan struct{}),
 		monExited: make(chan struct{}),
+		announced: make(chan struct{}),
 	}
 	// Copy from the first moment: a container must never block on a full pipe.
 	c.copies.Add(2)
@@ -396,6 +402,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	go s.copyOutput(c, r.Name, proc.Stderr, service.Stderr)
 	undo = append(undo[:len(undo)-1], func() {
 		// The process is ours now: kill it, reap it, drain it, then close the log.
+		c.announce()
 		proc.Signal(syscall.SIGKILL)
 		proc.Wait()
 		c.copies.Wait()
@@ -447,6 +454,13 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	s.publish(service.EventStarted, c, 0, 0)
 	info := c.info()
 	s.mu.Unlock()
+	if s.journal != nil {
+		// Written here rather than by the journal writer, so it precedes the output lines.
+		if err := s.journal.Event(fields, service.Event{Type: service.EventStarted, Time: info.StartedAt, Container: info}); err != nil {
+			s.log.Debug("journal: started event", "container", r.Name, "error", err.Error())
+		}
+	}
+	c.announce()
 	go s.reap(c)
 	select {
 	case s.kick <- struct{}{}:
@@ -455,8 +469,11 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	return info, nil
 }
 
+func (c *container) announce() { c.announceOnce.Do(func() { close(c.announced) }) }
+
 func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st service.Stream) {
 	defer c.copies.Done()
+	<-c.announced
 	if err := c.clog.Copy(rd, st); err != nil {
 		s.log.Warn("copying container output failed", "container", name, "stream", string(st), "error", err.Error())
 	}
@@ -873,6 +890,9 @@ func (s *Supervisor) journalWriter(ch <-chan service.Event) {
 	defer s.bg.Done()
 	warned := false
 	for ev := range ch {
+		if ev.Type == service.EventStarted {
+			continue // written by create, ahead of the container's first line
+		}
 		f := logs.Fields{Name: ev.Container.Name, ID: ev.Container.ID}
 		if err := s.journal.Event(f, ev); err != nil && !warned {
 			warned = true

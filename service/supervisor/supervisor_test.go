@@ -554,6 +554,11 @@ func TestJournal(t *testing.T) {
 			events++
 		}
 	}
+	// The journal tells the story in order: started, the output, exited.
+	if len(entries) >= 4 && (entries[0]["MESSAGE_ID"] == "" || entries[len(entries)-1]["MESSAGE_ID"] == "" ||
+		!strings.Contains(entries[0]["MESSAGE"], "started") || !strings.Contains(entries[len(entries)-1]["MESSAGE"], "exited")) {
+		t.Errorf("journal order: first %q, last %q; want the started event first and the exit last", entries[0]["MESSAGE"], entries[len(entries)-1]["MESSAGE"])
+	}
 	if out != 1 || errl != 1 || events < 2 {
 		t.Errorf("journal: %d stdout, %d stderr, %d event entries; want 1, 1, >=2 (started, exited): %v", out, errl, events, entries)
 	}
