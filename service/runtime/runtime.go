@@ -322,11 +322,15 @@ func handshake(sock *os.File, cfg []byte) error {
 		}
 		return fmt.Errorf("reading setup result: %w", err)
 	}
-	switch {
-	case len(reply) == 1 && reply[0] == setupDone:
-		return nil
-	case len(reply) == 0:
+	if len(reply) == 0 {
 		return errDiedEarly
+	}
+	if reply[0] == setupDone {
+		if len(reply) == 1 {
+			return nil
+		}
+		// The last steps before exec (descriptors, signals) failed after "set up".
+		reply = reply[1:]
 	}
 	var rep setupReport
 	if err := json.Unmarshal(reply, &rep); err != nil || rep.Error == "" {
