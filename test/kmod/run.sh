@@ -83,8 +83,15 @@ show='^(KTEST-|KLOG |KBENCH|.*\[container_monitor\] (SOFT|HARD) LIMIT)'
 bad='^\[ *[0-9]+\.[0-9]+\] (.*(BUG:|WARNING:|Oops|general protection|list_del corruption|list_add corruption|KASAN|UBSAN|Kernel panic|Call Trace))'
 
 failed=0
+npass=0
+nfail=0
 for series in "${want[@]}"; do
 	kv=$(ensure_kernel "$series")
+	if [ ! -r "/boot/vmlinuz-$kv" ]; then
+		log "[$kv] FAIL: cannot read /boot/vmlinuz-$kv (Debian makes it root-only; run as root)"
+		failed=1; nfail=$((nfail + 1))
+		continue
+	fi
 	dir=$work/$kv
 	rm -rf "$dir/build"
 	mkdir -p "$dir/build"
@@ -93,13 +100,13 @@ for series in "${want[@]}"; do
 	if ! make -C "/lib/modules/$kv/build" M="$dir/build" modules >"$dir/build.log" 2>&1; then
 		cat "$dir/build.log" >&2
 		log "[$kv] FAIL: module build failed"
-		failed=1
+		failed=1; nfail=$((nfail + 1))
 		continue
 	fi
 	if grep -qiE 'warning|error' "$dir/build.log"; then
 		grep -iE 'warning|error' "$dir/build.log" >&2
 		log "[$kv] FAIL: the module build printed warnings"
-		failed=1
+		failed=1; nfail=$((nfail + 1))
 		continue
 	fi
 	"$root/test/kmod/mkinitramfs.sh" "$dir/build/container_monitor.ko" "$work/ktest" "$dir/initrd.gz"
@@ -140,6 +147,11 @@ for series in "${want[@]}"; do
 	elif ! tr -d '\r' <"$console" | grep -aq '^KBENCH-DONE'; then
 		log "[$kv] FAIL: no KBENCH-DONE line"; ok=0
 	fi
-	if [ $ok -eq 1 ]; then log "[$kv] PASS"; else failed=1; fi
+	if [ $ok -eq 1 ]; then
+		log "[$kv] PASS"; npass=$((npass + 1))
+	else
+		failed=1; nfail=$((nfail + 1))
+	fi
 done
+echo "kmod-$mode: $npass passed, $nfail failed"
 exit $failed
