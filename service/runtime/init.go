@@ -101,12 +101,12 @@ func setupStage(sync *os.File) (code int) {
 	return ExitCommandNotExecutable
 }
 
-// buildEnv returns DefaultEnv with the entries of env added, a later entry replacing an
+// buildEnv returns defaultEnv with the entries of env added, a later entry replacing an
 // earlier one with the same key.
 func buildEnv(env []string) []string {
-	out := make([]string, 0, len(DefaultEnv)+len(env))
+	out := make([]string, 0, len(defaultEnv)+len(env))
 	index := map[string]int{}
-	for _, kv := range append(append([]string{}, DefaultEnv...), env...) {
+	for _, kv := range append(append([]string{}, defaultEnv...), env...) {
 		k, _, _ := strings.Cut(kv, "=")
 		if i, ok := index[k]; ok {
 			out[i] = kv

@@ -36,8 +36,8 @@ type Spec struct {
 	Env      []string // KEY=VALUE entries; they override the defaults PATH, HOME and TERM
 }
 
-// DefaultEnv is the environment every container starts with; Spec.Env overrides it by key.
-var DefaultEnv = []string{"PATH=" + DefaultPath, "HOME=/root", "TERM=xterm"}
+// defaultEnv is the environment every container starts with; Spec.Env overrides it by key.
+var defaultEnv = []string{"PATH=" + DefaultPath, "HOME=/root", "TERM=xterm"}
 
 // SetupTimeout bounds how long Start waits for the setup stage (mounts, pivot_root) to reach
 // the exec of the user's command; a wedged filesystem must not hang the caller forever.
