@@ -7,7 +7,7 @@
 
 wait_boot
 step 1 "install: dpkg -i jackfruit-monitor-dkms jackfruit (DKMS builds and loads the module)"
-check "dpkg -i" "dpkg -i $JF/debs/jackfruit-monitor-dkms_*.deb $JF/debs/jackfruit_*.deb"
+CHECK_TIMEOUT=1200 check "dpkg -i" "dpkg -i $JF/debs/jackfruit-monitor-dkms_*.deb $JF/debs/jackfruit_*.deb"
 check "dkms status" "dkms status | grep container-monitor"
 check_match "module loaded, device node present" "^crw-------" \
 	"lsmod | grep ^container_monitor && ls -l /dev/container_monitor | tail -n1 | cut -c1-10 && ls -l /dev/container_monitor"

@@ -20,7 +20,7 @@ phase1() {
 	wait_boot
 	step 1 "dpkg -i both packages; DKMS builds and installs the module"
 	check "jackfruit is not installed yet" "! dpkg -s jackfruit >/dev/null 2>&1"
-	check "dpkg -i jackfruit-monitor-dkms jackfruit" "dpkg -i $JF/debs/jackfruit-monitor-dkms_*.deb $JF/debs/jackfruit_*.deb"
+	CHECK_TIMEOUT=1200 check "dpkg -i jackfruit-monitor-dkms jackfruit" "dpkg -i $JF/debs/jackfruit-monitor-dkms_*.deb $JF/debs/jackfruit_*.deb"
 	check_match "dkms status shows container-monitor installed for $(uname -r)" \
 		"container-monitor/[^,]+, $(uname -r), x86_64: installed" "dkms status"
 	check "the module file is installed under /lib/modules/$(uname -r)" \

@@ -14,7 +14,9 @@ JF=${JF:-/mnt/jf}
 R=$JF/results
 T=$R/transcript.txt
 mkdir -p "$R"
-CHECK_TIMEOUT=${CHECK_TIMEOUT:-180}
+# Per check; a DKMS build under software emulation on a busy host can take minutes, so the
+# install checks raise it (CHECK_TIMEOUT=... check ...).
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-300}
 
 log() {
 	printf '%s\n' "$*" >>"$T"
