@@ -335,7 +335,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 		}
 		return fail(internal(err, "create directory for container %q", r.Name))
 	}
-	undo = append(undo, func() { os.RemoveAll(dir) })
+	undo = append(undo, func() { s.removeUnmounted(dir) })
 	id, err := newID()
 	if err != nil {
 		return fail(internal(err, "start container %q", r.Name))
@@ -354,7 +354,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 			return fail(internal(err, "prepare overlay for container %q", r.Name))
 		}
 		if s.cfg.RunDir != "" {
-			undo = append(undo, func() { os.RemoveAll(filepath.Dir(merged)) })
+			undo = append(undo, func() { s.removeUnmounted(filepath.Dir(merged)) })
 		}
 		if err := runtime.MountOverlay(r.lower, upper, work, merged); err != nil {
 			return fail(internal(err, "mount overlay of %s for container %q", r.lower, r.Name))
@@ -782,6 +782,20 @@ func (s *Supervisor) removeDir(dir, merged string) error {
 		return fmt.Errorf("%s is still mounted; not removing %s", mps[0], dir)
 	}
 	return os.RemoveAll(dir)
+}
+
+// removeUnmounted undoes a directory of a failed start, unless something is still mounted
+// below it: deleting through a mount could reach what is mounted there.
+func (s *Supervisor) removeUnmounted(dir string) {
+	mps, err := mountPoints(dir)
+	if err == nil && len(mps) == 0 {
+		err = os.RemoveAll(dir)
+	} else if err == nil {
+		err = fmt.Errorf("%s is still mounted", mps[0])
+	}
+	if err != nil {
+		s.log.Error("cannot clean up after a failed start", "dir", dir, "error", err.Error())
+	}
 }
 
 // Get returns one container.
