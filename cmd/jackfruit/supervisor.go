@@ -75,7 +75,7 @@ container's stop timeout) and exits.`,
 	f.StringVar(&o.monitorDevice, "monitor-device", monitor.DefaultDevice, `kernel memory monitor device ("none" to run without)`)
 	f.StringVar(&o.dbusAddress, "dbus-address", "", "D-Bus address to use instead of the system bus")
 	f.BoolVar(&o.noDBus, "no-dbus", false, "do not connect to D-Bus")
-	f.StringVar(&o.logMaxSize, "log-max-size", "16M", "size cap of each container's log file (bytes, or with K, M, G suffix)")
+	f.StringVar(&o.logMaxSize, "log-max-size", fmt.Sprintf("%dM", supervisor.DefaultLogMaxBytes>>20), "size cap of each container's log file, which is rotated once (bytes, or with K, M, G suffix)")
 	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
 	return cmd
 }

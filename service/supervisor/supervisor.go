@@ -35,7 +35,7 @@ const (
 	DefaultStateDir    = "/var/lib/jackfruit"
 	DefaultRunDir      = "/run/jackfruit"
 	DefaultAdminGroup  = "jackfruit"
-	DefaultLogMaxBytes = 16 << 20
+	DefaultLogMaxBytes = logs.DefaultMaxBytes // per file; one rotated file is kept besides
 	// MonitorDisabled as Config.MonitorDevice runs without the kernel monitor on purpose.
 	MonitorDisabled = "none"
 )
