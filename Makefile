@@ -9,7 +9,7 @@ BIN         := bin
 CACHE_DIR   ?= /var/cache/jackfruit-test
 export CACHE_DIR VERSION
 
-.PHONY: all build rootfs deps lint test test-host kmod-test e2e deb bench demo clean docs-gen
+.PHONY: all build rootfs deps lint test test-host kmod-test runtime-vm-test e2e deb bench demo clean docs-gen
 
 all: build
 
@@ -28,13 +28,17 @@ lint:
 	test/lint.sh
 
 # The whole suite: lint, host tests, kernel tests on 6.1 and 6.12, the full-system VM test.
-test: deps lint test-host kmod-test e2e
+test: deps lint test-host kmod-test runtime-vm-test e2e
 
 test-host: rootfs
 	JACKFRUIT_TEST_ROOTFS=$(CURDIR)/build/rootfs $(GO) test -count=1 -timeout 30m ./...
 
 kmod-test:
 	test/kmod/run.sh
+
+# The runtime's tests inside QEMU on Debian's 6.1 and 6.12 kernels with an initramfs root.
+runtime-vm-test: rootfs
+	service/runtime/testdata/initramfs-test.sh build/rootfs
 
 e2e: deb rootfs
 	test/e2e/run.sh
