@@ -87,7 +87,7 @@ stdout lines on stdout, stderr lines on stderr, bytes unchanged. --follow keeps 
 output until the container exits. The same lines are in the journal:
 journalctl CONTAINER=NAME.`,
 		ValidArgsFunction: c.completeNames(nil),
-		Args:              cobra.ExactArgs(1),
+		Args:              names(true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts := service.LogOptions{Follow: follow, Tail: tail}
 			if tail < -1 {

@@ -128,7 +128,7 @@ func (c *cli) newKillCmd() *cobra.Command {
 		Use:               "kill [flags] NAME...",
 		Short:             "Send a signal to containers (default SIGKILL)",
 		ValidArgsFunction: c.completeNames(running),
-		Args:              cobra.MinimumNArgs(1),
+		Args:              names(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sig, err := parseSignal(sigName)
 			if err != nil {
@@ -209,7 +209,7 @@ func (c *cli) newWaitCmd() *cobra.Command {
 		Use:               "wait NAME...",
 		Short:             "Wait for containers to exit and print their exit codes",
 		ValidArgsFunction: c.completeNames(running),
-		Args:              cobra.MinimumNArgs(1),
+		Args:              names(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.forEach(cmd.Context(), args, func(cl *control.Client, name string) error {
 				info, err := cl.Wait(cmd.Context(), name)

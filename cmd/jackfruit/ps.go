@@ -76,7 +76,7 @@ func (c *cli) newInspectCmd() *cobra.Command {
 rootfs, log file). The fields are those of the control protocol's Container type
 (docs/protocol.md). --format applies a Go template to each instead.`,
 		ValidArgsFunction: c.completeNames(nil),
-		Args:              cobra.MinimumNArgs(1),
+		Args:              names(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.dial(cmd.Context())
 			if err != nil {

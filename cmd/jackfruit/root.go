@@ -69,7 +69,11 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintf(stderr, "Error: %v\n", err)
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command") {
+		msg += "\nRun 'jackfruit --help' for a list of commands."
+	}
+	fmt.Fprintf(stderr, "Error: %s\n", msg)
 	return 1
 }
 
@@ -146,3 +150,17 @@ func (c *cli) completeNames(filter func(service.ContainerInfo) bool) cobra.Compl
 }
 
 func running(i service.ContainerInfo) bool { return !i.State.Final() }
+
+// names accepts at least one container name (exactly one when single), with an error that
+// says what is missing rather than counting arguments.
+func names(single bool) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			return &usageError{cmd, errors.New("missing container NAME")}
+		case single && len(args) > 1:
+			return &usageError{cmd, fmt.Errorf("one container NAME expected, got %d: %q", len(args), args)}
+		}
+		return nil
+	}
+}
