@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,6 +68,7 @@ type Supervisor struct {
 	mon     *monitor.Client // nil when the kernel monitor is unavailable
 	monMsg  string          // why mon is nil
 	bootID  string
+	lock    *os.File // flock on the state directory, held until Close
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -145,6 +148,17 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := os.MkdirAll(s.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
+	lock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	if cfg.RunDir != "" {
 		if err := os.MkdirAll(filepath.Join(cfg.RunDir, "containers"), 0o700); err != nil {
 			return nil, fmt.Errorf("create run directory: %w", err)
@@ -190,7 +204,30 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s.bg.Add(1)
 	go s.sampler()
+	ok = true
 	return s, nil
+}
+
+// lockStateDir makes sure one supervisor at a time owns a state directory: a second one
+// would take the first one's running containers for orphans and kill them.
+func lockStateDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock state directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			holder, _ := os.ReadFile(path)
+			return nil, fmt.Errorf("state directory %s is in use by another supervisor (pid %s)", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
+	}
+	// The pid is only for the message above; the lock is the flock.
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
 
 // Run blocks until ctx ends, then shuts the supervisor down as Close does.
@@ -229,6 +266,7 @@ func (s *Supervisor) Close() error {
 		if s.journal != nil {
 			s.journal.Close()
 		}
+		s.lock.Close()
 	})
 	return nil
 }

@@ -649,6 +649,13 @@ func TestPersistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
+	// A second supervisor on the same state directory would kill the first one's containers.
+	if s3, err := New(e.cfg); err == nil || !strings.Contains(err.Error(), "in use by another supervisor") {
+		t.Errorf("second supervisor on the same state directory: %v", err)
+		if s3 != nil {
+			s3.Close()
+		}
+	}
 	got, err := s2.Get(ctx, root, "kept")
 	if err != nil || got.ID != first.ID || got.State != service.StateExited || got.ExitCode != 4 {
 		t.Errorf("kept after restart: %+v %v", got, err)
