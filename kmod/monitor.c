@@ -257,7 +257,7 @@ static bool cm_member(const struct cm_entry *e, struct task_struct *p,
 	if (p->flags & PF_KTHREAD)
 		return false;
 	if (e->ns_scope)
-		return cm_in_ns(p, ns_of_pid(e->pid));
+		return cm_in_ns(p, e->ns);
 	return cm_in_tree(p, leader);
 }
 
