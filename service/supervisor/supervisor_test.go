@@ -145,8 +145,8 @@ func TestLifecycleAndExitCodes(t *testing.T) {
 		if info.Pid != 0 || info.FinishedAt.IsZero() || info.FinishedAt.Before(info.StartedAt) {
 			t.Errorf("%s: final info inconsistent: %+v", c.name, info)
 		}
-		if info.LimitsEnforced == (e.s.Status().MonitorAvailable == false) && !e.s.Status().MonitorAvailable {
-			t.Errorf("%s: LimitsEnforced=%v without the monitor", c.name, info.LimitsEnforced)
+		if st := e.s.Status(); !st.MonitorAvailable && (info.LimitsEnforced || !strings.Contains(info.Message, "not enforced")) {
+			t.Errorf("%s: without the monitor: limits_enforced=%v message %q", c.name, info.LimitsEnforced, info.Message)
 		}
 	}
 
@@ -788,4 +788,23 @@ func TestChurnLeaks(t *testing.T) {
 		t.Errorf("leak after %d cycles: fds %d->%d, mounts %d->%d, goroutines %d->%d, zombies %d", cycles, fds, fds2, mounts, mounts2, gor, gor2, z)
 	}
 	assertEmpty(t, e)
+}
+
+func TestDegradedWithoutJournalAndMonitor(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.DisableJournal = true
+		c.MonitorDevice = filepath.Join(t.TempDir(), "no-such-device")
+	})
+	st := e.s.Status()
+	if st.JournalAvailable || st.MonitorAvailable || !strings.Contains(st.MonitorMessage, "not enforced") || !strings.Contains(st.MonitorMessage, "no-such-device") {
+		t.Errorf("status %+v; want neither journal nor monitor, and a message naming the device", st)
+	}
+	e.start(t, "plain", "sh", "-c", "echo still logged")
+	info := e.wait(t, "plain")
+	if info.LimitsEnforced || info.Message == "" {
+		t.Errorf("limits_enforced=%v message %q", info.LimitsEnforced, info.Message)
+	}
+	if out := stdoutText(e.logs(t, "plain", service.LogOptions{})); out != "still logged\n" {
+		t.Errorf("log file without journald: %q", out)
+	}
 }
