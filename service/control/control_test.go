@@ -66,7 +66,7 @@ type fixture struct {
 	done chan error
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*control.Server)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "jf.sock")
@@ -76,6 +76,9 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, m: controltest.New(), path: path, done: make(chan error, 1)}
 	f.srv = control.NewServer(f.m, nil)
+	for _, o := range opts {
+		o(f.srv)
+	}
 	go func() { f.done <- f.srv.Serve(l) }()
 	t.Cleanup(func() {
 		f.srv.Close()
@@ -357,8 +360,7 @@ func TestFramingSplitAndPipelined(t *testing.T) {
 }
 
 func TestHalfSentRequestTimesOut(t *testing.T) {
-	f := newFixture(t)
-	f.srv.RequestTimeout = 300 * time.Millisecond
+	f := newFixture(t, func(s *control.Server) { s.RequestTimeout = 300 * time.Millisecond })
 	r := f.raw()
 	start := time.Now()
 	r.send(`{"method":"io.jackfruit.Jack`)
@@ -369,6 +371,29 @@ func TestHalfSentRequestTimesOut(t *testing.T) {
 	r.expectClosed()
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("took %s", d)
+	}
+}
+
+func TestIdleTimeoutSparesCallsInProgress(t *testing.T) {
+	f := newFixture(t, func(s *control.Server) { s.IdleTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	if _, err := f.client().Start(ctx, startReq("long")); err != nil {
+		t.Fatal(err)
+	}
+	// A Wait lasting several idle periods is not cut off.
+	go func() {
+		time.Sleep(time.Second)
+		f.m.Exit("long", 0, 0)
+	}()
+	if info, err := f.client().Wait(ctx, "long"); err != nil || info.State != service.StateExited {
+		t.Fatalf("Wait across idle timeouts: %+v, %v", info, err)
+	}
+	// A connection that sends nothing is closed.
+	r := f.raw()
+	start := time.Now()
+	r.expectClosed()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("idle connection closed after %s", d)
 	}
 }
 

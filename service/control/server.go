@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 )
 
 // Server serves one service.Manager on any number of listeners. Each connection gets its own
-// goroutine; calls on one connection are answered in order, as varlink requires.
+// goroutine; calls on one connection are answered in order, as varlink requires. The timeout
+// fields may be changed after NewServer but before the first Serve.
 type Server struct {
 	m   service.Manager
 	log *slog.Logger
@@ -205,6 +207,7 @@ type conn struct {
 	c      net.Conn
 	caller service.Caller
 	log    *slog.Logger
+	busy   atomic.Bool // a call is in progress: the connection is not idle
 }
 
 // incoming is what the reader goroutine hands the dispatcher: a request or a read failure.
@@ -239,7 +242,10 @@ func (s *Server) serveConn(c net.Conn) {
 			}
 			return
 		}
-		if !cn.dispatch(connCtx, in.req) {
+		cn.busy.Store(true)
+		ok := cn.dispatch(connCtx, in.req)
+		cn.busy.Store(false)
+		if !ok {
 			return
 		}
 	}
@@ -268,6 +274,11 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 			cn.c.SetReadDeadline(time.Time{})
 		}
 		if _, err := br.Peek(1); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && cn.busy.Load() {
+				// Idle only between calls: a long Wait or Logs follow keeps its connection.
+				continue
+			}
 			if errors.Is(err, io.EOF) && !peerGone(cn.c) {
 				// Half-close: let queued calls finish, but watch for the peer going away.
 				go watchHangup(ctx, cn.c, cancel)
