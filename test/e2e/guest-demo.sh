@@ -3,6 +3,7 @@
 # Debian 12 guest as root: install the packages as a user would, run the memory hog with a
 # 40 MiB soft and 64 MiB hard limit, and show what the journal and the kernel log say.
 
+# shellcheck source=test/e2e/guest-lib.sh
 . "$(dirname "$0")/guest-lib.sh"
 
 wait_boot

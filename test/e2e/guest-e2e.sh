@@ -5,6 +5,7 @@
 # Inputs on the second disk (/mnt/jf): debs/*.deb, rootfs.tar (the test rootfs), this
 # script and guest-lib.sh. Results: /mnt/jf/results (see guest-lib.sh).
 
+# shellcheck source=test/e2e/guest-lib.sh
 . "$(dirname "$0")/guest-lib.sh"
 
 BUS="io.jackfruit.Jackfruit1"

@@ -83,7 +83,6 @@ _run() {
 	fi
 	printf '       $ %s\n' "$cmd" >>"$T"
 	indent "$out"
-	LAST_OUT=$out
 	return $((1 - pass))
 }
 check() { _run ok "$1" "" "$2"; }
