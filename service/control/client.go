@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -121,6 +122,12 @@ func (c *Client) call(ctx context.Context, method string, params any, more bool,
 	for {
 		msg, err := readMessage(c.r, MaxReplySize)
 		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+				return fail(fmt.Errorf("the supervisor at %s closed the connection during %s (did it stop or restart?)", c.path, method))
+			}
+			if errors.Is(err, errTooLarge) {
+				return fail(fmt.Errorf("%s reply from %s is larger than %d bytes", method, c.path, MaxReplySize))
+			}
 			return fail(fmt.Errorf("reading %s reply from %s: %w", method, c.path, err))
 		}
 		var rep rawReply

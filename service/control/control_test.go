@@ -841,3 +841,29 @@ func TestListenUnixRefusesLiveSocket(t *testing.T) {
 		t.Fatalf("listen on a file: %v", err)
 	}
 }
+
+func TestClientReportsVanishedServer(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			bufio.NewReader(c).ReadBytes(0) // read the request, then hang up without a reply
+			c.Close()
+		}
+	}()
+	c, err := control.Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "closed the connection during io.jackfruit.Jackfruit1.Status") {
+		t.Fatalf("Status against a vanishing server: %v", err)
+	}
+}
