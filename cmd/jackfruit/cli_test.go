@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/runtime"
 )
@@ -613,4 +614,32 @@ func TestNonRootCaller(t *testing.T) {
 		t.Errorf("refused calls changed the container: %+v", c)
 	}
 	e.ok("kill", "owned") // sleep as init ignores SIGTERM; spare the shutdown its 10 s timeout
+}
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		info service.ContainerInfo
+		want int
+	}{
+		{service.ContainerInfo{State: service.StateExited, ExitCode: 0}, 0},
+		{service.ContainerInfo{State: service.StateExited, ExitCode: 42}, 42},
+		{service.ContainerInfo{State: service.StateExited, ExitCode: -1}, 125}, // the core could not learn it
+		{service.ContainerInfo{State: service.StateKilled, Signal: "SIGTERM", ExitCode: 143}, 143},
+		{service.ContainerInfo{State: service.StateKilled, Signal: "SIGINT"}, 130},
+		{service.ContainerInfo{State: service.StateOOMKill, Signal: "SIGKILL", ExitCode: 137}, 137},
+		{service.ContainerInfo{State: service.StateOOMKill}, 137},
+		{service.ContainerInfo{State: service.StateRunning}, 125},
+	} {
+		if got := exitCode(tc.info); got != tc.want {
+			t.Errorf("exitCode(%s %d %s) = %d, want %d", tc.info.State, tc.info.ExitCode, tc.info.Signal, got, tc.want)
+		}
+	}
+	now := time.Now()
+	st := statusText(service.ContainerInfo{State: service.StateOOMKill, FinishedAt: now.Add(-5 * time.Second)}, now)
+	if st != "Killed by memory limit 5 seconds ago" {
+		t.Errorf("statusText OOM: %q", st)
+	}
+	if st := statusText(service.ContainerInfo{State: service.StateExited, FinishedAt: now.Add(-5 * time.Second)}, now); st != "Exited (0) 5 seconds ago" {
+		t.Errorf("statusText exited: %q", st)
+	}
 }
