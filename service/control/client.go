@@ -93,7 +93,13 @@ func (c *Client) call(ctx context.Context, method string, params any, more bool,
 	}
 	// Unblock reads and writes at once when ctx ends; the connection is then unusable.
 	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() && c.err == nil {
+			// ctx ended just as the call finished: the deadline may be in the past already.
+			c.err = fmt.Errorf("control client: connection unusable after a cancelled call: %w", context.Cause(ctx))
+			c.conn.Close()
+		}
+	}()
 
 	fail := func(err error) error {
 		if ctx.Err() != nil {
