@@ -185,6 +185,7 @@ type bench struct {
 	conmonRSS           *Summary
 	conmonPss           *Summary
 	pendingIncrements   []int
+	tcgFactors          []float64 // item 5: guest/host slowdown per calibration workload
 }
 
 func newBench(c *config) *bench {
