@@ -12,7 +12,7 @@ pkgs=(
 	mmdebstrap
 	debhelper dh-dkms dkms lintian dpkg-dev
 	systemd dbus libglib2.0-bin
-	crun runc conmon
+	crun runc conmon linux-perf
 )
 missing=()
 for p in "${pkgs[@]}"; do
