@@ -45,6 +45,9 @@ done
 CGO_ENABLED=0 go build -o bin/jfbench ./bench/cmd/jfbench
 
 work=$(mktemp -d /tmp/jfbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# jackfruit's state directory lives on disk, as /var/lib/jackfruit does in production.
+state=$(mktemp -d /var/tmp/jfbench-state.XXXXXX)
+trap 'rm -rf "$work" "$state"' EXIT
 unshare --mount --propagation private --pid --fork --mount-proc \
-	bash bench/ns.sh "$work" -jackfruit "$jackfruit" -rootfs build/rootfs -results bench/results "${args[@]}"
+	bash bench/ns.sh "$work" -jackfruit "$jackfruit" -rootfs build/rootfs -results bench/results \
+	-state-base "$state" "${args[@]}"

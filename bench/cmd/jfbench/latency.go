@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // subject is one runtime under comparison. cmd builds a fresh invocation for container id.
@@ -27,8 +29,8 @@ func (b *bench) mainSupervisor(ctx context.Context) (*supervisor, error) {
 	}
 	b.mainSup, b.mainSupErr = startSupervisor(ctx, b.cfg, "main", b.profileFlags()...)
 	if b.mainSupErr == nil {
-		b.report.how("jackfruit supervisor: `%s` (inside the same private namespaces; no D-Bus; journal = the private journald; the kernel monitor is %s)",
-			strings.Join(b.mainSup.argv, " "), monitorState())
+		b.report.how("jackfruit supervisor: `%s` (inside the same private namespaces; state dir on %s, socket and run dir on tmpfs; no D-Bus; journal = the private journald; the kernel monitor is %s)",
+			strings.Join(b.mainSup.argv, " "), fsName(b.mainSup.stateDir), monitorState())
 		b.startProfile(ctx, b.mainSup, "main")
 	}
 	return b.mainSup, b.mainSupErr
@@ -241,6 +243,25 @@ func (b *bench) batch(ctx context.Context, s *subject, prefix string, n int) (ti
 	close(release)
 	wg.Wait()
 	return time.Since(t0), errs
+}
+
+// fsName names the filesystem type of path for the "how it was run" lines.
+func fsName(path string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return "an unknown filesystem"
+	}
+	switch st.Type {
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4 (disk)"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs (disk)"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs (disk)"
+	}
+	return fmt.Sprintf("filesystem %#x", st.Type)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -29,6 +29,7 @@ type config struct {
 	jackfruit    string
 	rootfs       string
 	work         string
+	stateBase    string
 	results      string
 	items        string
 	runs         int
@@ -56,6 +57,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.jackfruit, "jackfruit", "bin/jackfruit", "jackfruit binary")
 	flag.StringVar(&c.rootfs, "rootfs", "build/rootfs", "busybox rootfs shared by every runtime")
 	flag.StringVar(&c.work, "work", "", "private tmpfs work directory (set up by bench/run.sh)")
+	flag.StringVar(&c.stateBase, "state-base", "", "disk-backed directory for jackfruit's --state-dir (as /var/lib/jackfruit is); empty: the tmpfs work directory")
 	flag.StringVar(&c.results, "results", "bench/results", "directory for the JSON result file")
 	flag.StringVar(&c.items, "items", "latency,throughput,footprint,logs,kmod", "comma-separated items to run")
 	flag.IntVar(&c.runs, "runs", 30, "start-to-exit runs per runtime (interleaved)")
@@ -92,7 +94,10 @@ func parseFlags() (*config, error) {
 	if c.peerConfig != "trimmed" && c.peerConfig != "default" {
 		return nil, fmt.Errorf("-peer-config %q: want trimmed or default", c.peerConfig)
 	}
-	for _, p := range []*string{&c.jackfruit, &c.rootfs, &c.work, &c.results} {
+	for _, p := range []*string{&c.jackfruit, &c.rootfs, &c.work, &c.results, &c.stateBase} {
+		if *p == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return nil, err

@@ -37,11 +37,18 @@ func startSupervisor(ctx context.Context, c *config, tag string, extra ...string
 		return nil, fmt.Errorf("rootfs %s has no bin/busybox: %w (run `make rootfs`)", c.rootfs, err)
 	}
 	dir := filepath.Join(c.work, "jackfruit-"+tag)
+	// The state directory (state.json, overlay upper/work, container.log) is on disk like
+	// /var/lib/jackfruit, so its fsyncs cost what they cost for a user; socket and overlay
+	// mount points are on tmpfs like /run/jackfruit.
+	stateDir := filepath.Join(dir, "state")
+	if c.stateBase != "" {
+		stateDir = filepath.Join(c.stateBase, tag)
+	}
 	s := &supervisor{
 		bin:      c.jackfruit,
 		dir:      dir,
 		socket:   filepath.Join(dir, "jackfruit.sock"),
-		stateDir: filepath.Join(dir, "state"),
+		stateDir: stateDir,
 		runDir:   filepath.Join(dir, "run"),
 		logPath:  filepath.Join(dir, "supervisor.log"),
 		done:     make(chan struct{}),
