@@ -312,9 +312,27 @@ func (s *Supervisor) publish(t service.EventType, c *container, rss, limit uint6
 	ev := service.Event{Type: t, Time: time.Now(), Container: c.info(), RSS: rss, Limit: limit}
 	if s.journal == nil {
 		// Without journald the supervisor's own log is the only record of lifecycle events.
-		s.log.Info("container "+string(t), "container", ev.Container.Name, "id", ev.Container.ShortID(), "state", string(ev.Container.State))
+		s.log.Info("container "+string(t), eventAttrs(ev)...)
 	}
 	s.events.publish(ev)
+}
+
+// eventAttrs describes ev for the supervisor's log: besides who and what state, the exit
+// code or signal of an ended container and the numbers of a memory event, which is what an
+// administrator without journald looks for there.
+func eventAttrs(ev service.Event) []any {
+	c := ev.Container
+	a := []any{"container", c.Name, "id", c.ShortID(), "state", string(c.State)}
+	switch ev.Type {
+	case service.EventExited:
+		a = append(a, "exit_code", c.ExitCode)
+		if c.Signal != "" {
+			a = append(a, "signal", c.Signal)
+		}
+	case service.EventSoftLimit, service.EventHardLimit:
+		a = append(a, "rss", ev.RSS, "limit", ev.Limit)
+	}
+	return a
 }
 
 func newID() (string, error) {

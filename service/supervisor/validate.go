@@ -97,7 +97,16 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 		}
 	}
 	if r.SoftLimit > r.HardLimit {
-		return r, invalid("soft memory limit %s exceeds hard memory limit %s", size(r.SoftLimit), size(r.HardLimit))
+		// Name the default when the caller gave only one limit: "40 MiB exceeds 32 MiB"
+		// alone would puzzle someone who never asked for 40 MiB.
+		soft, hard := size(r.SoftLimit), size(r.HardLimit)
+		if req.SoftLimit == 0 {
+			soft += " (the default)"
+		}
+		if req.HardLimit == 0 {
+			hard += " (the default)"
+		}
+		return r, invalid("soft memory limit %s exceeds hard memory limit %s", soft, hard)
 	}
 
 	switch {
@@ -124,6 +133,11 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 		if err := checkDir(r.Rootfs, "rootfs"); err != nil {
 			return r, err
 		}
+		if isHostRoot(r.Rootfs) {
+			// pivot_root cannot make the root it is called from the new root (EBUSY), and a
+			// container sharing the host's / would not be a container anyway.
+			return r, invalid("rootfs %s is the host's root directory; give a directory holding the container's own root filesystem", r.Rootfs)
+		}
 		r.lower = r.Rootfs
 	}
 	if _, err := runtime.ResolveCommand(r.lower, r.Command, r.Env); err != nil {
@@ -137,6 +151,17 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 		return r, &service.Error{Kind: kind, Msg: fmt.Sprintf("cannot run the command of container %q (rootfs %s)", r.Name, r.lower), Err: err}
 	}
 	return r, nil
+}
+
+// isHostRoot reports whether dir is the supervisor's own root directory, also when reached
+// through a symlink or a bind mount of it.
+func isHostRoot(dir string) bool {
+	a, err := os.Stat(dir)
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat("/")
+	return err == nil && os.SameFile(a, b)
 }
 
 func checkDir(path, what string) error {

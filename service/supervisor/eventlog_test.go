@@ -1,0 +1,42 @@
+package supervisor
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// Without journald the supervisor's log is the only record of how a container ended, so
+// the exit line must carry the code (and the signal), and memory events their numbers.
+func TestEventLogLineCarriesOutcome(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	cases := []struct {
+		ev   service.Event
+		want []string
+	}{
+		{service.Event{Type: service.EventExited, Container: service.ContainerInfo{Name: "web", ID: "0123456789abcdef", State: service.StateExited, ExitCode: 3}},
+			[]string{`msg="container exited"`, "container=web", "id=0123456789ab", "state=exited", "exit_code=3"}},
+		{service.Event{Type: service.EventExited, Container: service.ContainerInfo{Name: "k", State: service.StateKilled, ExitCode: 137, Signal: "SIGKILL"}},
+			[]string{"state=killed", "exit_code=137", "signal=SIGKILL"}},
+		{service.Event{Type: service.EventHardLimit, RSS: 70 << 20, Limit: 64 << 20, Container: service.ContainerInfo{Name: "hog", State: service.StateRunning}},
+			[]string{`msg="container hard-limit"`, "rss=73400320", "limit=67108864"}},
+		{service.Event{Type: service.EventStarted, Container: service.ContainerInfo{Name: "s", State: service.StateRunning}},
+			[]string{`msg="container started"`, "state=running"}},
+	}
+	for _, c := range cases {
+		buf.Reset()
+		log.Info("container "+string(c.ev.Type), eventAttrs(c.ev)...)
+		for _, w := range c.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%s: log line %q lacks %q", c.ev.Type, buf.String(), w)
+			}
+		}
+		if c.ev.Type == service.EventStarted && strings.Contains(buf.String(), "exit_code") {
+			t.Errorf("started event logged with an exit code: %q", buf.String())
+		}
+	}
+}
