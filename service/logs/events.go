@@ -51,10 +51,8 @@ const (
 	MessageJournalDropped   = "ff0a44a4b59b42e59cb1696b884d8cae"
 )
 
-const (
-	eventSyslogIdentifier    = "jackfruit" // events are the supervisor's words, not the container's
-	priorityNoticeForFailure = '5'         // LOG_NOTICE: a container ended badly, the host is fine
-)
+// priorityNoticeForFailure is LOG_NOTICE: a container ended badly, the host is fine.
+const priorityNoticeForFailure = '5'
 
 // Event writes a lifecycle or memory event as a journal entry with the container's fields, a
 // fixed MESSAGE_ID and structured fields (see docs/logging.md). Events that are not worth a
@@ -133,7 +131,10 @@ func appendEvent(b []byte, f Fields, ev service.Event) (_ []byte, ok bool) {
 	default:
 		return b, false
 	}
-	b = appendContainerFields(b, f, prio, eventSyslogIdentifier)
+	// The same SYSLOG_IDENTIFIER as the container's output lines: the issue asks for "the same
+	// container fields", and `journalctl -t NAME` then shows the output framed by its start
+	// and exit. The entries remain the supervisor's (_PID, _SYSTEMD_UNIT=jackfruit.service).
+	b = appendContainerFields(b, f, prio, f.Name)
 	b = appendField(b, "MESSAGE_ID", id)
 	b = appendField(b, "JACKFRUIT_EVENT", string(ev.Type))
 	for _, kv := range extra {

@@ -316,8 +316,8 @@ func priorityOf(s service.Stream) byte {
 }
 
 // appendContainerFields writes the fields every entry about a container carries, PRIORITY
-// first (prio is an ASCII digit). ident is the container name for output lines and
-// "jackfruit" for the supervisor's events about the container.
+// first (prio is an ASCII digit). ident is the SYSLOG_IDENTIFIER: the container name, for
+// output lines and lifecycle events alike.
 func appendContainerFields(b []byte, f Fields, prio byte, ident string) []byte {
 	b = append(b, "PRIORITY="...)
 	b = append(b, prio, '\n')

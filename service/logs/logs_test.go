@@ -621,7 +621,7 @@ func TestEventsAndCatalog(t *testing.T) {
 	}
 	for i, w := range want {
 		w["CONTAINER"], w["CONTAINER_NAME"], w["CONTAINER_ID"], w["CONTAINER_ID_FULL"] = f.Name, f.Name, f.ID[:12], f.ID
-		w["SYSLOG_IDENTIFIER"] = "jackfruit"
+		w["SYSLOG_IDENTIFIER"] = f.Name // as on the output lines: journalctl -t NAME shows events too
 		for k, v := range w {
 			if entries[i][k] != v {
 				t.Errorf("event %d: %s=%q, want %q", i, k, entries[i][k], v)
