@@ -782,6 +782,11 @@ func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name strin
 		return service.Errorf(service.KindInvalidState, "container %q is not running (%s)", name, state)
 	}
 	if err := c.proc.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			// Its init is gone and the reaper is still draining the output: to the user
+			// that is a container that is not running any more, not a supervisor failure.
+			return service.Errorf(service.KindInvalidState, "container %q is not running (it has just exited)", name)
+		}
 		return internal(err, "send %s to container %q", signalName(sig), name)
 	}
 	return nil
