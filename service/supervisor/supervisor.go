@@ -77,6 +77,10 @@ type Supervisor struct {
 	closing    bool
 
 	reapers   sync.WaitGroup // one per running container
+	// starts counts Start calls past the closing check; Close waits for them so that a start
+	// in flight either registers its container (which Close then stops) or undoes itself
+	// before the journal, the monitor and the state directory lock go away.
+	starts sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
 	stopBg    chan struct{}
 	kick      chan struct{} // asks the sampler for an early round (a container just started)
@@ -256,6 +260,9 @@ func (s *Supervisor) Close() error {
 		for _, c := range running {
 			go s.stop(c, 0)
 		}
+		// A start in flight ends by itself (it sees closing and undoes, or it registered
+		// before closing and is in running above); then no new reaper can appear.
+		s.starts.Wait()
 		s.reapers.Wait()
 		close(s.stopBg)
 		if s.mon != nil {
@@ -367,11 +374,13 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 		return service.ContainerInfo{}, service.Errorf(service.KindAlreadyExists, "container %q already exists", r.Name)
 	}
 	s.starting[r.Name] = true
+	s.starts.Add(1) // under s.mu with closing false: never races with Close's Wait
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.starting, r.Name)
 		s.mu.Unlock()
+		s.starts.Done()
 	}()
 	return s.create(r)
 }
