@@ -76,11 +76,11 @@ type Supervisor struct {
 	byPid      map[int]*container // containers registered with the monitor, by init pid
 	closing    bool
 
-	reapers   sync.WaitGroup // one per running container
+	reapers sync.WaitGroup // one per running container
 	// starts counts Start calls past the closing check; Close waits for them so that a start
 	// in flight either registers its container (which Close then stops) or undoes itself
 	// before the journal, the monitor and the state directory lock go away.
-	starts sync.WaitGroup
+	starts    sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
 	stopBg    chan struct{}
 	kick      chan struct{} // asks the sampler for an early round (a container just started)
