@@ -63,6 +63,8 @@ type Server struct {
 	// Last values sent in PropertiesChanged; only the event loop touches them after Attach.
 	lastContainer map[string]map[string]dbus.Variant
 	lastManager   map[string]dbus.Variant
+	// emitFailing is set while signals cannot be sent (reported once); event loop only.
+	emitFailing bool
 }
 
 // New returns a Server for m; nothing happens on the bus until Attach.
@@ -118,6 +120,7 @@ func (s *Server) Attach(conn *dbus.Conn) error {
 	}
 	s.unsubscribe = unsubscribe
 	s.quit, s.done = make(chan struct{}), make(chan struct{})
+	s.emitFailing = false
 	go s.loop(conn, events, s.quit, s.done)
 
 	reply, err := conn.RequestName(BusName, dbus.NameFlagDoNotQueue)

@@ -1,6 +1,7 @@
 package dbusapi
 
 import (
+	"errors"
 	"maps"
 	"reflect"
 	"slices"
@@ -78,9 +79,25 @@ func (s *Server) managerChanged(conn *dbus.Conn) {
 	}
 }
 
+// emit sends one signal. Failures are reported once per outage, not once per signal: when
+// the bus goes away (dbus-daemon restarted or killed) every later event would fail the same
+// way and bury the supervisor's log, while the control socket goes on serving.
 func (s *Server) emit(conn *dbus.Conn, path dbus.ObjectPath, name string, values ...any) {
-	if err := conn.Emit(path, name, values...); err != nil {
-		s.log.Warn("cannot emit D-Bus signal", "signal", name, "path", path, "err", err)
+	err := conn.Emit(path, name, values...)
+	switch {
+	case err == nil:
+		if s.emitFailing {
+			s.emitFailing = false
+			s.log.Info("D-Bus signals are sent again")
+		}
+	case s.emitFailing:
+		s.log.Debug("cannot emit D-Bus signal", "signal", name, "path", path, "err", err)
+	case errors.Is(err, dbus.ErrClosed):
+		s.emitFailing = true
+		s.log.Warn("lost the D-Bus connection: no more D-Bus signals or calls; the control socket still serves", "err", err)
+	default:
+		s.emitFailing = true
+		s.log.Warn("cannot emit D-Bus signals; further failures are not reported until one succeeds", "signal", name, "path", path, "err", err)
 	}
 }
 
