@@ -43,7 +43,7 @@ if [ "$mode" = vm ]; then
 	exec test/e2e/run.sh --scenario demo
 fi
 
-hog_name=demo-hog
+hog_name=hog
 say "installing kernel headers for $(uname -r) so DKMS can build the module"
 apt-get install -y --no-install-recommends "linux-headers-$(uname -r)" >/dev/null ||
 	die "linux-headers-$(uname -r) is not installable; DKMS needs the running kernel's headers"
@@ -74,6 +74,7 @@ else
 	trap stop_supervisor EXIT
 fi
 
+# A hog from an earlier demo run is replaced.
 "$jf" rm -f "$hog_name" >/dev/null 2>&1 || true
 say "jackfruit run $hog_name --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog"
 set +e
