@@ -3,6 +3,8 @@ package supervisor
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -65,5 +67,41 @@ func TestMonitorEvents(t *testing.T) {
 	}
 	if d := time.Since(t0); d > time.Second {
 		t.Errorf("EXITED did not end the wait (%v)", d)
+	}
+}
+
+// The module queues a REGISTERED event (with the RSS) the moment a pid is registered, so the
+// reader may update a container's record while its start is still persisting it. Run with
+// -race: the start's snapshot for state.json must be taken under the lock.
+func TestMonitorEventDuringStartPersist(t *testing.T) {
+	s := &Supervisor{
+		log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		events:     newBroker(),
+		containers: map[string]*container{},
+		byPid:      map[int]*container{},
+	}
+	dir := filepath.Join(t.TempDir(), "hog")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := &container{dir: dir, hard: make(chan struct{}), monExited: make(chan struct{})}
+	c.rec.Name, c.rec.State, c.rec.Pid = "hog", service.StateRunning, 4242
+	s.byPid[4242] = c // as register does before its ioctl
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			s.handleMonitorEvent(monitor.Event{Type: monitor.EventRegistered, Pid: 4242, RSS: uint64(i+1) << 20})
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		if err := s.saveLocked(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	rec, err := load(c.dir)
+	if err != nil || rec.Name != "hog" {
+		t.Fatalf("persisted record: %+v, %v", rec, err)
 	}
 }

@@ -505,7 +505,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	if c.registered {
 		undo = append(undo, func() { s.unregister(c) })
 	}
-	if err := save(dir, c.rec); err != nil {
+	if err := s.saveLocked(c); err != nil {
 		return fail(internal(err, "start container %q", r.Name))
 	}
 
@@ -572,8 +572,21 @@ func (s *Supervisor) register(c *container) {
 		}
 		return
 	}
+	// The monitor's reader may already be updating c.rec (the module queues a REGISTERED
+	// event with the RSS at once), so from here on c.rec is only touched under s.mu.
+	s.mu.Lock()
 	c.registered = true
 	c.rec.LimitsEnforced = true
+	s.mu.Unlock()
+}
+
+// saveLocked persists a snapshot of c.rec taken under s.mu: once a container is known to the
+// monitor's reader by its pid, the reader may write c.rec at any moment.
+func (s *Supervisor) saveLocked(c *container) error {
+	s.mu.Lock()
+	rec := c.rec
+	s.mu.Unlock()
+	return save(c.dir, rec)
 }
 
 func (s *Supervisor) unregister(c *container) {
