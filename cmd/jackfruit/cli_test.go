@@ -363,6 +363,14 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "y", e.rootfs, "--hard-mib", "5", "/bin/true"}, 1, "flags go before ROOTFS and CMD"},
 		{[]string{"start", "--bogus", "x", "/bin/true"}, 1, "unknown flag: --bogus"},
 		{[]string{"start", "z", "-e", "NOT_SET_ANYWHERE_42", "/bin/true"}, 1, "NOT_SET_ANYWHERE_42"},
+		// 0 is not "the default": it is refused, whatever the other limit.
+		{[]string{"start", "z", "--soft-mib", "0", "/bin/true"}, 1, "--soft-mib 0: must be at least 1"},
+		{[]string{"start", "z", "--soft-mib", "0", "--hard-mib", "0", "/bin/true"}, 1, "--soft-mib 0: must be at least 1"},
+		{[]string{"start", "z", "--hard-mib", "0", "/bin/true"}, 1, "--hard-mib 0: must be at least 1"},
+		{[]string{"run", "z", "--hard-mib", "0", "/bin/true"}, 125, "--hard-mib 0: must be at least 1"},
+		// The seed's form with the command forgotten: the directory is not taken for the command.
+		{[]string{"start", "z", e.rootfs}, 1, "no command given after ROOTFS " + e.rootfs},
+		{[]string{"start", "z", "--hard-mib", "100", e.rootfs}, 1, "no command given after ROOTFS"},
 		{[]string{"logs", "nope"}, 1, `Error: no such container "nope"`},
 		{[]string{"stop", "nope"}, 1, `Error: no such container "nope"`},
 		{[]string{"inspect", "nope"}, 1, `no such container "nope"`},
@@ -459,10 +467,15 @@ func TestEventsStatusVersion(t *testing.T) {
 	cancel()
 
 	st := e.ok("status")
-	for _, want := range []string{"Memory monitor:", "NOT available", "Containers:", "0 (0 running)", e.rootfs} {
+	for _, want := range []string{"Memory monitor:", "NOT available: memory limits are not enforced: the kernel memory monitor is disabled by configuration\n",
+		"Containers:", "0 (0 running)", e.rootfs} {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout)
 		}
+	}
+	// The reason is given once, not the core's message inside a paraphrase of itself.
+	if n := strings.Count(st.stdout, "not enforced"); n != 1 {
+		t.Errorf("status says \"not enforced\" %d times:\n%s", n, st.stdout)
 	}
 	if v := e.ok("version"); !strings.Contains(v.stdout, "Client:") || strings.Contains(v.stdout, "unavailable") {
 		t.Errorf("version: %s", v)
@@ -641,5 +654,53 @@ func TestExitCode(t *testing.T) {
 	}
 	if st := statusText(service.ContainerInfo{State: service.StateExited, FinishedAt: now.Add(-5 * time.Second)}, now); st != "Exited (0) 5 seconds ago" {
 		t.Errorf("statusText exited: %q", st)
+	}
+}
+
+func TestStopSeveralAtOnce(t *testing.T) {
+	e := startSupervisor(t)
+	// sleep as init ignores SIGTERM, so only the SIGKILL after the timeout ends these; the
+	// trap makes "polite" exit on SIGTERM at once.
+	for _, n := range []string{"deaf1", "deaf2", "deaf3"} {
+		e.ok("start", n, "/bin/sleep", "1000")
+	}
+	e.ok("start", "polite", "/bin/sh", "-c", `trap "exit 0" TERM; while :; do sleep 0.1; done`)
+	for _, n := range []string{"deaf1", "deaf2", "deaf3", "polite"} {
+		e.waitState(n, "running")
+	}
+	// Names are printed in argument order although polite stops first.
+	if r := e.ok("stop", "-t", "2", "deaf1", "polite", "deaf2", "deaf3"); r.stdout != "deaf1\npolite\ndeaf2\ndeaf3\n" {
+		t.Fatalf("stop: %s", r)
+	}
+	// One after the other, each deaf container would be killed 2 s after the previous one
+	// finished (4 s between the first and the last); at the same time, all within a moment.
+	var first, last time.Time
+	for _, n := range []string{"deaf1", "deaf2", "deaf3"} {
+		c := e.inspect(n)
+		if c.State != "killed" || c.FinishedAt == "" {
+			t.Fatalf("%s after stop: %+v", n, c)
+		}
+		f, err := time.Parse(time.RFC3339Nano, c.FinishedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.IsZero() || f.Before(first) {
+			first = f
+		}
+		if f.After(last) {
+			last = f
+		}
+	}
+	if spread := last.Sub(first); spread >= 2*time.Second {
+		t.Errorf("the containers were stopped one after the other: finish times %v apart", spread)
+	}
+	if c := e.inspect("polite"); c.State != "exited" || c.ExitCode != 0 {
+		t.Errorf("polite after stop: %+v", c)
+	}
+	// An error for one name leaves the others stopped, in order, and exit code 1.
+	e.ok("start", "again", "/bin/sleep", "1000")
+	r := e.jf("stop", "-t", "0", "nope", "again")
+	if r.code != 1 || r.stdout != "again\n" || !strings.Contains(r.stderr, `no such container "nope"`) {
+		t.Errorf("stop with a bad name: %s", r)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -47,10 +48,7 @@ func (c *cli) newStatusCmd() *cobra.Command {
 			fmt.Fprintf(tw, "Base rootfs:\t%s\n", st.BaseRootfs)
 			mon := "available: memory limits are enforced"
 			if !st.MonitorAvailable {
-				mon = "NOT available: memory limits are not enforced"
-				if st.MonitorMessage != "" {
-					mon += " (" + st.MonitorMessage + ")"
-				}
+				mon = "NOT available: " + monitorReason(st.MonitorMessage)
 			}
 			fmt.Fprintf(tw, "Memory monitor:\t%s\n", mon)
 			journal := "available"
@@ -64,6 +62,19 @@ func (c *cli) newStatusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	return cmd
+}
+
+// notEnforced is how the core's monitor messages begin.
+const notEnforced = "memory limits are not enforced"
+
+// monitorReason says that limits are not enforced, and why, exactly once: the core's
+// message usually starts with the same words, which are not repeated.
+func monitorReason(msg string) string {
+	reason := strings.TrimPrefix(strings.TrimPrefix(msg, notEnforced), ": ")
+	if reason == "" {
+		return notEnforced
+	}
+	return notEnforced + ": " + reason
 }
 
 func (c *cli) newVersionCmd() *cobra.Command {

@@ -41,6 +41,70 @@ func (c *cli) forEach(ctx context.Context, names []string, fn func(*control.Clie
 	return nil
 }
 
+// maxParallel bounds the connections a verb working on many containers opens at once. The
+// calls mostly wait (stop's timeout), so the bound is about descriptors, not CPU.
+const maxParallel = 32
+
+// forEachParallel is forEach for slow calls (stop, rm -f): every name gets its own
+// connection, so that the calls run at the same time (stopping 20 containers takes one stop
+// timeout, not 20; calls on one connection are answered in order). fn returns what to print
+// on success; output and errors still appear in argument order, each as soon as it and all
+// names before it are done.
+func (c *cli) forEachParallel(ctx context.Context, names []string, fn func(*control.Client, string) (string, error)) error {
+	if len(names) == 1 {
+		return c.forEach(ctx, names, func(cl *control.Client, n string) error {
+			out, err := fn(cl, n)
+			if err == nil {
+				fmt.Fprintln(c.stdout, out)
+			}
+			return err
+		})
+	}
+	type result struct {
+		out string
+		err error
+	}
+	// The first connection is made up front: without a supervisor, say so once, not per name.
+	first, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	results := make([]chan result, len(names))
+	sem := make(chan struct{}, maxParallel)
+	for i, n := range names {
+		results[i] = make(chan result, 1)
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cl := first
+			if i > 0 {
+				var err error
+				if cl, err = c.dial(ctx); err != nil {
+					results[i] <- result{err: err}
+					return
+				}
+			}
+			defer cl.Close()
+			out, err := fn(cl, n)
+			results[i] <- result{out, err}
+		}()
+	}
+	failed := 0
+	for i := range names {
+		r := <-results[i]
+		if r.err != nil {
+			fmt.Fprintf(c.stderr, "Error: %v\n", r.err)
+			failed++
+			continue
+		}
+		fmt.Fprintln(c.stdout, r.out)
+	}
+	if failed > 0 {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
 // allNames returns the names of all (or all running) containers, for --all.
 func (c *cli) allNames(ctx context.Context, runningOnly bool) ([]string, error) {
 	cl, err := c.dial(ctx)
@@ -67,7 +131,8 @@ func (c *cli) newStopCmd() *cobra.Command {
 		Short: "Stop containers: SIGTERM, then SIGKILL after a timeout",
 		Long: `Stop each container: send SIGTERM to its init, wait for it to exit, and send SIGKILL when
 it has not exited after the timeout (--time, default: the container's stop timeout, 10 seconds
-unless set at start). Returns once the container has exited and its output is saved.`,
+unless set at start). Returns once the container has exited and its output is saved.
+Several containers are stopped at the same time; their names are printed in argument order.`,
 		ValidArgsFunction: c.completeNames(running),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all {
@@ -90,12 +155,11 @@ unless set at start). Returns once the container has exited and its output is sa
 			} else if timeout == 0 {
 				d = time.Nanosecond // --time 0: SIGKILL right after SIGTERM
 			}
-			return c.forEach(cmd.Context(), args, func(cl *control.Client, name string) error {
+			return c.forEachParallel(cmd.Context(), args, func(cl *control.Client, name string) (string, error) {
 				if _, err := cl.Stop(cmd.Context(), name, d); err != nil {
-					return err
+					return "", err
 				}
-				fmt.Fprintln(c.stdout, name)
-				return nil
+				return name, nil
 			})
 		},
 	}
@@ -175,26 +239,25 @@ refused unless --force is given, which stops it first (as "stop" does).`,
 			} else if timeout == 0 {
 				d = time.Nanosecond
 			}
-			return c.forEach(cmd.Context(), args, func(cl *control.Client, name string) error {
+			return c.forEachParallel(cmd.Context(), args, func(cl *control.Client, name string) (string, error) {
 				if force {
 					info, err := cl.Get(cmd.Context(), name)
 					if err != nil {
-						return err
+						return "", err
 					}
 					if !info.State.Final() {
 						if _, err := cl.Stop(cmd.Context(), name, d); err != nil {
-							return err
+							return "", err
 						}
 					}
 				}
 				if err := cl.Remove(cmd.Context(), name); err != nil {
 					if service.KindOf(err) == service.KindInvalidState && !force {
-						return fmt.Errorf("%w (use --force to stop and remove it)", err)
+						return "", fmt.Errorf("%w (use --force to stop and remove it)", err)
 					}
-					return err
+					return "", err
 				}
-				fmt.Fprintln(c.stdout, name)
-				return nil
+				return name, nil
 			})
 		},
 	}

@@ -81,6 +81,12 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 		if fi, err := os.Stat(pos[0]); err == nil && fi.IsDir() {
 			rootfs, command = pos[0], pos[1:]
 		}
+	case len(pos) == 1 && rootfs == "":
+		// `start NAME DIR`: the seed's form with the command forgotten. A directory is never
+		// a command, so say what is missing instead of "executable file DIR not found".
+		if fi, err := os.Stat(pos[0]); err == nil && fi.IsDir() {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("no command given after ROOTFS %s: jackfruit %s NAME [flags] ROOTFS CMD [ARGS...] (to run %s inside the base rootfs, put -- before it)", pos[0], cmd.Name(), pos[0])}
+		}
 	}
 	if len(command) > 0 && strings.HasPrefix(command[0], "-") {
 		return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%q is not a command: flags go before ROOTFS and CMD", command[0])}
@@ -101,6 +107,11 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 		name string
 		v    uint64
 	}{{"--soft-mib", f.softMiB}, {"--hard-mib", f.hardMiB}} {
+		// 0 is refused rather than read as "default": whoever typed it asked for something
+		// else, and the core's smallest limit is 1 MiB.
+		if l.v < service.MinLimit>>20 {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%s %d: must be at least %d (MiB)", l.name, l.v, service.MinLimit>>20)}
+		}
 		if l.v > maxMiB {
 			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%s %d is too large (at most %d)", l.name, l.v, maxMiB)}
 		}
