@@ -92,6 +92,23 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 			how: "jackfruit ps (no container): `jackfruit ps` against the same supervisor, timed like the others: the client's share of a run",
 			cmd: func(ctx context.Context, id string) *exec.Cmd { return sup.cli(ctx, "ps") }})
 	}
+	// jackfruit keeps its state on disk (as /var/lib/jackfruit), crun and runc keep theirs
+	// on tmpfs (/run). The same client against a supervisor whose state dir is on tmpfs
+	// shows what the disk costs.
+	if subs[0].err == nil && c.stateBase != "" {
+		tc := *c
+		tc.stateBase = ""
+		if tsup, err := startSupervisor(ctx, &tc, "tmpfs"); err != nil {
+			b.logf("supervisor with state on tmpfs: %v", err)
+		} else {
+			defer tsup.stop()
+			subs = append(subs, subject{name: "jackfruit, state on tmpfs",
+				how: fmt.Sprintf("jackfruit, state on tmpfs: the same `run --rm` against a second supervisor whose --state-dir %s is on tmpfs like crun's and runc's --root", tsup.stateDir),
+				cmd: func(ctx context.Context, id string) *exec.Cmd {
+					return tsup.cli(ctx, "run", "--rm", id, "--", "/bin/true")
+				}})
+		}
+	}
 	samples := map[string][]float64{}
 	failures := map[string][]string{}
 	seq := 0
@@ -159,7 +176,7 @@ func (b *bench) emitComparison(item, metric, unit string, subs []subject, sample
 		if crun, ok := sums["crun"]; ok && s.name != "crun" {
 			vs = append(vs, ratio(sum.Median, crun.Median, "crun", true))
 		}
-		if runc, ok := sums["runc"]; ok && s.name == "jackfruit" {
+		if runc, ok := sums["runc"]; ok && strings.HasPrefix(s.name, "jackfruit") && !strings.HasPrefix(s.name, "jackfruit ps") {
 			vs = append(vs, ratio(sum.Median, runc.Median, "runc", true))
 		}
 		if s.name == "crun" {

@@ -206,8 +206,14 @@ func (b *bench) logRunJackfruit(ctx context.Context, sup *supervisor, i int) log
 	}
 	r.JournalLines = jl
 	r.Lost = max(0, c.logLines-min(r.FileLines, jl))
-	// Free the tmpfs for the next run; --rm would have deleted the file before it was counted.
-	_ = sup.cli(ctx, "rm", name).Run()
+	// Free the disk for the next run (--rm would have deleted the file before it was
+	// counted); the container may still be finishing, so wait for it first.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_ = sup.cli(wctx, "wait", name).Run()
+	cancel()
+	if out, err := sup.cli(ctx, "rm", name).CombinedOutput(); err != nil {
+		b.logf("  jackfruit rm %s: %s", name, errString(err, out))
+	}
 	b.logf("  jackfruit run %d: %.0f lines/s, file %d, journal %d", i+1, r.LinesPerSec, r.FileLines, r.JournalLines)
 	return r
 }
