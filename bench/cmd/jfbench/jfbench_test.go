@@ -87,3 +87,24 @@ func TestRatioWording(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestSeqCheck(t *testing.T) {
+	sc := newSeqCheck(5)
+	for _, l := range []string{"1", "2", "2", "5", "Container x exited with code 0", "", "6", "0", "99999999999999999999"} {
+		sc.add([]byte(l))
+	}
+	if sc.Distinct != 3 || sc.Dups != 1 || sc.Other != 5 {
+		t.Fatalf("%+v, want 3 distinct, 1 duplicate, 5 other", *sc)
+	}
+	// The file check sees record data the same way.
+	file := []byte("JFLOG01\n")
+	for _, l := range []string{"1", "3", "4"} {
+		file = append(file, record(l, false)...)
+	}
+	fc := newSeqCheck(5)
+	rc := recordCounter{check: fc}
+	rc.feed(file)
+	if fc.Distinct != 3 || rc.lines != 3 {
+		t.Fatalf("file check %+v lines %d", *fc, rc.lines)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,49 +144,70 @@ func (j *journald) sync(ctx context.Context) error {
 	return nil
 }
 
-// last returns the MESSAGE of the newest entry matching filter (cheap: journalctl seeks to
-// the tail).
-func (j *journald) last(ctx context.Context, filter ...string) (string, error) {
-	args := append([]string{"--directory", j.dir, "--no-pager", "-q", "-n", "1", "-o", "cat"}, filter...)
+// tail returns the MESSAGEs of the newest n entries matching filter (cheap: journalctl
+// seeks to the end).
+func (j *journald) tail(ctx context.Context, n int, filter ...string) ([]string, error) {
+	args := append([]string{"--directory", j.dir, "--no-pager", "-q", "-n", fmt.Sprint(n), "-o", "cat"}, filter...)
 	out, err := exec.CommandContext(ctx, "journalctl", args...).Output()
 	if err != nil {
-		return "", fmt.Errorf("journalctl %s: %w", filter, err)
+		return nil, fmt.Errorf("journalctl %s: %w", strings.Join(filter, " "), err)
 	}
-	return strings.TrimSpace(string(out)), nil
+	return strings.Split(strings.TrimRight(string(out), "\n"), "\n"), nil
 }
 
-// count returns how many entries match filter.
-func (j *journald) count(ctx context.Context, filter ...string) (int, error) {
+// check feeds the MESSAGE of every entry matching filter to sc.
+func (j *journald) check(ctx context.Context, sc *seqCheck, filter ...string) error {
 	args := append([]string{"--directory", j.dir, "--no-pager", "-q", "-o", "cat", "--output-fields=MESSAGE"}, filter...)
 	cmd := exec.CommandContext(ctx, "journalctl", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return err
 	}
-	n, rerr := countLines(stdout)
+	sc2 := bufio.NewScanner(stdout)
+	sc2.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc2.Scan() {
+		sc.add(sc2.Bytes())
+	}
+	rerr := sc2.Err()
 	if err := cmd.Wait(); err != nil {
-		return n, fmt.Errorf("journalctl %s: %s", filter, errString(err, stderr.Bytes()))
+		return fmt.Errorf("journalctl %s: %s", strings.Join(filter, " "), errString(err, stderr.Bytes()))
 	}
-	return n, rerr
+	return rerr
 }
 
-func countLines(r io.Reader) (int, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	buf := make([]byte, 1<<20)
-	n := 0
-	for {
-		k, err := br.Read(buf)
-		n += bytes.Count(buf[:k], []byte{'\n'})
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, err
+// seqCheck verifies the output of `seq 1 N`: which numbers arrived, how many twice, and how
+// many other lines (lifecycle events share the container's journal fields) were seen.
+type seqCheck struct {
+	seen     []bool
+	Distinct int `json:"distinct"`
+	Dups     int `json:"duplicates"`
+	Other    int `json:"other_lines"`
+}
+
+func newSeqCheck(n int) *seqCheck { return &seqCheck{seen: make([]bool, n+1)} }
+
+func (s *seqCheck) add(line []byte) {
+	v := 0
+	for _, ch := range line {
+		if ch < '0' || ch > '9' || v > len(s.seen) {
+			s.Other++
+			return
 		}
+		v = v*10 + int(ch-'0')
 	}
+	if len(line) == 0 || v < 1 || v >= len(s.seen) {
+		s.Other++
+		return
+	}
+	if s.seen[v] {
+		s.Dups++
+		return
+	}
+	s.seen[v] = true
+	s.Distinct++
 }
