@@ -137,6 +137,9 @@ type LogLine struct {
 	Stream  Stream    `json:"stream"`
 	Data    []byte    `json:"data"`              // without the trailing newline; may hold any bytes
 	Partial bool      `json:"partial,omitempty"` // more of the same line follows
+	// NoNewline marks the last line of a stream that ended without a newline (`printf x`):
+	// printing Data and no '\n' reproduces the output exactly.
+	NoNewline bool `json:"no_newline,omitempty"`
 }
 
 // LogOptions select what Logs delivers.

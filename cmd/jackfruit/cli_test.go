@@ -335,13 +335,32 @@ func TestRunBinaryAndLongLines(t *testing.T) {
 	// Bytes that are not UTF-8, a NUL, and a 1 MiB line (split into 16 KiB pieces by the
 	// supervisor) must come out exactly as printed, through run and through logs.
 	script := `printf 'a\000b\377\376c\n'; head -c 1048576 /dev/zero | tr '\000' x; echo; printf 'no newline at end'`
-	want := "a\x00b\xff\xfec\n" + strings.Repeat("x", 1<<20) + "\n" + "no newline at end\n"
+	want := "a\x00b\xff\xfec\n" + strings.Repeat("x", 1<<20) + "\n" + "no newline at end"
 	r := e.jf("run", "bin", e.rootfs, "/bin/sh", "-c", script)
 	if r.code != 0 || r.stdout != want {
 		t.Fatalf("run output differs: exit %d, %d bytes (want %d), head %q, stderr %q", r.code, len(r.stdout), len(want), r.stdout[:min(40, len(r.stdout))], r.stderr)
 	}
 	if l := e.ok("logs", "bin"); l.stdout != want {
 		t.Fatalf("logs output differs: %d bytes, want %d", len(l.stdout), len(want))
+	}
+	// A stream that ends without a newline gets none added, also when it is a long line
+	// (pieces) on stderr, with --tail and with --timestamps (only line starts are stamped).
+	long := strings.Repeat("y", 40000)
+	r = e.jf("run", "nonl", "/bin/sh", "-c", `printf 'out1\nout2'; printf 'err1\n%s' "$(head -c 40000 /dev/zero | tr '\000' y)" >&2`)
+	if r.code != 0 || r.stdout != "out1\nout2" || r.stderr != "err1\n"+long {
+		t.Fatalf("run without final newline: exit %d, stdout %q, stderr %d bytes (want %d)", r.code, r.stdout, len(r.stderr), len(long)+5)
+	}
+	if l := e.ok("logs", "nonl"); l.stdout != "out1\nout2" || l.stderr != "err1\n"+long {
+		t.Fatalf("logs without final newline: stdout %q, stderr %d bytes", l.stdout, len(l.stderr))
+	}
+	// (One stream only: which stream's last line ends last is up to the scheduler.)
+	e.ok("run", "nonl2", "/bin/sh", "-c", `printf 'a\n'; head -c 40000 /dev/zero | tr '\000' y`)
+	if l := e.ok("logs", "--tail", "1", "nonl2"); l.stdout != long {
+		t.Fatalf("logs --tail 1: stdout %d bytes, %q…", len(l.stdout), l.stdout[:min(10, len(l.stdout))])
+	}
+	l := e.ok("logs", "--timestamps", "nonl")
+	if lines := strings.Split(l.stdout, "\n"); len(lines) != 2 || !strings.HasSuffix(lines[0], " out1") || !strings.HasSuffix(lines[1], " out2") {
+		t.Fatalf("logs --timestamps: stdout %q", l.stdout)
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 )
 
 // logWriter writes container output exactly as printed: stdout lines to stdout, stderr lines
-// to stderr, each byte as is, pieces of a long line joined (only the last piece gets '\n').
+// to stderr, each byte as is, pieces of a long line joined (only the last piece gets '\n',
+// and not even that when the container ended the stream without one).
 type logWriter struct {
 	out, err   *bufio.Writer
 	timestamps bool
@@ -38,10 +39,11 @@ func (w *logWriter) write(l service.LogLine) error {
 		dst.WriteByte(' ')
 	}
 	dst.Write(l.Data)
-	if !l.Partial {
+	open := l.Partial || l.NoNewline
+	if !open {
 		dst.WriteByte('\n')
 	}
-	w.midLine[l.Stream] = l.Partial
+	w.midLine[l.Stream] = open
 	// Flush per line so that interleaving of stdout and stderr follows the container's order
 	// and a follower sees each line as it comes; bufio only saves syscalls within a line.
 	if err := dst.Flush(); err != nil {

@@ -529,6 +529,40 @@ func TestLogsBinaryAndStreaming(t *testing.T) {
 	}
 }
 
+// The last line of a stream printed without a newline says so on the wire, so that clients
+// can reproduce the output exactly; other lines do not carry the field at all.
+func TestLogsNoNewline(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.client().Start(ctx, startReq("n")); err != nil {
+		t.Fatal(err)
+	}
+	f.m.Print("n", service.Stdout, []byte("with"), false)
+	f.m.PrintLine("n", service.LogLine{Time: time.Now(), Stream: service.Stdout, Data: []byte("without\xff"), NoNewline: true})
+	var got []service.LogLine
+	if err := f.client().Logs(ctx, "n", service.LogOptions{}, func(l service.LogLine) error {
+		got = append(got, l)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].NoNewline || !got[1].NoNewline || string(got[1].Data) != "without\xff" {
+		t.Fatalf("logs = %+v", got)
+	}
+	r := f.raw()
+	r.send(`{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"n"}}` + "\x00")
+	rep := r.recv()
+	lines, _ := rep.Parameters["lines"].([]any)
+	if len(lines) != 2 {
+		t.Fatalf("reply %+v", rep)
+	}
+	first, _ := lines[0].(map[string]any)
+	last, _ := lines[1].(map[string]any)
+	if _, ok := first["no_newline"]; ok || last["no_newline"] != true {
+		t.Fatalf("no_newline on the wire: %v / %v", first, last)
+	}
+}
+
 func TestCancellationReachesManager(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

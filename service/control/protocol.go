@@ -121,6 +121,9 @@ type LogLine struct {
 	Text    string `json:"text,omitempty"`
 	Data    string `json:"data,omitempty"`
 	Partial bool   `json:"partial,omitempty"`
+	// NoNewline: the stream ended after this line without a newline (added in 0.1; older
+	// supervisors never send it and end every final line with one).
+	NoNewline bool `json:"no_newline,omitempty"`
 }
 
 // Event is the wire form of service.Event.
@@ -261,7 +264,9 @@ type LogLine (
   stream: string,
   text: ?string,
   data: ?string,
-  partial: ?bool
+  partial: ?bool,
+  # The stream ended right after this line, which had no newline: print it without one.
+  no_newline: ?bool
 )
 
 # Something that happened to a container.
@@ -485,7 +490,7 @@ func containerFromWire(w Container) (service.ContainerInfo, error) {
 }
 
 func logLineToWire(l service.LogLine) LogLine {
-	w := LogLine{Time: encodeTime(l.Time), Stream: string(l.Stream), Partial: l.Partial}
+	w := LogLine{Time: encodeTime(l.Time), Stream: string(l.Stream), Partial: l.Partial, NoNewline: l.NoNewline}
 	if utf8.Valid(l.Data) {
 		w.Text = string(l.Data)
 	} else {
@@ -495,7 +500,7 @@ func logLineToWire(l service.LogLine) LogLine {
 }
 
 func logLineFromWire(w LogLine) (service.LogLine, error) {
-	l := service.LogLine{Stream: service.Stream(w.Stream), Partial: w.Partial}
+	l := service.LogLine{Stream: service.Stream(w.Stream), Partial: w.Partial, NoNewline: w.NoNewline}
 	var err error
 	if l.Time, err = decodeTime(w.Time); err != nil {
 		return l, fmt.Errorf("log line: bad time: %w", err)

@@ -131,12 +131,13 @@ func openLogFile(path string) (*os.File, int64, error) {
 type piece struct {
 	off, n  int
 	partial bool
+	noEOL   bool // the output ended here without a newline
 }
 
 // Copy reads r until EOF and logs every line: split at '\n' and into MaxLinePiece pieces
 // (all but the last of a long line marked partial), written to the file first and then to
 // the journal. Output left without a final newline at EOF (or at a read error) is logged as
-// a last, complete line. Copy keeps draining r even when the file or the journal cannot be
+// a last, complete line marked as having no newline, so readers can reproduce it exactly. Copy keeps draining r even when the file or the journal cannot be
 // written, so the container never blocks on its logs; it returns the read error or the first
 // file write error once r is exhausted.
 func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
@@ -179,7 +180,7 @@ func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
 			rest -= MaxLinePiece
 		}
 		if rerr != nil && rest > 0 {
-			pieces = append(pieces, piece{off: p, n: rest})
+			pieces = append(pieces, piece{off: p, n: rest, noEOL: true})
 			p += rest
 			rest = 0
 		}
@@ -187,7 +188,7 @@ func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
 			now := time.Now().UnixNano()
 			recs, ends = recs[:0], ends[:0]
 			for _, pc := range pieces {
-				recs = appendRecord(recs, stderr, pc.partial, now, data[pc.off:pc.off+pc.n])
+				recs = appendRecord(recs, stderr, pc.partial, pc.noEOL, now, data[pc.off:pc.off+pc.n])
 				ends = append(ends, len(recs))
 			}
 			if err := c.commit(recs, ends); err != nil && fileErr == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -527,13 +528,104 @@ func TestConcurrentStreamsLoseNothing(t *testing.T) {
 	}
 }
 
+// printed reproduces what a stream wrote from its pieces: a newline after each piece that
+// is neither partial nor the stream's last line without one (the rule `jackfruit logs` uses).
+func printed(lines []service.LogLine) map[service.Stream]string {
+	out := map[service.Stream]string{}
+	for _, l := range lines {
+		out[l.Stream] += string(l.Data)
+		if !l.Partial && !l.NoNewline {
+			out[l.Stream] += "\n"
+		}
+	}
+	return out
+}
+
+func TestNoNewlineAtEnd(t *testing.T) {
+	c, path := openLog(t, 0, testFields(t), nil)
+	long := strings.Repeat("y", MaxLinePiece+3)
+	inputs := map[service.Stream]string{
+		service.Stdout: "one\n\nno newline",
+		service.Stderr: "err\n" + long, // ends without a newline after a partial piece
+	}
+	for _, s := range []service.Stream{service.Stdout, service.Stderr} {
+		if err := c.Copy(strings.NewReader(inputs[s]), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	lines := readAll(t, c, service.LogOptions{})
+	got := printed(lines)
+	if fmt.Sprint(got) != fmt.Sprint(inputs) {
+		t.Fatalf("output not reproduced: %q", got)
+	}
+	n := 0
+	for _, l := range lines {
+		if l.NoNewline {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d lines marked NoNewline, want 2 (one per stream end without newline): %+v", n, lines)
+	}
+	// Joined lines keep the mark; Tail and ReadFile deliver it too.
+	for _, l := range joined(t, lines) {
+		if l.Stream == service.Stderr && string(l.Data) == long && !l.NoNewline {
+			t.Errorf("joined long line lost NoNewline")
+		}
+	}
+	if tl := readAll(t, c, service.LogOptions{Tail: 1}); len(tl) != 2 || printed(tl)[service.Stderr] != long || !tl[1].NoNewline {
+		t.Errorf("tail 1: %d pieces, %+v", len(tl), printed(tl))
+	}
+	var fromFile []service.LogLine
+	if err := ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
+		fromFile = append(fromFile, l)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(printed(fromFile)) != fmt.Sprint(got) {
+		t.Errorf("ReadFile differs: %q", printed(fromFile))
+	}
+}
+
+// A file written before the no-newline flag existed reads as before: every final piece ends
+// a line.
+func TestOldFileWithoutNoNewlineFlag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.log")
+	rec := func(flags byte, data string) []byte {
+		b := []byte{0xA5, flags, 0, 0}
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
+		b = binary.LittleEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
+		return append(b, data...)
+	}
+	file := []byte("JFLOG01\n")
+	file = append(file, rec(0, "out")...)
+	file = append(file, rec(1, "err")...)
+	file = append(file, rec(2, "part")...)
+	file = append(file, rec(0, "ial")...)
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var lines []service.LogLine
+	if err := ReadFile(context.Background(), path, service.LogOptions{}, func(l service.LogLine) error {
+		lines = append(lines, l)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := printed(lines); got[service.Stdout] != "out\npartial\n" || got[service.Stderr] != "err\n" {
+		t.Fatalf("old file read as %q", got)
+	}
+}
+
 func TestReopenAppendsAndCutsTornRecord(t *testing.T) {
 	f := testFields(t)
 	c, path := openLog(t, 0, f, nil)
 	c.Copy(strings.NewReader("one\ntwo\n"), service.Stdout)
 	c.Close()
 	// Simulate a crash in the middle of a record.
-	torn := appendRecord(nil, false, false, time.Now().UnixNano(), []byte("torn record"))
+	torn := appendRecord(nil, false, false, false, time.Now().UnixNano(), []byte("torn record"))
 	fh, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	fh.Write(torn[:20])
 	fh.Close()

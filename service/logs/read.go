@@ -17,7 +17,8 @@ import (
 //
 // Read returns pieces, not re-joined lines: a line longer than MaxLinePiece arrives as several
 // LogLines, all but the last with Partial set, exactly as stored. Printing each piece's Data
-// and a newline only after a non-partial piece reproduces the output byte for byte, without
+// and a newline only after a piece that is neither Partial nor NoNewline (the stream's last
+// line, printed without one) reproduces the output byte for byte, without
 // holding a line of unbounded length in memory; JoinPartial re-joins for callers that want
 // whole lines. The selection works on whole lines, though, so a line is delivered entirely or
 // not at all:
@@ -290,10 +291,11 @@ func (r *lineReader) deliver(rec record, data []byte) error {
 		return err
 	}
 	return r.fn(service.LogLine{
-		Time:    time.Unix(0, rec.time),
-		Stream:  rec.Stream(),
-		Data:    append([]byte(nil), data...),
-		Partial: rec.partial,
+		Time:      time.Unix(0, rec.time),
+		Stream:    rec.Stream(),
+		Data:      append([]byte(nil), data...),
+		Partial:   rec.partial,
+		NoNewline: rec.noEOL,
 	})
 }
 
@@ -323,7 +325,7 @@ func JoinPartial(maxLen int, fn func(service.LogLine) error) (join func(service.
 			return nil
 		}
 		p.Data = append(p.Data, l.Data...)
-		p.Partial = l.Partial
+		p.Partial, p.NoNewline = l.Partial, l.NoNewline
 		if !l.Partial || (maxLen > 0 && len(p.Data) >= maxLen) {
 			pending[i] = nil
 			return fn(*p)

@@ -18,7 +18,10 @@ import (
 //	record = header data
 //	header = 0xA5 flags 0x00 0x00 len time    16 bytes
 //	  0xA5   1 byte   record marker (catches a reader that lost its place)
-//	  flags  1 byte   bit 0: stream (0 stdout, 1 stderr); bit 1: partial (more of the line follows)
+//	  flags  1 byte   bit 0: stream (0 stdout, 1 stderr); bit 1: partial (more of the line follows);
+//	                  bit 2: no newline (the stream ended right after this final piece without
+//	                  printing '\n'; added within version 1: files without it read as before,
+//	                  readers from before it refuse records that carry it)
 //	  len    uint32   length of data in bytes
 //	  time   int64    when the supervisor read the bytes, Unix nanoseconds
 //	data   = len raw bytes: the line (or piece) without its newline, any byte values
@@ -32,6 +35,7 @@ const (
 	recMarker     = 0xA5
 	flagStderr    = 1 << 0
 	flagPartial   = 1 << 1
+	flagNoEOL     = 1 << 2
 	maxRecordData = 16 << 20 // readers reject larger lengths as corruption; writers use MaxLinePiece
 )
 
@@ -39,6 +43,7 @@ const (
 type record struct {
 	stream  uint8 // 0 stdout, 1 stderr
 	partial bool
+	noEOL   bool // the stream ended after this record without a newline
 	n       int
 	time    int64
 }
@@ -51,13 +56,16 @@ func (r record) Stream() service.Stream {
 }
 
 // appendRecord encodes one record.
-func appendRecord(b []byte, stderr, partial bool, t int64, data []byte) []byte {
+func appendRecord(b []byte, stderr, partial, noEOL bool, t int64, data []byte) []byte {
 	var flags byte
 	if stderr {
 		flags |= flagStderr
 	}
 	if partial {
 		flags |= flagPartial
+	}
+	if noEOL {
+		flags |= flagNoEOL
 	}
 	b = append(b, recMarker, flags, 0, 0)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
@@ -66,7 +74,7 @@ func appendRecord(b []byte, stderr, partial bool, t int64, data []byte) []byte {
 }
 
 func parseRecordHeader(h []byte) (record, error) {
-	if h[0] != recMarker || h[2] != 0 || h[3] != 0 || h[1]&^(flagStderr|flagPartial) != 0 {
+	if h[0] != recMarker || h[2] != 0 || h[3] != 0 || h[1]&^(flagStderr|flagPartial|flagNoEOL) != 0 {
 		return record{}, errors.New("bad record header")
 	}
 	n := binary.LittleEndian.Uint32(h[4:8])
@@ -76,6 +84,7 @@ func parseRecordHeader(h []byte) (record, error) {
 	return record{
 		stream:  h[1] & flagStderr,
 		partial: h[1]&flagPartial != 0,
+		noEOL:   h[1]&flagNoEOL != 0,
 		n:       int(n),
 		time:    int64(binary.LittleEndian.Uint64(h[8:16])),
 	}, nil

@@ -76,6 +76,16 @@ func (m *Manager) Print(name string, s service.Stream, data []byte, partial bool
 	m.notifyLocked(c)
 }
 
+// PrintLine appends l to a container's log as is (e.g. a last line without newline).
+func (m *Manager) PrintLine(name string, l service.LogLine) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.ctrs[name]
+	l.Data = slices.Clone(l.Data)
+	c.lines = append(c.lines, l)
+	m.notifyLocked(c)
+}
+
 // Exit puts a running container into a final state with the given code, or killed by sig.
 func (m *Manager) Exit(name string, code int, sig syscall.Signal) {
 	m.mu.Lock()
