@@ -33,6 +33,9 @@ type Bus struct {
 	Socket     string
 	ConfigPath string
 	PolicyPath string // the jackfruit policy file the daemon included
+
+	daemon string
+	stop   func() // stops the running daemon process; set by run
 }
 
 // systemLikeConfig mirrors /usr/share/dbus-1/system.conf (dbus 1.14, Debian 12) minus what
@@ -117,7 +120,23 @@ func StartDBus(t testing.TB) *Bus {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(daemon, "--nofork", "--nopidfile", "--nosyslog", "--config-file="+b.ConfigPath, "--print-address")
+	b.daemon = daemon
+	// Registered first, so a daemon that started but never served is stopped too; it stops
+	// whichever daemon runs at the end (Restart replaces it).
+	t.Cleanup(func() {
+		if b.stop != nil {
+			b.stop()
+		}
+	})
+	b.run(t)
+	b.Address = "unix:path=" + b.Socket
+	return b
+}
+
+// run starts the daemon on b's config and socket and waits until it serves.
+func (b *Bus) run(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(b.daemon, "--nofork", "--nopidfile", "--nosyslog", "--config-file="+b.ConfigPath, "--print-address")
 	// Its complaints (policy parse errors, refused messages) help when a test fails; exec
 	// waits for the copy to finish, so reading the buffer after Wait is race-free.
 	var stderr strings.Builder
@@ -130,13 +149,19 @@ func StartDBus(t testing.TB) *Bus {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting dbus-daemon: %v", err)
 	}
-	t.Cleanup(func() {
+	// Restart calls it, then the test's cleanup again: only the first call acts.
+	stopped := false
+	b.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			t.Logf("dbus-daemon stderr:\n%s", s)
 		}
-	})
+	}
 	addr := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(stdout).ReadString('\n')
@@ -155,8 +180,16 @@ func StartDBus(t testing.TB) *Bus {
 	if err := os.Chmod(b.Socket, 0o666); err != nil {
 		t.Fatalf("making the bus socket world-accessible: %v", err)
 	}
-	b.Address = "unix:path=" + b.Socket
-	return b
+}
+
+// Restart stops the daemon, as a restart of dbus.service does (every connection to it ends),
+// and starts a fresh one on the same socket.
+func (b *Bus) Restart(t testing.TB) {
+	t.Helper()
+	b.stop()
+	// The old daemon leaves its socket file behind; the new one must be able to bind.
+	_ = os.Remove(b.Socket)
+	b.run(t)
 }
 
 // Conn opens a new connection to the bus as the test process (root), closed at test end.
