@@ -234,15 +234,22 @@ func hostRootIsInitramfs() bool {
 	return false
 }
 
-// mountPoint checks that the container path p is a real directory to mount on.
+// mountPoint checks that the container path p is a real directory to mount on, creating it
+// when the rootfs lacks it: a directory holding just a static binary is a valid rootfs (the
+// issue asks only for the command to be in it), and podman, crun and runc create missing
+// mount points the same way. Only a rootfs that cannot take the directory (read-only) fails.
 // rootfs is the host path, only for the message.
 func mountPoint(p, rootfs string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("rootfs %s has no %s directory (create it: mkdir %s%s)", rootfs, p, rootfs, p)
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("rootfs %s: %s: %w", rootfs, p, err)
 		}
-		return fmt.Errorf("rootfs %s: %s: %w", rootfs, p, err)
+		merr := unix.Mkdir(p, 0o755)
+		if merr == nil {
+			return nil
+		}
+		return fmt.Errorf("rootfs %s has no %s directory and it cannot be created (%v); create it: mkdir %s%s", rootfs, p, merr, rootfs, p)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("rootfs %s: %s is not a directory", rootfs, p)

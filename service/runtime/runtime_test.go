@@ -516,9 +516,8 @@ func TestSetupFailure(t *testing.T) {
 		file   bool   // replace it with a file instead of removing it
 		want   string
 	}{
-		{"no-proc", "proc", false, "setup failed: rootfs %s has no /proc directory (create it: mkdir %[1]s/proc)"},
 		{"proc-file", "proc", true, "setup failed: rootfs %s: /proc is not a directory"},
-		{"no-dev", "dev", false, "setup failed: rootfs %s has no /dev directory"},
+		{"dev-file", "dev", true, "setup failed: rootfs %s: /dev is not a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := copyRootfs(t, rootfs)
@@ -577,6 +576,61 @@ func TestSetupFailure(t *testing.T) {
 
 // copyRootfs makes a copy of the test rootfs, cheap (hard links) when the temporary
 // directory is on the same filesystem.
+// A rootfs needs only the command: missing mount points (/proc, /dev) are created in it, as
+// podman and runc do; a read-only rootfs that lacks them fails with a message naming the fix.
+func TestMinimalRootfs(t *testing.T) {
+	full := testRootfs(t)
+	minimal := filepath.Join(t.TempDir(), "minimal")
+	if err := os.MkdirAll(filepath.Join(minimal, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", filepath.Join(full, "bin", "busybox"), filepath.Join(minimal, "bin", "sh")).CombinedOutput(); err != nil {
+		t.Fatalf("copying busybox: %v: %s", err, out)
+	}
+
+	// Read-only first: nothing may be created, and the error says what to do.
+	if err := unix.Mount(minimal, minimal, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	ro := true
+	unmount := func() {
+		if ro {
+			ro = false
+			if err := unix.Unmount(minimal, unix.MNT_DETACH); err != nil {
+				t.Errorf("unmounting the read-only bind: %v", err)
+			}
+		}
+	}
+	t.Cleanup(unmount)
+	if err := unix.Mount("", minimal, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(Spec{Name: "ro-minimal", Rootfs: minimal, Args: []string{"/bin/sh", "-c", "true"}})
+	if err == nil {
+		finish(t, p)
+		t.Fatal("Start succeeded on a read-only rootfs without /proc")
+	}
+	if want := fmt.Sprintf("rootfs %s has no /proc directory and it cannot be created", minimal); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "mkdir "+minimal+"/proc") {
+		t.Fatalf("error %q, want it to contain %q and the mkdir to run", err, want)
+	}
+	assertNoChildren(t)
+	unmount()
+
+	p, err = Start(Spec{Name: "minimal", Rootfs: minimal, Args: []string{"/bin/sh", "-c", "echo $$; cat /proc/self/stat >/dev/null && echo ok"}})
+	if err != nil {
+		t.Fatalf("Start on a rootfs holding only the command: %v", err)
+	}
+	r := finish(t, p)
+	if r.exit.Code != 0 || r.stdout != "1\nok\n" {
+		t.Fatalf("exit %+v, output %q, stderr %q; want 0 and \"1\\nok\\n\"", r.exit, r.stdout, r.stderr)
+	}
+	for _, d := range []string{"proc", "dev"} {
+		if fi, err := os.Lstat(filepath.Join(minimal, d)); err != nil || !fi.IsDir() {
+			t.Errorf("mount point /%s not created in the rootfs: %v", d, err)
+		}
+	}
+}
+
 func copyRootfs(t *testing.T, src string) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "rootfs")
