@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,25 @@ type env struct {
 	socket string
 	rootfs string
 	sup    *exec.Cmd
-	supLog *bytes.Buffer
+	supLog *syncBuffer
+}
+
+// syncBuffer collects the supervisor's output while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func testRootfs(t *testing.T) string {
@@ -59,16 +78,23 @@ func testRootfs(t *testing.T) string {
 
 func startSupervisor(t *testing.T) *env {
 	t.Helper()
+	return startSupervisorBus(t, "--no-dbus")
+}
+
+// startSupervisorBus starts the supervisor with busArgs (--no-dbus, or --dbus-address ADDR).
+func startSupervisorBus(t *testing.T, busArgs ...string) *env {
+	t.Helper()
 	rootfs := testRootfs(t)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e := &env{t: t, self: self, dir: dir, socket: filepath.Join(dir, "jf.sock"), rootfs: rootfs, supLog: &bytes.Buffer{}}
-	e.sup = exec.Command(self, "supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
-		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--no-dbus", "--monitor-device", "none",
-		"--admin-group", "")
+	e := &env{t: t, self: self, dir: dir, socket: filepath.Join(dir, "jf.sock"), rootfs: rootfs, supLog: &syncBuffer{}}
+	args := append([]string{"supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
+		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--monitor-device", "none",
+		"--admin-group", ""}, busArgs...)
+	e.sup = exec.Command(self, args...)
 	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
 	e.sup.Stdout, e.sup.Stderr = e.supLog, e.supLog
 	if err := e.sup.Start(); err != nil {

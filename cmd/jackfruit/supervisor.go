@@ -12,11 +12,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/godbus/dbus/v5"
 	"github.com/spf13/cobra"
 
-	"github.com/jackfruit/jackfruit/dbusapi"
-	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/sdglue"
@@ -49,7 +46,8 @@ It serves the control socket (taken from systemd socket activation when started 
 jackfruit.socket, bound by itself otherwise), owns io.jackfruit.Jackfruit1 on the system bus,
 sends container output to journald and to per-container log files, and enforces memory limits
 through the container_monitor kernel module. Each of the bus, journald and the module may be
-missing: the supervisor then says so once and runs without it.
+missing: the supervisor then says so once and runs without it. It connects to the bus when
+the bus appears later, and reconnects by itself when the bus restarts.
 
 On SIGTERM or SIGINT it stops every running container (SIGTERM, then SIGKILL after the
 container's stop timeout) and exits.`,
@@ -159,11 +157,11 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	logger.Info("serving the control socket", "address", l.Addr().String(), "socket_activated", activated)
 
 	// The bus name is taken only now that the socket serves: a D-Bus activated start and a
-	// socket client must find the same, fully working supervisor.
-	var bus *dbusapi.Server
-	var busConn *dbus.Conn
+	// socket client must find the same, fully working supervisor. The link connects in the
+	// background and again whenever the bus goes away (dbus-daemon restart).
+	var bus *busLink
 	if !o.noDBus {
-		busConn, bus = attachDBus(o.dbusAddress, sup, logger)
+		bus = startBusLink(o.dbusAddress, sup, logger)
 	}
 
 	status := func() string {
@@ -230,37 +228,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	if bus != nil {
 		bus.Close()
 	}
-	if busConn != nil {
-		busConn.Close()
-	}
 	srv.Close()
 	bg.Wait()
 	return exitErr
-}
-
-// attachDBus connects to the bus and exports the supervisor there. Without a bus the
-// supervisor goes on with the socket alone, after one warning.
-func attachDBus(address string, m service.Manager, logger *slog.Logger) (*dbus.Conn, *dbusapi.Server) {
-	var conn *dbus.Conn
-	var err error
-	what := "the system bus"
-	if address != "" {
-		what = address
-		conn, err = dbus.Connect(address)
-	} else {
-		conn, err = dbus.ConnectSystemBus()
-	}
-	if err != nil {
-		logger.Warn("no D-Bus: the D-Bus interface is disabled, the control socket still serves", "bus", what, "error", err.Error())
-		return nil, nil
-	}
-	srv := dbusapi.New(m, logger)
-	if err := srv.Attach(conn); err != nil {
-		logger.Warn("cannot export the D-Bus interface: the control socket still serves", "bus", what, "error", err.Error())
-		srv.Close()
-		conn.Close()
-		return nil, nil
-	}
-	logger.Info("D-Bus interface exported", "bus", what, "name", "io.jackfruit.Jackfruit1")
-	return conn, srv
 }
