@@ -40,3 +40,13 @@ func TestEventLogLineCarriesOutcome(t *testing.T) {
 		}
 	}
 }
+
+func TestSupervisorNeedsRoot(t *testing.T) {
+	if err := checkPrivileges(0); err != nil {
+		t.Errorf("root refused: %v", err)
+	}
+	err := checkPrivileges(65534)
+	if err == nil || !strings.Contains(err.Error(), "must run as root") || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("uid 65534: %v; want a refusal naming root and the uid", err)
+	}
+}

@@ -115,6 +115,9 @@ type container struct {
 // connects to journald and the kernel monitor when they are there (warning once for each
 // that is not), and starts the core's background work. Close undoes it.
 func New(cfg Config) (*Supervisor, error) {
+	if err := checkPrivileges(os.Geteuid()); err != nil {
+		return nil, err
+	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
 	}
@@ -210,6 +213,16 @@ func New(cfg Config) (*Supervisor, error) {
 	go s.sampler()
 	ok = true
 	return s, nil
+}
+
+// checkPrivileges refuses to run without root: every container needs new namespaces and
+// mounts, so an unprivileged supervisor would come up, serve its socket and then fail each
+// start with an obscure clone or mount error.
+func checkPrivileges(euid int) error {
+	if euid != 0 {
+		return fmt.Errorf("the supervisor must run as root: containers need new namespaces and mounts (running as uid %d)", euid)
+	}
+	return nil
 }
 
 // lockStateDir makes sure one supervisor at a time owns a state directory: a second one
