@@ -413,6 +413,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "z", "--soft-mib", "0", "--hard-mib", "0", "/bin/true"}, 1, "--soft-mib 0: must be at least 1"},
 		{[]string{"start", "z", "--hard-mib", "0", "/bin/true"}, 1, "--hard-mib 0: must be at least 1"},
 		{[]string{"run", "z", "--hard-mib", "0", "/bin/true"}, 125, "--hard-mib 0: must be at least 1"},
+		// Only given limits are sent: a clash with a default names the default as such.
+		{[]string{"start", "z", "--hard-mib", "32", "/bin/true"}, 1, "soft memory limit 40 MiB (the default) exceeds hard memory limit 32 MiB"},
+		{[]string{"start", "z", "--soft-mib", "100", "/bin/true"}, 1, "soft memory limit 100 MiB exceeds hard memory limit 64 MiB (the default)"},
 		// The seed's form with the command forgotten: the directory is not taken for the command.
 		{[]string{"start", "z", e.rootfs}, 1, "no command given after ROOTFS " + e.rootfs},
 		{[]string{"start", "z", "--hard-mib", "100", e.rootfs}, 1, "no command given after ROOTFS"},
@@ -748,4 +751,29 @@ func TestStopSeveralAtOnce(t *testing.T) {
 	if r.code != 1 || r.stdout != "again\n" || !strings.Contains(r.stderr, `no such container "nope"`) {
 		t.Errorf("stop with a bad name: %s", r)
 	}
+}
+
+// Flags left out are left to the core's defaults; --stop-timeout 0 means no grace period, as
+// stop -t 0 does, not "the default".
+func TestStartDefaultsAndStopTimeoutZero(t *testing.T) {
+	e := startSupervisor(t)
+	e.ok("start", "d", "/bin/sleep", "1000")
+	e.ok("start", "k", "--stop-timeout", "0", "/bin/sleep", "1000")
+	d, k := e.inspect("d"), e.inspect("k")
+	if d.SoftLimit != service.DefaultSoftLimit || d.HardLimit != service.DefaultHardLimit || d.StopTimeoutNs != int64(service.DefaultStopTimeout) {
+		t.Errorf("defaults: %+v", d)
+	}
+	if k.StopTimeoutNs <= 0 || k.StopTimeoutNs >= int64(time.Second) {
+		t.Errorf("--stop-timeout 0 gave stop_timeout_ns %d, want less than a second", k.StopTimeoutNs)
+	}
+	// sleep as init ignores SIGTERM: only the immediate SIGKILL ends it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if r := e.jfCtx(ctx, "stop", "k"); r.code != 0 {
+		t.Fatalf("stop k: %s", r)
+	}
+	if c := e.inspect("k"); c.State != "killed" || c.Signal != "SIGKILL" {
+		t.Errorf("k after stop: %+v", c)
+	}
+	e.ok("stop", "-t", "0", "d")
 }

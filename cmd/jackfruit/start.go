@@ -35,7 +35,7 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.softMiB, "soft-mib", service.DefaultSoftLimit>>20, "soft memory limit in MiB: one warning when RSS exceeds it")
 	fs.Uint64Var(&f.hardMiB, "hard-mib", service.DefaultHardLimit>>20, "hard memory limit in MiB: the container is killed when RSS exceeds it")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: take it from this environment); repeatable")
-	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL")
+	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL (0: none)")
 }
 
 // request builds the StartRequest from the flags and positional arguments:
@@ -102,18 +102,34 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 		}
 		rootfs = abs
 	}
+	// Only limits the user gave are sent: the core fills in its defaults and, when a default
+	// clashes with a given limit, says "(the default)" instead of blaming a value nobody typed.
 	const maxMiB = service.MaxLimit >> 20
-	for _, l := range []struct {
+	var limits [2]uint64
+	for i, l := range []struct {
 		name string
 		v    uint64
-	}{{"--soft-mib", f.softMiB}, {"--hard-mib", f.hardMiB}} {
+	}{{"soft-mib", f.softMiB}, {"hard-mib", f.hardMiB}} {
+		if !fs.Changed(l.name) {
+			continue
+		}
 		// 0 is refused rather than read as "default": whoever typed it asked for something
 		// else, and the core's smallest limit is 1 MiB.
 		if l.v < service.MinLimit>>20 {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%s %d: must be at least %d (MiB)", l.name, l.v, service.MinLimit>>20)}
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d: must be at least %d (MiB)", l.name, l.v, service.MinLimit>>20)}
 		}
 		if l.v > maxMiB {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("%s %d is too large (at most %d)", l.name, l.v, maxMiB)}
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d is too large (at most %d)", l.name, l.v, maxMiB)}
+		}
+		limits[i] = l.v << 20
+	}
+	var stopTimeout time.Duration
+	if fs.Changed("stop-timeout") {
+		stopTimeout = time.Duration(f.stopTimeout) * time.Second
+		if f.stopTimeout == 0 {
+			// As `stop -t 0` (and podman): SIGKILL right after SIGTERM. The wire's 0 would
+			// mean "the default".
+			stopTimeout = time.Nanosecond
 		}
 	}
 	env := make([]string, 0, len(f.env))
@@ -130,8 +146,7 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	}
 	return service.StartRequest{
 		Name: name, Rootfs: rootfs, Command: command, Env: env, Hostname: f.hostname,
-		SoftLimit: f.softMiB << 20, HardLimit: f.hardMiB << 20,
-		StopTimeout: time.Duration(f.stopTimeout) * time.Second,
+		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout,
 	}, nil
 }
 
