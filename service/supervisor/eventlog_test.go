@@ -50,3 +50,35 @@ func TestSupervisorNeedsRoot(t *testing.T) {
 		t.Errorf("uid 65534: %v; want a refusal naming root and the uid", err)
 	}
 }
+
+// Limits left out take the defaults (40 and 64 MiB), except that a hard limit given alone
+// below the default soft limit pulls the soft limit down with it instead of being refused.
+func TestLimitDefaults(t *testing.T) {
+	rootfs := testRootfs(t)
+	cases := []struct {
+		soft, hard         uint64
+		wantSoft, wantHard uint64
+		err                string
+	}{
+		{0, 0, 40 << 20, 64 << 20, ""},
+		{0, 32 << 20, 32 << 20, 32 << 20, ""},
+		{0, 128 << 20, 40 << 20, 128 << 20, ""},
+		{10 << 20, 0, 10 << 20, 64 << 20, ""},
+		{100 << 20, 0, 0, 0, "soft memory limit 100 MiB exceeds hard memory limit 64 MiB (the default)"},
+		{100 << 20, 50 << 20, 0, 0, "soft memory limit 100 MiB exceeds hard memory limit 50 MiB"},
+		{0, 1000, 0, 0, "hard memory limit 1000 bytes is out of range"},
+	}
+	for _, c := range cases {
+		r, err := validate(service.StartRequest{Name: "l", Command: []string{"true"}, SoftLimit: c.soft, HardLimit: c.hard}, rootfs)
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("soft %d hard %d: %v; want %q", c.soft, c.hard, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("soft %d hard %d: %v", c.soft, c.hard, err)
+		case r.SoftLimit != c.wantSoft || r.HardLimit != c.wantHard:
+			t.Errorf("soft %d hard %d: got %d/%d, want %d/%d", c.soft, c.hard, r.SoftLimit, r.HardLimit, c.wantSoft, c.wantHard)
+		}
+	}
+}

@@ -83,7 +83,13 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 	}
 
 	if r.SoftLimit == 0 {
+		// A hard limit alone is the common request (podman's --memory): below the default
+		// soft limit it would otherwise be refused for a soft limit nobody asked for, so the
+		// default soft limit comes down to it (the warning then accompanies the kill).
 		r.SoftLimit = service.DefaultSoftLimit
+		if r.HardLimit >= service.MinLimit && r.HardLimit < r.SoftLimit {
+			r.SoftLimit = r.HardLimit
+		}
 	}
 	if r.HardLimit == 0 {
 		r.HardLimit = service.DefaultHardLimit
