@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -44,6 +45,9 @@ type env struct {
 	rootfs string
 	sup    *exec.Cmd
 	supLog *syncBuffer
+	// exited is closed once the supervisor process has ended; exitErr is then its Wait error.
+	exited  chan struct{}
+	exitErr error
 }
 
 // syncBuffer collects the supervisor's output while tests read it.
@@ -84,6 +88,13 @@ func startSupervisor(t *testing.T) *env {
 // startSupervisorBus starts the supervisor with busArgs (--no-dbus, or --dbus-address ADDR).
 func startSupervisorBus(t *testing.T, busArgs ...string) *env {
 	t.Helper()
+	return startSupervisorOut(t, nil, busArgs...)
+}
+
+// startSupervisorOut starts the supervisor with its stdout and stderr going to out (nil:
+// the env's log buffer).
+func startSupervisorOut(t *testing.T, out io.Writer, busArgs ...string) *env {
+	t.Helper()
 	rootfs := testRootfs(t)
 	self, err := os.Executable()
 	if err != nil {
@@ -96,18 +107,21 @@ func startSupervisorBus(t *testing.T, busArgs ...string) *env {
 		"--admin-group", ""}, busArgs...)
 	e.sup = exec.Command(self, args...)
 	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
-	e.sup.Stdout, e.sup.Stderr = e.supLog, e.supLog
+	if out == nil {
+		out = e.supLog
+	}
+	e.sup.Stdout, e.sup.Stderr = out, out
 	if err := e.sup.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.exited = make(chan struct{})
+	go func() { e.exitErr = e.sup.Wait(); close(e.exited) }()
 	t.Cleanup(func() {
-		e.sup.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- e.sup.Wait() }()
+		e.sup.Process.Signal(syscall.SIGTERM) // fails harmlessly when a test already ended it
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("supervisor exited with %v; log:\n%s", err, e.supLog)
+		case <-e.exited:
+			if e.exitErr != nil {
+				t.Errorf("supervisor exited with %v; log:\n%s", e.exitErr, e.supLog)
 			}
 		case <-time.After(30 * time.Second):
 			e.sup.Process.Kill()
@@ -776,4 +790,58 @@ func TestStartDefaultsAndStopTimeoutZero(t *testing.T) {
 		t.Errorf("k after stop: %+v", c)
 	}
 	e.ok("stop", "-t", "0", "d")
+}
+
+// SIGHUP (the terminal of a hand-started supervisor closing) is an orderly shutdown like
+// SIGTERM: containers are stopped, not left running without a supervisor.
+func TestSupervisorSIGHUPStopsContainers(t *testing.T) {
+	e := startSupervisor(t)
+	e.ok("start", "hup", "--stop-timeout", "1", "/bin/sleep", "1000")
+	e.waitState("hup", "running")
+	pid := e.inspect("hup").Pid
+	if pid <= 0 {
+		t.Fatalf("hup has no pid")
+	}
+	if err := e.sup.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-e.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("supervisor still running 30 s after SIGHUP; log:\n%s", e.supLog)
+	}
+	if e.exitErr != nil {
+		t.Fatalf("supervisor ended by SIGHUP with %v (want an orderly exit, status 0); log:\n%s", e.exitErr, e.supLog)
+	}
+	if !strings.Contains(e.supLog.String(), "shutting down") {
+		t.Errorf("no orderly shutdown logged:\n%s", e.supLog)
+	}
+	// The container's init is gone (not reparented and still running).
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), "sleep") {
+		t.Errorf("container process %d (%q) survived the supervisor", pid, b)
+	}
+}
+
+// A supervisor whose stderr reader went away (`jackfruit supervisor 2>&1 | tee`, tee killed)
+// loses log lines but keeps running: SIGPIPE does not end it.
+func TestSupervisorSurvivesBrokenStderr(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startSupervisorOut(t, w, "--no-dbus")
+	w.Close()
+	r.Close() // from now on every log write hits a broken pipe
+	// Starting and stopping containers makes the supervisor log.
+	e.ok("run", "--rm", "p1", "/bin/true")
+	e.ok("run", "--rm", "p2", "/bin/true")
+	if r := e.ok("ps", "-a", "--format", "{{.Name}}"); r.stdout != "" {
+		t.Errorf("ps after runs: %s", r)
+	}
+	select {
+	case <-e.exited:
+		t.Fatalf("supervisor died: %v", e.exitErr)
+	default:
+	}
+	// The cleanup's SIGTERM must still end it with status 0.
 }

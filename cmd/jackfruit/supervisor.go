@@ -49,8 +49,8 @@ through the container_monitor kernel module. Each of the bus, journald and the m
 missing: the supervisor then says so once and runs without it. It connects to the bus when
 the bus appears later, and reconnects by itself when the bus restarts.
 
-On SIGTERM or SIGINT it stops every running container (SIGTERM, then SIGKILL after the
-container's stop timeout) and exits.`,
+On SIGTERM, SIGINT or SIGHUP (its terminal closing) it stops every running container
+(SIGTERM, then SIGKILL after the container's stop timeout) and exits.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -128,10 +128,22 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		ctx = context.Background()
 	}
 	// Signals are caught before anything is started so that a TERM during startup still
-	// leads to an orderly stop.
+	// leads to an orderly stop. SIGHUP too: there is nothing to reload, and Go's default for
+	// it (exit at once) would leave the containers running without a supervisor when the
+	// terminal of a hand-started one closes.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	// A reader of our stderr going away (`jackfruit supervisor 2>&1 | tee log`, then the
+	// tee dies) must cost log lines, not the supervisor: with SIGPIPE caught, such writes
+	// just fail with EPIPE. Caught, not ignored, so containers still get the default.
+	pipes := make(chan os.Signal, 1)
+	signal.Notify(pipes, syscall.SIGPIPE)
+	go func() {
+		for range pipes {
+		}
+	}()
+	defer func() { signal.Stop(pipes); close(pipes) }()
 
 	sup, err := supervisor.New(supervisor.Config{
 		StateDir:      o.stateDir,
