@@ -428,7 +428,6 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "z", "--hard-mib", "0", "/bin/true"}, 1, "--hard-mib 0: must be at least 1"},
 		{[]string{"run", "z", "--hard-mib", "0", "/bin/true"}, 125, "--hard-mib 0: must be at least 1"},
 		// Only given limits are sent: a clash with a default names the default as such.
-		{[]string{"start", "z", "--hard-mib", "32", "/bin/true"}, 1, "soft memory limit 40 MiB (the default) exceeds hard memory limit 32 MiB"},
 		{[]string{"start", "z", "--soft-mib", "100", "/bin/true"}, 1, "soft memory limit 100 MiB exceeds hard memory limit 64 MiB (the default)"},
 		// The seed's form with the command forgotten: the directory is not taken for the command.
 		{[]string{"start", "z", e.rootfs}, 1, "no command given after ROOTFS " + e.rootfs},
@@ -726,9 +725,16 @@ func TestStopSeveralAtOnce(t *testing.T) {
 	for _, n := range []string{"deaf1", "deaf2", "deaf3"} {
 		e.ok("start", n, "/bin/sleep", "1000")
 	}
-	e.ok("start", "polite", "/bin/sh", "-c", `trap "exit 0" TERM; while :; do sleep 0.1; done`)
+	e.ok("start", "polite", "/bin/sh", "-c", `trap "exit 0" TERM; echo trapped; while :; do sleep 0.1; done`)
 	for _, n := range []string{"deaf1", "deaf2", "deaf3", "polite"} {
 		e.waitState(n, "running")
+	}
+	// A SIGTERM before the trap is set would be ignored (pid 1 without a handler).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.ok("logs", "polite").stdout, "trapped"); {
+		if time.Now().After(deadline) {
+			t.Fatal("polite never set its trap")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// Names are printed in argument order although polite stops first.
 	if r := e.ok("stop", "-t", "2", "deaf1", "polite", "deaf2", "deaf3"); r.stdout != "deaf1\npolite\ndeaf2\ndeaf3\n" {
@@ -776,6 +782,12 @@ func TestStartDefaultsAndStopTimeoutZero(t *testing.T) {
 	d, k := e.inspect("d"), e.inspect("k")
 	if d.SoftLimit != service.DefaultSoftLimit || d.HardLimit != service.DefaultHardLimit || d.StopTimeoutNs != int64(service.DefaultStopTimeout) {
 		t.Errorf("defaults: %+v", d)
+	}
+	// A hard limit alone below the default soft limit: the core lowers the default soft
+	// limit, which it can only do when the CLI leaves the soft limit out.
+	e.ok("start", "h", "--hard-mib", "32", "/bin/true")
+	if h := e.inspect("h"); h.HardLimit != 32<<20 || h.SoftLimit > h.HardLimit {
+		t.Errorf("--hard-mib 32 alone: soft %d, hard %d", h.SoftLimit, h.HardLimit)
 	}
 	if k.StopTimeoutNs <= 0 || k.StopTimeoutNs >= int64(time.Second) {
 		t.Errorf("--stop-timeout 0 gave stop_timeout_ns %d, want less than a second", k.StopTimeoutNs)
