@@ -292,7 +292,9 @@ type Supervisor (
 )
 
 # Creates and starts a container. Without rootfs it runs on an overlay of the base rootfs.
-# Zero or absent limits select the defaults (soft 40 MiB, hard 64 MiB).
+# Zero or absent limits select the defaults (soft 40 MiB, hard 64 MiB; a hard limit given
+# alone below 40 MiB brings the default soft limit down to it); a zero or absent
+# stop_timeout_ns selects 10 s.
 method Start(
   name: string,
   command: []string,
