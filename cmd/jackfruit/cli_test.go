@@ -398,6 +398,9 @@ func TestRunBinaryAndLongLines(t *testing.T) {
 	if l := e.ok("logs", "--tail", "1", "nonl2"); l.stdout != long {
 		t.Fatalf("logs --tail 1: stdout %d bytes, %q…", len(l.stdout), l.stdout[:min(10, len(l.stdout))])
 	}
+	if l := e.ok("logs", "--tail", "0", "nonl"); l.stdout != "" || l.stderr != "" {
+		t.Fatalf("logs --tail 0: %s", l)
+	}
 	l := e.ok("logs", "--timestamps", "nonl")
 	if lines := strings.Split(l.stdout, "\n"); len(lines) != 2 || !strings.HasSuffix(lines[0], " out1") || !strings.HasSuffix(lines[1], " out2") {
 		t.Fatalf("logs --timestamps: stdout %q", l.stdout)
@@ -433,6 +436,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "z", e.rootfs}, 1, "no command given after ROOTFS " + e.rootfs},
 		{[]string{"start", "z", "--hard-mib", "100", e.rootfs}, 1, "no command given after ROOTFS"},
 		{[]string{"logs", "nope"}, 1, `Error: no such container "nope"`},
+		{[]string{"logs", "--tail", "0", "nope"}, 1, `Error: no such container "nope"`},
 		{[]string{"stop", "nope"}, 1, `Error: no such container "nope"`},
 		{[]string{"inspect", "nope"}, 1, `no such container "nope"`},
 		{[]string{"rm", "dup"}, 1, "--force"},

@@ -95,13 +95,6 @@ journalctl CONTAINER=NAME.`,
 			if tail < -1 {
 				return &usageError{cmd, fmt.Errorf("--tail %d: use a number of lines, or -1 for all", tail)}
 			}
-			if tail == 0 {
-				// The core reads Tail 0 as "all"; --tail 0 means no old lines at all.
-				if !follow {
-					return nil
-				}
-				opts.Since = time.Now()
-			}
 			if sinceStr != "" {
 				t, err := parseSince(sinceStr, time.Now())
 				if err != nil {
@@ -114,6 +107,15 @@ journalctl CONTAINER=NAME.`,
 				return err
 			}
 			defer cl.Close()
+			if tail == 0 {
+				// The core reads Tail 0 as "all"; --tail 0 means no old lines at all. The
+				// container must exist all the same.
+				if !follow {
+					_, err := cl.Get(cmd.Context(), args[0])
+					return err
+				}
+				opts.Since = time.Now()
+			}
 			w := newLogWriter(c.stdout, c.stderr, timestamps)
 			err = cl.Logs(cmd.Context(), args[0], opts, w.write)
 			if errors.Is(err, errStopOutput) {
