@@ -422,6 +422,14 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	rootfs, merged := r.Rootfs, ""
 	if r.overlay {
 		merged = s.mergedDir(r.Name)
+		// The name is free in our state directory, so a mount at its merged directory
+		// belongs to someone else: another supervisor given the same run directory (the
+		// default /run/jackfruit) and a container of the same name. Touch nothing of it.
+		if mps, err := mountPoints(filepath.Dir(merged)); err == nil && len(mps) > 0 {
+			return fail(service.Errorf(service.KindAlreadyExists,
+				"container %q: its overlay mount point %s is in use, probably by another supervisor sharing the run directory %s; give each supervisor its own --run-dir",
+				r.Name, merged, filepath.Dir(filepath.Dir(filepath.Dir(merged)))))
+		}
 		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 		for _, d := range []string{upper, work} {
 			if err := os.Mkdir(d, 0o755); err != nil {
