@@ -60,7 +60,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.stateBase, "state-base", "", "disk-backed directory for jackfruit's --state-dir (as /var/lib/jackfruit is); empty: the tmpfs work directory")
 	flag.StringVar(&c.results, "results", "bench/results", "directory for the JSON result file")
 	flag.StringVar(&c.items, "items", "latency,throughput,footprint,logs,kmod", "comma-separated items to run")
-	flag.IntVar(&c.runs, "runs", 30, "start-to-exit runs per runtime (interleaved)")
+	flag.IntVar(&c.runs, "runs", 50, "start-to-exit runs per runtime (interleaved)")
 	flag.IntVar(&c.warmup, "warmup", 3, "untimed warm-up runs per runtime")
 	flag.IntVar(&c.concurrency, "concurrency", 100, "containers started at once for the throughput item")
 	flag.IntVar(&c.rounds, "rounds", 5, "throughput rounds per runtime (interleaved)")
