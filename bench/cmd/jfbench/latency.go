@@ -84,6 +84,9 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 	b.logf("item 1: start-to-exit latency, %d warm-up + %d interleaved runs per runtime", c.warmup, c.runs)
 	subs := b.subjects(ctx, p, func(id string) []string { return []string{"run", "--rm", id, "--", "/bin/true"} },
 		p.trueBundle, "OCI bundle "+p.trueBundle)
+	if p.configNote != "" {
+		b.report.how("OCI bundle for crun and runc: %s", p.configNote)
+	}
 	// A reference point for where jackfruit's time goes: the same CLI doing one socket round
 	// trip without a container (Go start-up of the client + connect + one call).
 	if subs[0].err == nil {

@@ -72,7 +72,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.logRuns, "log-runs", 5, "log throughput runs per side (interleaved)")
 	flag.StringVar(&c.kbenchCmd, "kmod-bench", "test/kmod/run.sh --bench", "command printing KBENCH {json} lines")
 	flag.DurationVar(&c.kbenchTmo, "kmod-timeout", 6*time.Minute, "time limit for the kernel module bench")
-	flag.StringVar(&c.peerConfig, "peer-config", "trimmed", "OCI config for crun/runc: trimmed (same work as jackfruit) or default (spec defaults minus terminal/network)")
+	flag.StringVar(&c.peerConfig, "peer-config", "default", "OCI config for crun/runc: default (crun spec's mounts and masked paths, i.e. what jackfruit's runtime also does) or trimmed (only /proc, /dev, /dev/pts, /dev/shm; less than jackfruit does)")
 	flag.BoolVar(&c.profile, "profile", false, "record a CPU profile of the supervisor (pprof if exposed, else perf) during the latency and log items")
 	flag.StringVar(&c.jfprof, "jfprof", "", "with -profile: the in-process profiling harness (bench/cmd/jfprof, unstripped)")
 	flag.DurationVar(&c.cmdTimeout, "cmd-timeout", 60*time.Second, "time limit for one runtime invocation")

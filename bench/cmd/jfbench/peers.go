@@ -62,12 +62,15 @@ func (b *bench) preparePeers(ctx context.Context) *peers {
 	}
 	if c.peerConfig == "trimmed" {
 		p.configNote = "config.json from `crun spec`, then: terminal=false, args=[/bin/true], root=" + c.rootfs +
-			" readonly, namespaces pid+uts+ipc+mount (no network, no cgroup ns: jackfruit creates neither), " +
-			"mounts trimmed to /proc, /dev (tmpfs), /dev/pts, /dev/shm and no maskedPaths/readonlyPaths, " +
-			"i.e. about the work jackfruit's runtime does (jackfruit additionally mounts an overlay per container)"
+			" readonly, namespaces pid+uts+ipc+mount (no network, no cgroup namespace), " +
+			"mounts trimmed to /proc, /dev (tmpfs), /dev/pts, /dev/shm and no maskedPaths/readonlyPaths: " +
+			"LESS work than jackfruit's runtime does"
 	} else {
 		p.configNote = "config.json from `crun spec`, then: terminal=false, args=[/bin/true], root=" + c.rootfs +
-			" readonly, namespaces pid+uts+ipc+mount (network and cgroup namespaces removed); default mounts, masked and read-only paths kept"
+			" readonly, namespaces pid+uts+ipc+mount (network and cgroup namespaces removed: jackfruit creates neither), " +
+			"the spec's mounts minus /sys/fs/cgroup, its maskedPaths and readonlyPaths: the same work jackfruit's runtime does " +
+			"(/proc, /dev tmpfs, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys, the same masked and read-only paths); " +
+			"jackfruit additionally mounts an overlay per container"
 	}
 	p.crunOK = runOnce(ctx, p.crunArgv("run", "--bundle", p.trueBundle, "jfb-probe-crun"))
 	if _, lerr := exec.LookPath("runc"); lerr != nil {
