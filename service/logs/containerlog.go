@@ -20,9 +20,36 @@ const DefaultMaxBytes = 8 << 20
 // MinMaxBytes is the smallest accepted size cap.
 const MinMaxBytes = 4 << 10
 
-// readChunk is how much Copy reads from a container's pipe at once. All lines of one read
-// become one file write, which is what makes short lines cheap.
+// readChunk is how much Copy reads from a container's pipe at once while output flows. All
+// lines of one read become one file write and one journal datagram, which is what makes short
+// lines cheap.
 const readChunk = 64 << 10
+
+// idleChunk is the read buffer a stream holds while it is quiet. Most containers print little
+// and then wait; holding readChunk+MaxLinePiece per stream for them would cost 160 KiB per
+// container (two streams) for nothing, so the large buffer is only borrowed from bigReadBufs
+// while reads keep coming back full.
+const idleChunk = 4 << 10
+
+// bigReadBufs lends readChunk+MaxLinePiece read buffers to the streams that are busy right now.
+// It is shared by all containers on purpose: only the streams with output flowing hold one, and
+// the garbage collector frees what stays unused.
+var bigReadBufs = sync.Pool{New: func() any {
+	b := make([]byte, readChunk+MaxLinePiece)
+	return &b
+}}
+
+// copyScratch holds Copy's per-read working memory. It is taken from copyScratches after each
+// read and given back before the next one, so a quiet stream holds none of it (its slices
+// grow with the largest read seen, up to a few hundred KiB for a read of empty lines).
+type copyScratch struct {
+	pieces []piece
+	recs   []byte
+	ends   []int
+	entry  []byte
+}
+
+var copyScratches = sync.Pool{New: func() any { return new(copyScratch) }}
 
 // ContainerLog is one container's output log: a size-capped file (path, rotated to path.1)
 // that `jackfruit logs` reads, mirrored line by line into the journal when one is given.
@@ -137,91 +164,132 @@ type piece struct {
 // Copy reads r until EOF and logs every line: split at '\n' and into MaxLinePiece pieces
 // (all but the last of a long line marked partial), written to the file first and then to
 // the journal. Output left without a final newline at EOF (or at a read error) is logged as
-// a last, complete line marked as having no newline, so readers can reproduce it exactly. Copy keeps draining r even when the file or the journal cannot be
-// written, so the container never blocks on its logs; it returns the read error or the first
-// file write error once r is exhausted.
+// a last, complete line marked as having no newline, so readers can reproduce it exactly.
+// Copy keeps draining r even when the file or the journal cannot be written, so the container
+// never blocks on its logs; it returns the read error or the first file write error once r is
+// exhausted.
+//
+// A quiet stream waits in Read with an idleChunk buffer. A read that fills the buffer it was
+// given means more output is waiting: the next reads use a readChunk+MaxLinePiece buffer from
+// bigReadBufs, which goes back to the pool after the first read that comes back short (the
+// pipe was drained) once the unfinished line left over fits the small buffer again.
 func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
 	if s != service.Stdout && s != service.Stderr {
 		return service.Errorf(service.KindInvalidArgument, "unknown output stream %q", s)
 	}
 	stderr := s == service.Stderr
-	buf := make([]byte, readChunk+MaxLinePiece)
+	small := make([]byte, idleChunk)
+	buf := small
+	var big *[]byte // borrowed from bigReadBufs while output flows
+	defer func() {
+		if big != nil {
+			bigReadBufs.Put(big)
+		}
+	}()
 	var (
 		start   int // bytes of an unfinished line kept at the front of buf
-		pieces  []piece
-		recs    []byte
-		ends    []int
-		entry   []byte
 		fileErr error
 	)
-	prefix := c.prefix[0]
-	if stderr {
-		prefix = c.prefix[1]
-	}
 	for {
-		n, rerr := r.Read(buf[start:])
+		room := buf[start:]
+		n, rerr := r.Read(room)
 		data := buf[:start+n]
-		pieces = pieces[:0]
-		p := 0
-		for {
-			i := bytes.IndexByte(data[p:], '\n')
-			if i < 0 {
-				break
-			}
-			pieces = splitLine(pieces, p, i)
-			p += i + 1
+		sc := copyScratches.Get().(*copyScratch)
+		p, err := c.logRead(sc, data, stderr, rerr != nil)
+		copyScratches.Put(sc)
+		if err != nil && fileErr == nil {
+			fileErr = err
 		}
-		// An unfinished line is held back unless it already exceeds one piece: then whole
-		// pieces go out now, so a line without newlines never grows the buffer.
-		rest := len(data) - p
-		for rest > MaxLinePiece {
-			pieces = append(pieces, piece{off: p, n: MaxLinePiece, partial: true})
-			p += MaxLinePiece
-			rest -= MaxLinePiece
-		}
-		if rerr != nil && rest > 0 {
-			pieces = append(pieces, piece{off: p, n: rest, noEOL: true})
-			p += rest
-			rest = 0
-		}
-		if len(pieces) > 0 {
-			now := time.Now().UnixNano()
-			recs, ends = recs[:0], ends[:0]
-			for _, pc := range pieces {
-				recs = appendRecord(recs, stderr, pc.partial, pc.noEOL, now, data[pc.off:pc.off+pc.n])
-				ends = append(ends, len(recs))
-			}
-			if err := c.commit(recs, ends); err != nil && fileErr == nil {
-				fileErr = err
-			}
-			if c.journal != nil {
-				// Failures are counted and reported by the Journal.
-				entry = entry[:0]
-				n := 0
-				for _, pc := range pieces {
-					entry = appendLineEntry(append(entry, prefix...), pc.partial, data[pc.off:pc.off+pc.n])
-					n++
-					if !c.journal.batch || len(entry) >= batchBytes {
-						_ = c.journal.send(entry, n)
-						entry, n = entry[:0], 0
-					} else {
-						entry = append(entry, '\n') // entry separator
-					}
-				}
-				if n > 0 {
-					_ = c.journal.send(entry, n)
-				}
-			}
-		}
-		copy(buf, data[p:])
-		start = rest
 		if rerr != nil {
 			if rerr == io.EOF {
 				return fileErr
 			}
 			return errors.Join(fmt.Errorf("reading container %s %s: %w", c.fields.Name, s, rerr), fileErr)
 		}
+		rest := data[p:]
+		// Full read: more output is likely queued. Short read: the pipe is drained for now.
+		// A leftover of more than half the small buffer stays in (or moves to) the big one,
+		// so a read into the small buffer always has room for at least half of it.
+		full := n == len(room)
+		switch {
+		case big == nil && (full || len(rest) > idleChunk/2):
+			big = bigReadBufs.Get().(*[]byte)
+			buf = *big
+			start = copy(buf, rest)
+		case big != nil && !full && len(rest) <= idleChunk/2:
+			buf = small
+			start = copy(buf, rest) // before the Put: rest lives in the big buffer
+			bigReadBufs.Put(big)
+			big = nil
+		default:
+			start = copy(buf, rest)
+		}
 	}
+}
+
+// logRead logs the complete lines (and the whole pieces of an overlong unfinished line) at the
+// front of data, one read's worth, and returns how many bytes of data it consumed; the rest is
+// an unfinished line shorter than MaxLinePiece. At eof the rest is logged as a line without a
+// newline, so everything is consumed. The error is a file write error; journal failures are
+// counted and reported by the Journal.
+func (c *ContainerLog) logRead(sc *copyScratch, data []byte, stderr, eof bool) (int, error) {
+	pieces := sc.pieces[:0]
+	p := 0
+	for {
+		i := bytes.IndexByte(data[p:], '\n')
+		if i < 0 {
+			break
+		}
+		pieces = splitLine(pieces, p, i)
+		p += i + 1
+	}
+	// An unfinished line is held back unless it already exceeds one piece: then whole
+	// pieces go out now, so a line without newlines never grows the buffer.
+	rest := len(data) - p
+	for rest > MaxLinePiece {
+		pieces = append(pieces, piece{off: p, n: MaxLinePiece, partial: true})
+		p += MaxLinePiece
+		rest -= MaxLinePiece
+	}
+	if eof && rest > 0 {
+		pieces = append(pieces, piece{off: p, n: rest, noEOL: true})
+		p += rest
+	}
+	sc.pieces = pieces
+	if len(pieces) == 0 {
+		return p, nil
+	}
+	now := time.Now().UnixNano()
+	recs, ends := sc.recs[:0], sc.ends[:0]
+	for _, pc := range pieces {
+		recs = appendRecord(recs, stderr, pc.partial, pc.noEOL, now, data[pc.off:pc.off+pc.n])
+		ends = append(ends, len(recs))
+	}
+	sc.recs, sc.ends = recs, ends
+	err := c.commit(recs, ends)
+	if c.journal != nil {
+		prefix := c.prefix[0]
+		if stderr {
+			prefix = c.prefix[1]
+		}
+		entry := sc.entry[:0]
+		n := 0
+		for _, pc := range pieces {
+			entry = appendLineEntry(append(entry, prefix...), pc.partial, data[pc.off:pc.off+pc.n])
+			n++
+			if !c.journal.batch || len(entry) >= batchBytes {
+				_ = c.journal.send(entry, n)
+				entry, n = entry[:0], 0
+			} else {
+				entry = append(entry, '\n') // entry separator
+			}
+		}
+		if n > 0 {
+			_ = c.journal.send(entry, n)
+		}
+		sc.entry = entry
+	}
+	return p, err
 }
 
 // splitLine appends the pieces of the line at data[off:off+n] (newline excluded).
