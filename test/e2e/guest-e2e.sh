@@ -59,6 +59,10 @@ phase2() {
 		"cat /usr/lib/modules-load.d/container_monitor.conf"
 	check_match "systemd-modules-load.service ran successfully" "^Result=success$" \
 		"systemctl show -p ActiveState -p Result systemd-modules-load.service"
+	# One version everywhere: the package, the module (modinfo) and the binary (--version
+	# does not contact the supervisor, so the service stays stopped for step 3).
+	check_match "module, package and binary carry the same version" "^ok " \
+		"v=\$(dpkg-query -W -f='\${Version}' jackfruit); m=\$(modinfo -F version container_monitor); b=\$(jackfruit --version | sed -n 's/^jackfruit version //p'); echo \"package=\$v module=\$m binary=\$b\"; [ \"\$v\" = \"\$m\" ] && [ \"\$v\" = \"\$b\" ] && echo \"ok \$v\""
 	check_match "/dev/container_monitor is crw------- root root" "^crw------- root root" \
 		"stat -c '%A %U %G' /dev/container_monitor"
 
@@ -128,6 +132,7 @@ phase2() {
 		"ls -d /var/lib/dkms/container-monitor /usr/src/container-monitor-* 2>/dev/null | grep ."
 	check_fails "no module file left under /lib/modules" "find /lib/modules -name 'container_monitor.ko*' | grep ."
 	check_fails "no /dev/container_monitor" "test -e /dev/container_monitor"
+	check_fails "purge removed the state directory /var/lib/jackfruit" "ls -d /var/lib/jackfruit"
 	# list-unit-files exits 1 when nothing matches; the listing is what counts.
 	check_match "no jackfruit unit files left" "^0 unit files listed" \
 		"systemctl list-unit-files --no-pager 'jackfruit*'; true"

@@ -11,6 +11,8 @@
 set -u
 
 JF=${JF:-/mnt/jf}
+# dpkg runs without a terminal here; keep debconf from trying dialog/readline frontends.
+export DEBIAN_FRONTEND=noninteractive
 R=$JF/results
 T=$R/transcript.txt
 mkdir -p "$R"
