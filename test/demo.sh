@@ -45,8 +45,11 @@ fi
 
 hog_name=hog
 say "installing kernel headers for $(uname -r) so DKMS can build the module"
-apt-get install -y --no-install-recommends "linux-headers-$(uname -r)" >/dev/null ||
-	die "linux-headers-$(uname -r) is not installable; DKMS needs the running kernel's headers"
+if ! apt-get install -y --no-install-recommends "linux-headers-$(uname -r)" >/dev/null 2>&1; then
+	apt-get update -qq
+	apt-get install -y --no-install-recommends "linux-headers-$(uname -r)" >/dev/null ||
+		die "linux-headers-$(uname -r) is not installable; DKMS needs the running kernel's headers"
+fi
 
 if [ -d /run/systemd/system ]; then
 	say "dpkg -i the packages (DKMS builds and loads container_monitor)"
