@@ -117,6 +117,11 @@ phase2() {
 	check_match "state survives the restart: hog still killed-by-memory-limit" \
 		"hog .*killed-by-memory-limit" "jackfruit ps -a"
 	check "start 'sleeper2' for the stop test" "jackfruit rm -f sleeper >/dev/null 2>&1; jackfruit start sleeper2 -- /bin/sleep 3600"
+	# Reinstalling takes the upgrade path of the maintainer scripts: it must not stop the
+	# supervisor or its containers (debian/rules: no stop/restart on upgrade).
+	CHECK_TIMEOUT=600 check "reinstall (upgrade path): dpkg -i jackfruit while sleeper2 runs" \
+		"dpkg -i $JF/debs/jackfruit_*.deb"
+	check_match "sleeper2 still running after the upgrade" "sleeper2 +running" "jackfruit ps"
 	check "systemctl stop jackfruit" "time systemctl stop jackfruit"
 	check_match "jackfruit.service is inactive (not failed)" "^inactive" "systemctl is-active jackfruit || true"
 	check_match "jackfruit.socket stays active" "^active" "systemctl is-active jackfruit.socket"
