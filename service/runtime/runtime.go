@@ -404,13 +404,7 @@ func (p *Process) Wait() (Exit, error) {
 	p.mu.Unlock()
 
 	var info siginfoChild
-	var err error
-	for {
-		err = unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(&info)), unix.WEXITED, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	err := waitPidfd(fd, &info)
 	p.mu.Lock()
 	unix.Close(p.pidfd)
 	p.pidfd = -1
@@ -427,4 +421,45 @@ func (p *Process) Wait() (Exit, error) {
 	default:
 		return Exit{}, fmt.Errorf("pid %d: unexpected wait code %d", p.Pid, info.Code)
 	}
+}
+
+// waitPidfd reaps the process behind pidfd. A pidfd polls readable once its process has
+// exited, so the wait parks in Go's netpoller instead of holding an OS thread in a blocking
+// waitid for the container's whole life (a thread costs ~50 KiB of stacks per container).
+// It polls a duplicate, so the Process keeps sole ownership of fd.
+func waitPidfd(fd int, info *siginfoChild) error {
+	reap := func(flags int) error {
+		for {
+			*info = siginfoChild{}
+			err := unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(info)), unix.WEXITED|flags, nil)
+			if err != unix.EINTR {
+				return err
+			}
+		}
+	}
+	dfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return reap(0)
+	}
+	if err := unix.SetNonblock(dfd, true); err != nil {
+		unix.Close(dfd)
+		return reap(0)
+	}
+	f := os.NewFile(uintptr(dfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return reap(0)
+	}
+	var werr error
+	if err := rc.Read(func(uintptr) bool {
+		werr = reap(unix.WNOHANG)
+		return werr != nil || info.Pid != 0 // WNOHANG and still running: wait for readable
+	}); err != nil {
+		// Not pollable after all: block, with O_NONBLOCK (shared with the dup) cleared, as
+		// waitid on a non-blocking pidfd would fail with EAGAIN instead of waiting.
+		_ = unix.SetNonblock(dfd, false)
+		return reap(0)
+	}
+	return werr
 }
