@@ -1,35 +1,16 @@
 package dbusapi_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackfruit/jackfruit/dbusapi"
+	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 )
-
-// syncBuffer is a log sink the event loop and the test may use at the same time.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // When the bus goes away under a running supervisor, the adapter says so once, not once per
 // signal it can no longer send: the supervisor's log must stay readable while the control
@@ -37,7 +18,7 @@ func (w *syncBuffer) String() string {
 func TestLostBusWarnsOnce(t *testing.T) {
 	requireRoot(t)
 	e := setup(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	srv := dbusapi.New(e.fake, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	// A second server for the same core on a connection of its own, which the test then
 	// closes as a dying bus would. (The setup's server keeps the bus name.)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -213,7 +212,7 @@ func TestGdbusMonitor(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "gdbus", "monitor", "--address", e.bus.Address, "--dest", dest)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: testutil.Nobody(t)}
-	var buf lockedBuffer
+	var buf testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -239,24 +238,7 @@ func TestGdbusMonitor(t *testing.T) {
 		"io.jackfruit.Jackfruit1.Manager.ContainerExited ('hog', objectpath '/io/jackfruit/Jackfruit1/container/hog', 'killed-by-memory-limit', 137)")
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func waitFor(t *testing.T, buf *lockedBuffer, s string) {
+func waitFor(t *testing.T, buf *testutil.SyncBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(buf.String(), s) {

@@ -29,11 +29,7 @@ type realEnv struct {
 
 func setupReal(t *testing.T, mod ...func(*supervisor.Config)) *realEnv {
 	t.Helper()
-	requireRoot(t)
-	rootfs := os.Getenv("JACKFRUIT_TEST_ROOTFS")
-	if rootfs == "" {
-		t.Skip("JACKFRUIT_TEST_ROOTFS is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
-	}
+	rootfs := testutil.Rootfs(t)
 	dir := t.TempDir()
 	cfg := supervisor.Config{
 		StateDir:       filepath.Join(dir, "state"),

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 )
 
@@ -54,7 +55,7 @@ func TestSupervisorNeedsRoot(t *testing.T) {
 // Limits left out take the defaults (40 and 64 MiB), except that a hard limit given alone
 // below the default soft limit pulls the soft limit down with it instead of being refused.
 func TestLimitDefaults(t *testing.T) {
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	cases := []struct {
 		soft, hard         uint64
 		wantSoft, wantHard uint64

@@ -31,19 +31,6 @@ func TestMain(m *testing.M) {
 
 var root = service.Caller{UID: 0}
 
-// testRootfs is the busybox rootfs `make rootfs` builds.
-func testRootfs(t testing.TB) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: containers use namespaces and mounts")
-	}
-	p := os.Getenv("JACKFRUIT_TEST_ROOTFS")
-	if p == "" {
-		t.Skip("JACKFRUIT_TEST_ROOTFS is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
-	}
-	return p
-}
-
 type testEnv struct {
 	cfg Config
 	s   *Supervisor
@@ -51,7 +38,7 @@ type testEnv struct {
 
 func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	t.Helper()
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	dir := t.TempDir()
 	cfg := Config{
 		StateDir:   filepath.Join(dir, "state"),

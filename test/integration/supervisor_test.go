@@ -4,7 +4,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -60,43 +59,16 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-func testRootfs(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("JACKFRUIT_TEST_ROOTFS")
-	if p == "" {
-		t.Skip("JACKFRUIT_TEST_ROOTFS is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
-	}
-	return p
-}
-
-// syncBuffer collects a daemon's stderr while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	exited chan struct{}
 	err    error
 }
 
 func startDaemon(t *testing.T, env []string, name string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(name, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{cmd: exec.Command(name, args...), stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.Stderr = d.stderr
 	d.cmd.Stdout = d.stderr
@@ -154,7 +126,7 @@ func supervisorArgs(dir, rootfs string) []string {
 
 func TestNotifyReadyStatusStopping(t *testing.T) {
 	bin := binary(t)
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "jackfruit.sock")
 	notifyPath := filepath.Join(dir, "notify")
@@ -272,7 +244,7 @@ func TestNotifyReadyStatusStopping(t *testing.T) {
 
 func TestSocketActivation(t *testing.T) {
 	bin := binary(t)
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	sa, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
 		t.Skip("systemd-socket-activate not installed (package systemd)")
@@ -328,7 +300,7 @@ func TestSocketActivation(t *testing.T) {
 
 func TestRefusesSecondSupervisor(t *testing.T) {
 	bin := binary(t)
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "s.sock")
 	args := append(supervisorArgs(dir, rootfs), "--socket", sock, "--no-dbus")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 )
 
@@ -58,7 +59,7 @@ func TestMemoryLimitInVM(t *testing.T) {
 		t.Skip("QEMU guest skipped in -short mode")
 	}
 	bin := binary(t)
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Skip("qemu-system-x86_64 not installed (package qemu-system-x86)")
