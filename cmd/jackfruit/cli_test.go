@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/runtime"
@@ -44,40 +44,10 @@ type env struct {
 	socket string
 	rootfs string
 	sup    *exec.Cmd
-	supLog *syncBuffer
+	supLog *testutil.SyncBuffer
 	// exited is closed once the supervisor process has ended; exitErr is then its Wait error.
 	exited  chan struct{}
 	exitErr error
-}
-
-// syncBuffer collects the supervisor's output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-func testRootfs(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the supervisor creates namespaces and mounts")
-	}
-	p := os.Getenv("JACKFRUIT_TEST_ROOTFS")
-	if p == "" {
-		t.Skip("JACKFRUIT_TEST_ROOTFS is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
-	}
-	return p
 }
 
 func startSupervisor(t *testing.T) *env {
@@ -95,13 +65,13 @@ func startSupervisorBus(t *testing.T, busArgs ...string) *env {
 // the env's log buffer).
 func startSupervisorOut(t *testing.T, out io.Writer, busArgs ...string) *env {
 	t.Helper()
-	rootfs := testRootfs(t)
+	rootfs := testutil.Rootfs(t)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e := &env{t: t, self: self, dir: dir, socket: filepath.Join(dir, "jf.sock"), rootfs: rootfs, supLog: &syncBuffer{}}
+	e := &env{t: t, self: self, dir: dir, socket: filepath.Join(dir, "jf.sock"), rootfs: rootfs, supLog: &testutil.SyncBuffer{}}
 	args := append([]string{"supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
 		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--monitor-device", "none",
 		"--admin-group", ""}, busArgs...)

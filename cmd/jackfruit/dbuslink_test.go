@@ -55,7 +55,7 @@ func waitBusContainers(t *testing.T, e *env, bus *testutil.Bus, want string, wha
 // back on the new bus by itself, with a new server: methods answer, the registry is the
 // current one, and signals flow again, also after a second restart.
 func TestSupervisorReconnectsToDBus(t *testing.T) {
-	testRootfs(t)
+	testutil.Rootfs(t)
 	bus := testutil.StartDBus(t)
 	e := startSupervisorBus(t, "--dbus-address", bus.Address)
 	e.ok("start", "before", "/bin/sleep", "1000")
@@ -106,7 +106,7 @@ func TestSupervisorReconnectsToDBus(t *testing.T) {
 // Without a bus the supervisor says so once while it keeps retrying in the background, and
 // serves the socket all along.
 func TestSupervisorWithoutBusWarnsOnce(t *testing.T) {
-	testRootfs(t)
+	testutil.Rootfs(t)
 	e := startSupervisorBus(t, "--dbus-address", "unix:path="+t.TempDir()+"/no-bus", "--log-level", "debug")
 	e.ok("run", "--rm", "probe", "/bin/true")
 	// Retries happen at 0.25, 0.75 and 1.75 s: wait until at least two of them are logged.
