@@ -315,7 +315,7 @@ func (b *bench) tcgCalibration(ctx context.Context) {
 	// Same machine options as test/kmod/run.sh's guest.
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	argv := []string{qemu, "-nodefaults", "-no-user-config", "-nographic", "-accel", "tcg,thread=multi",
+	argv := []string{qemu, "-nodefaults", "-no-user-config", "-nographic", "-accel", "tcg,thread=single",
 		"-cpu", "max", "-m", "512", "-smp", "2", "-no-reboot", "-kernel", kernels[len(kernels)-1],
 		"-initrd", initrd, "-append", "console=ttyS0 quiet panic=-1 rdinit=/init", "-serial", "stdio", "-monitor", "none"}
 	out, qrunErr := exec.CommandContext(qctx, argv[0], argv[1:]...).CombinedOutput()
