@@ -178,7 +178,11 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 
 	status := func() string {
 		st := sup.Status()
-		return fmt.Sprintf("%d containers (%d running)", st.ContainerCount, st.RunningCount)
+		noun := "containers"
+		if st.ContainerCount == 1 {
+			noun = "container"
+		}
+		return fmt.Sprintf("%d %s (%d running)", st.ContainerCount, noun, st.RunningCount)
 	}
 	if err := sdglue.Ready(status()); err != nil {
 		logger.Warn("sd_notify READY=1 failed", "error", err.Error())

@@ -88,8 +88,8 @@ func TestNotifyAndWatchdog(t *testing.T) {
 	if m := read(); m != "READY=1\nSTATUS=0 containers (0 running)" {
 		t.Errorf("Ready sent %q", m)
 	}
-	Status("1 containers (1 running)")
-	if m := read(); m != "STATUS=1 containers (1 running)" {
+	Status("1 container (1 running)")
+	if m := read(); m != "STATUS=1 container (1 running)" {
 		t.Errorf("Status sent %q", m)
 	}
 	Stopping("stopping")

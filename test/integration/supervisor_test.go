@@ -189,7 +189,7 @@ func TestNotifyReadyStatusStopping(t *testing.T) {
 	if _, err := c.Start(ctx, service.StartRequest{Name: "n1", Command: []string{"sh", "-c", `trap "exit 0" TERM; echo hello-from-binary; sleep 1000 & wait`}}); err != nil {
 		t.Fatal(err)
 	}
-	expect("STATUS with one running container", 10*time.Second, func(m string) bool { return m == "STATUS=1 containers (1 running)" })
+	expect("STATUS with one running container", 10*time.Second, func(m string) bool { return m == "STATUS=1 container (1 running)" })
 	// The trap is set once the line is out; a TERM before that would be ignored by pid 1.
 	found := fmt.Errorf("found")
 	err = c.Logs(ctx, "n1", service.LogOptions{Follow: true}, func(l service.LogLine) error {
