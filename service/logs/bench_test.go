@@ -36,6 +36,21 @@ func benchInput() []byte {
 }
 
 // feed writes data into a pipe in 4 KiB writes, as a container would, and returns the read end.
+// copyThrough pushes data through one fresh ContainerLog (file, and journal when j is not nil),
+// the way a container's stdout reaches the supervisor.
+func copyThrough(b *testing.B, path string, f Fields, j *Journal, data []byte) {
+	c, err := OpenContainerLog(path, 1<<30, f, j)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := feed(b, data)
+	if err := c.Copy(r, service.Stdout); err != nil {
+		b.Fatal(err)
+	}
+	r.Close()
+	c.Close()
+}
+
 func feed(b *testing.B, data []byte) *os.File {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -106,16 +121,7 @@ func BenchmarkCopyFileOnly(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		c, err := OpenContainerLog(filepath.Join(dir, fmt.Sprintf("c%d.log", i)), 1<<30, f, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := feed(b, data)
-		if err := c.Copy(r, service.Stdout); err != nil {
-			b.Fatal(err)
-		}
-		r.Close()
-		c.Close()
+		copyThrough(b, filepath.Join(dir, fmt.Sprintf("c%d.log", i)), f, nil, data)
 	}
 	reportLines(b, start)
 }
@@ -145,16 +151,7 @@ func benchJournal(b *testing.B, batch bool) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		f := Fields{Name: fmt.Sprintf("bench%d", i), ID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
-		c, err := OpenContainerLog(filepath.Join(dir, fmt.Sprintf("c%d.log", i)), 1<<30, f, j)
-		if err != nil {
-			b.Fatal(err)
-		}
-		r := feed(b, data)
-		if err := c.Copy(r, service.Stdout); err != nil {
-			b.Fatal(err)
-		}
-		r.Close()
-		c.Close()
+		copyThrough(b, filepath.Join(dir, fmt.Sprintf("c%d.log", i)), f, j, data)
 		if err := testutil.JournalSync(); err != nil {
 			b.Fatal(err)
 		}
