@@ -1,0 +1,264 @@
+// Starting a container: validation, the undo stack, registration with the monitor.
+
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/logs"
+	"github.com/jackfruit/jackfruit/service/runtime"
+)
+
+// Start validates req, prepares the rootfs and starts the container. Nothing of a failed
+// start is left behind: no directory, mount, registry entry or monitor registration.
+func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req service.StartRequest) (service.ContainerInfo, error) {
+	if err := s.authorise(caller, "start containers"); err != nil {
+		return service.ContainerInfo{}, err
+	}
+	r, err := validate(req, s.cfg.BaseRootfs)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return service.ContainerInfo{}, service.Errorf(service.KindInvalidState, "the supervisor is shutting down; container %q was not started", r.Name)
+	}
+	if _, ok := s.containers[r.Name]; ok || s.starting[r.Name] {
+		s.mu.Unlock()
+		return service.ContainerInfo{}, service.Errorf(service.KindAlreadyExists, "container %q already exists", r.Name)
+	}
+	s.starting[r.Name] = true
+	s.starts.Add(1) // under s.mu with closing false: never races with Close's Wait
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.starting, r.Name)
+		s.mu.Unlock()
+		s.starts.Done()
+	}()
+	return s.create(r)
+}
+
+func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
+	var undo []func()
+	fail := func(err error) (service.ContainerInfo, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return service.ContainerInfo{}, err
+	}
+	dir := filepath.Join(s.containersDir(), r.Name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fail(service.Errorf(service.KindAlreadyExists, "container %q is unknown but its directory %s exists; remove that directory or choose another name", r.Name, dir))
+		}
+		return fail(internal(err, "create directory for container %q", r.Name))
+	}
+	undo = append(undo, func() { s.removeUnmounted(dir) })
+	id, err := newID()
+	if err != nil {
+		return fail(internal(err, "start container %q", r.Name))
+	}
+
+	rootfs, merged := r.Rootfs, ""
+	if r.overlay {
+		merged = s.mergedDir(r.Name)
+		// The name is free in our state directory, so a mount at its merged directory
+		// belongs to someone else: another supervisor given the same run directory (the
+		// default /run/jackfruit) and a container of the same name. Touch nothing of it.
+		if mps, err := mountPoints(filepath.Dir(merged)); err == nil && len(mps) > 0 {
+			return fail(service.Errorf(service.KindAlreadyExists,
+				"container %q: its overlay mount point %s is in use, probably by another supervisor sharing the run directory %s; give each supervisor its own --run-dir",
+				r.Name, merged, filepath.Dir(filepath.Dir(filepath.Dir(merged)))))
+		}
+		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+		for _, d := range []string{upper, work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return fail(internal(err, "prepare overlay for container %q", r.Name))
+			}
+		}
+		if err := os.MkdirAll(merged, 0o755); err != nil {
+			return fail(internal(err, "prepare overlay for container %q", r.Name))
+		}
+		if s.cfg.RunDir != "" {
+			undo = append(undo, func() { s.removeUnmounted(filepath.Dir(merged)) })
+		}
+		if err := runtime.MountOverlay(r.lower, upper, work, merged); err != nil {
+			return fail(internal(err, "mount overlay of %s for container %q", r.lower, r.Name))
+		}
+		undo = append(undo, func() {
+			if err := runtime.Unmount(merged); err != nil {
+				s.log.Error("unmount overlay after failed start", "container", r.Name, "path", merged, "error", err.Error())
+			}
+		})
+		rootfs = merged
+	}
+
+	logPath := filepath.Join(dir, "container.log")
+	fields := logs.Fields{Name: r.Name, ID: id}
+	clog, err := logs.OpenContainerLog(logPath, s.cfg.LogMaxBytes, fields, s.journal)
+	if err != nil {
+		return fail(internal(err, "open log of container %q", r.Name))
+	}
+	clog.SetLogger(s.log)
+	undo = append(undo, func() { clog.Close() })
+
+	created := time.Now()
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env})
+	if err != nil {
+		switch {
+		case errors.Is(err, runtime.ErrCommandNotFound):
+			return fail(&service.Error{Kind: service.KindCommandNotFound, Msg: fmt.Sprintf("start container %q", r.Name), Err: err})
+		case errors.Is(err, runtime.ErrCommandNotExecutable):
+			return fail(&service.Error{Kind: service.KindCommandNotExecutable, Msg: fmt.Sprintf("start container %q", r.Name), Err: err})
+		}
+		return fail(internal(err, "start container %q", r.Name))
+	}
+	c := &container{
+		dir:       dir,
+		proc:      proc,
+		clog:      clog,
+		done:      make(chan struct{}),
+		hard:      make(chan struct{}),
+		monExited: make(chan struct{}),
+		announced: make(chan struct{}),
+	}
+	// Copy from the first moment: a container must never block on a full pipe.
+	c.copies.Add(2)
+	go s.copyOutput(c, r.Name, proc.Stdout, service.Stdout)
+	go s.copyOutput(c, r.Name, proc.Stderr, service.Stderr)
+	undo = append(undo[:len(undo)-1], func() {
+		// The process is ours now: kill it, reap it, drain it, then close the log.
+		c.announce()
+		proc.Signal(syscall.SIGKILL)
+		proc.Wait()
+		c.copies.Wait()
+		clog.Close()
+	})
+	startTime, _ := procStartTime(proc.Pid)
+
+	c.rec = record{
+		ContainerInfo: service.ContainerInfo{
+			Name:        r.Name,
+			ID:          id,
+			State:       service.StateRunning,
+			Pid:         proc.Pid,
+			Command:     r.Command,
+			Env:         r.Env,
+			Rootfs:      rootfs,
+			Overlay:     r.overlay,
+			Hostname:    r.Hostname,
+			SoftLimit:   r.SoftLimit,
+			HardLimit:   r.HardLimit,
+			StopTimeout: r.StopTimeout,
+			CreatedAt:   created,
+			StartedAt:   time.Now(),
+			LogPath:     logPath,
+		},
+		InitStartTime: startTime,
+		BootID:        s.bootID,
+		MergedDir:     merged,
+	}
+	if r.overlay {
+		// What the user asked for is the base; the merged mount is an implementation detail.
+		c.rec.Rootfs = r.lower
+	}
+	s.register(c)
+	if c.registered {
+		undo = append(undo, func() { s.unregister(c) })
+	}
+	if err := s.saveLocked(c); err != nil {
+		return fail(internal(err, "start container %q", r.Name))
+	}
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return fail(service.Errorf(service.KindInvalidState, "the supervisor is shutting down; container %q was not started", r.Name))
+	}
+	s.containers[r.Name] = c
+	s.reapers.Add(1)
+	s.publish(service.EventStarted, c, 0, 0)
+	info := c.info()
+	s.mu.Unlock()
+	if s.journal != nil {
+		// Written here rather than by the journal writer, so it precedes the output lines.
+		if err := s.journal.Event(fields, service.Event{Type: service.EventStarted, Time: info.StartedAt, Container: info}); err != nil {
+			s.log.Debug("journal: started event", "container", r.Name, "error", err.Error())
+		}
+	}
+	c.announce()
+	go s.reap(c)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return info, nil
+}
+
+func (c *container) announce() { c.announceOnce.Do(func() { close(c.announced) }) }
+
+func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st service.Stream) {
+	defer c.copies.Done()
+	<-c.announced
+	if err := c.clog.Copy(rd, st); err != nil {
+		s.log.Warn("copying container output failed", "container", name, "stream", string(st), "error", err.Error())
+	}
+	rd.Close()
+}
+
+// register hands the container's init to the kernel monitor. A failure does not fail the
+// start: the container runs, and ps/inspect say its limits are not enforced and why.
+func (s *Supervisor) register(c *container) {
+	if s.mon == nil {
+		c.rec.LimitsEnforced = false
+		c.rec.Message = s.monMsg
+		return
+	}
+	pid := c.proc.Pid
+	// In the index before the ioctl: an event can arrive the moment the module knows the pid.
+	s.mu.Lock()
+	s.byPid[pid] = c
+	s.mu.Unlock()
+	if err := s.mon.Register(pid, c.rec.Name, c.rec.SoftLimit, c.rec.HardLimit); err != nil {
+		s.mu.Lock()
+		delete(s.byPid, pid)
+		s.mu.Unlock()
+		c.rec.Message = fmt.Sprintf("memory limits are not enforced: registering with the kernel monitor failed: %v", err)
+		if errors.Is(err, unix.ESRCH) {
+			// The command was over before it could be registered (e.g. `true`): nothing to
+			// watch, nothing worth a warning.
+			s.log.Debug("container exited before it was registered with the kernel monitor", "container", c.rec.Name)
+		} else {
+			s.log.Warn("memory limits not enforced for container", "container", c.rec.Name, "error", err.Error())
+		}
+		return
+	}
+	// The monitor's reader may already be updating c.rec (the module queues a REGISTERED
+	// event with the RSS at once), so from here on c.rec is only touched under s.mu.
+	s.mu.Lock()
+	c.registered = true
+	c.rec.LimitsEnforced = true
+	s.mu.Unlock()
+}
+
+func newID() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate container id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

@@ -1,0 +1,266 @@
+// The service.Manager methods other than Start.
+
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/logs"
+)
+
+// Stop sends SIGTERM, then SIGKILL after the timeout, and returns once the container is final.
+func (s *Supervisor) Stop(ctx context.Context, caller service.Caller, name string, timeout time.Duration) (service.ContainerInfo, error) {
+	if err := s.authorise(caller, "stop containers"); err != nil {
+		return service.ContainerInfo{}, err
+	}
+	c, err := s.lookup(name)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	if timeout > MaxStopTimeout {
+		return service.ContainerInfo{}, invalid("stop timeout %s is out of range (0, %s]", timeout, MaxStopTimeout)
+	}
+	s.stop(c, timeout)
+	select {
+	case <-c.done:
+		return s.snapshot(c), nil
+	case <-ctx.Done():
+		return service.ContainerInfo{}, &service.Error{Kind: service.KindInternal, Msg: fmt.Sprintf("stopping container %q: gave up waiting (the stop goes on)", name), Err: ctx.Err()}
+	}
+}
+
+// stop starts the TERM→KILL escalation for c and returns at once; the escalation goes on
+// even when the caller stops waiting. timeout <= 0 selects the container's stop timeout.
+func (s *Supervisor) stop(c *container, timeout time.Duration) {
+	s.mu.Lock()
+	if c.rec.State.Final() || c.proc == nil {
+		s.mu.Unlock()
+		return
+	}
+	if timeout <= 0 {
+		timeout = c.rec.StopTimeout
+	}
+	if c.rec.State == service.StateRunning {
+		c.rec.State = service.StateStopping
+		s.publish(service.EventChanged, c, 0, 0)
+	}
+	s.mu.Unlock()
+	if err := c.proc.Signal(syscall.SIGTERM); err != nil {
+		s.log.Debug("SIGTERM", "container", c.rec.Name, "error", err.Error())
+	}
+	go func() {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-c.done:
+		case <-t.C:
+			s.log.Info("container did not stop in time; sending SIGKILL", "container", c.rec.Name, "timeout", timeout.String())
+			if err := c.proc.Signal(syscall.SIGKILL); err != nil {
+				s.log.Debug("SIGKILL", "container", c.rec.Name, "error", err.Error())
+			}
+		}
+	}()
+}
+
+// Kill sends sig to the container's init.
+func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name string, sig syscall.Signal) error {
+	if err := s.authorise(caller, "send signals to containers"); err != nil {
+		return err
+	}
+	if err := validSignal(sig); err != nil {
+		return err
+	}
+	c, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	state := c.rec.State
+	s.mu.Unlock()
+	if state.Final() || c.proc == nil {
+		return service.Errorf(service.KindInvalidState, "container %q is not running (%s)", name, state)
+	}
+	if err := c.proc.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			// Its init is gone and the reaper is still draining the output: to the user
+			// that is a container that is not running any more, not a supervisor failure.
+			return service.Errorf(service.KindInvalidState, "container %q is not running (it has just exited)", name)
+		}
+		return internal(err, "send %s to container %q", signalName(sig), name)
+	}
+	return nil
+}
+
+// Remove deletes a final container with its writable layer and log file.
+func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name string) error {
+	if err := s.authorise(caller, "remove containers"); err != nil {
+		return err
+	}
+	c, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if !c.rec.State.Final() {
+		state := c.rec.State
+		s.mu.Unlock()
+		return service.Errorf(service.KindInvalidState, "container %q is %s; stop it before removing it", name, state)
+	}
+	if c.removing {
+		s.mu.Unlock()
+		return service.Errorf(service.KindInvalidState, "container %q is already being removed", name)
+	}
+	c.removing = true
+	merged := c.rec.MergedDir
+	s.mu.Unlock()
+	if err := s.removeDir(c.dir, merged); err != nil {
+		s.mu.Lock()
+		c.removing = false
+		s.mu.Unlock()
+		return internal(err, "remove container %q", name)
+	}
+	s.mu.Lock()
+	delete(s.containers, name)
+	s.publish(service.EventRemoved, c, 0, 0)
+	s.mu.Unlock()
+	return nil
+}
+
+// removeDir deletes a container directory, but never through a mount: if an overlay is still
+// mounted there it is unmounted first, and the removal is refused when that fails.
+func (s *Supervisor) removeDir(dir, merged string) error {
+	if merged != "" {
+		if err := s.teardownOverlay(merged); err != nil {
+			return err
+		}
+	}
+	mps, err := mountPoints(dir)
+	if err != nil {
+		return fmt.Errorf("read mount table: %w", err)
+	}
+	if len(mps) > 0 {
+		return fmt.Errorf("%s is still mounted; not removing %s", mps[0], dir)
+	}
+	return os.RemoveAll(dir)
+}
+
+// removeUnmounted undoes a directory of a failed start, unless something is still mounted
+// below it: deleting through a mount could reach what is mounted there.
+func (s *Supervisor) removeUnmounted(dir string) {
+	mps, err := mountPoints(dir)
+	if err == nil && len(mps) == 0 {
+		err = os.RemoveAll(dir)
+	} else if err == nil {
+		err = fmt.Errorf("%s is still mounted", mps[0])
+	}
+	if err != nil {
+		s.log.Error("cannot clean up after a failed start", "dir", dir, "error", err.Error())
+	}
+}
+
+// Get returns one container.
+func (s *Supervisor) Get(ctx context.Context, caller service.Caller, name string) (service.ContainerInfo, error) {
+	c, err := s.lookup(name)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	return s.snapshot(c), nil
+}
+
+// List returns the containers sorted by creation time (then name); all=false leaves out
+// final ones.
+func (s *Supervisor) List(ctx context.Context, caller service.Caller, all bool) ([]service.ContainerInfo, error) {
+	s.mu.Lock()
+	out := make([]service.ContainerInfo, 0, len(s.containers))
+	for _, c := range s.containers {
+		if all || !c.rec.State.Final() {
+			out = append(out, c.info())
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// Wait blocks until the container is final and its output drained.
+func (s *Supervisor) Wait(ctx context.Context, caller service.Caller, name string) (service.ContainerInfo, error) {
+	c, err := s.lookup(name)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	select {
+	case <-c.done:
+		return s.snapshot(c), nil
+	case <-ctx.Done():
+		return service.ContainerInfo{}, &service.Error{Kind: service.KindInternal, Msg: fmt.Sprintf("waiting for container %q: gave up", name), Err: ctx.Err()}
+	}
+}
+
+// Logs delivers the container's output from its log file; with Follow it goes on until the
+// container is final and drained.
+func (s *Supervisor) Logs(ctx context.Context, caller service.Caller, name string, opts service.LogOptions, fn func(service.LogLine) error) error {
+	c, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	final, path := c.rec.State.Final(), c.rec.LogPath
+	s.mu.Unlock()
+	if c.clog != nil && !final {
+		if err := c.clog.Read(ctx, opts, fn); err != nil || !opts.Follow {
+			return err
+		}
+		// The log ends when the output is drained, a moment before the final state is
+		// settled; a follower returns only once ps would show the container final.
+		select {
+		case <-c.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := logs.ReadFile(ctx, path, opts, fn); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // a container that never printed anything may have no log yet
+		}
+		return err
+	}
+	return nil
+}
+
+// Subscribe delivers every event from now on; see service.Manager.
+func (s *Supervisor) Subscribe() (<-chan service.Event, func()) {
+	return s.events.subscribe(subscriberBuffer)
+}
+
+// Status describes the supervisor.
+func (s *Supervisor) Status() service.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := service.Status{
+		Version:          service.Version,
+		BaseRootfs:       s.cfg.BaseRootfs,
+		MonitorAvailable: s.mon != nil,
+		MonitorMessage:   s.monMsg,
+		JournalAvailable: s.journal != nil,
+		ContainerCount:   len(s.containers),
+	}
+	for _, c := range s.containers {
+		if !c.rec.State.Final() {
+			st.RunningCount++
+		}
+	}
+	return st
+}

@@ -1,0 +1,167 @@
+// The end of a container: reaping its init, deciding its final state, persisting it.
+
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/runtime"
+)
+
+// saveLocked persists a snapshot of c.rec taken under s.mu: once a container is known to the
+// monitor's reader by its pid, the reader may write c.rec at any moment.
+func (s *Supervisor) saveLocked(c *container) error {
+	s.mu.Lock()
+	rec := c.rec
+	s.mu.Unlock()
+	return save(c.dir, rec)
+}
+
+func (s *Supervisor) unregister(c *container) {
+	if !c.registered {
+		return
+	}
+	if err := s.mon.Unregister(c.proc.Pid); err != nil {
+		s.log.Debug("unregister from kernel monitor", "container", c.rec.Name, "error", err.Error())
+	}
+	s.mu.Lock()
+	if s.byPid[c.proc.Pid] == c {
+		delete(s.byPid, c.proc.Pid)
+	}
+	s.mu.Unlock()
+	c.registered = false
+}
+
+// reap waits for the container's init, drains its output, settles the final state, tears
+// down the overlay and monitor registration, persists, and only then announces the exit.
+func (s *Supervisor) reap(c *container) {
+	defer s.reapers.Done()
+	exit, werr := c.proc.Wait()
+	c.copies.Wait()
+	if err := c.clog.Close(); err != nil {
+		s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())
+	}
+	finished := time.Now()
+
+	state, code, sig, msg := service.StateExited, exit.Code, "", ""
+	switch {
+	case werr != nil:
+		code = -1
+		msg = fmt.Sprintf("waiting for the container's init failed: %v", werr)
+		s.log.Error("wait for container", "container", c.rec.Name, "error", werr.Error())
+	case exit.Signal != 0:
+		state, code, sig = service.StateKilled, 128+int(exit.Signal), signalName(exit.Signal)
+		if exit.Signal == syscall.SIGKILL && c.registered && s.killedByMonitor(c) {
+			state = service.StateOOMKill
+		}
+	}
+	var rss uint64
+	if c.registered {
+		if e, err := s.mon.Query(c.proc.Pid); err == nil {
+			rss = e.RSS
+		}
+	}
+	s.unregister(c)
+	s.mu.Lock()
+	merged := c.rec.MergedDir
+	s.mu.Unlock()
+	if merged != "" {
+		if err := s.teardownOverlay(merged); err != nil {
+			s.log.Error("tearing down overlay", "container", c.rec.Name, "error", err.Error())
+		}
+	}
+
+	s.mu.Lock()
+	c.rec.State, c.rec.ExitCode, c.rec.Signal = state, code, sig
+	c.rec.Pid = 0
+	c.rec.FinishedAt = finished
+	if rss > 0 {
+		c.rec.RSS = rss
+		c.rec.PeakRSS = max(c.rec.PeakRSS, rss)
+	}
+	if state == service.StateOOMKill {
+		c.rec.Message = "killed by the kernel memory monitor at the hard limit"
+	} else if msg != "" {
+		c.rec.Message = msg
+	}
+	rec := c.rec
+	s.mu.Unlock()
+	if err := save(c.dir, rec); err != nil {
+		s.log.Error("persisting container state", "container", rec.Name, "error", err.Error())
+	}
+	s.mu.Lock()
+	s.publish(service.EventExited, c, 0, 0)
+	s.mu.Unlock()
+	close(c.done)
+}
+
+// killedByMonitor decides whether an init that died of SIGKILL was killed by the monitor.
+// The module queues the HARD event before it sends SIGKILL, so the event is readable by now,
+// but the reader goroutine may not have consumed it yet: ask the module directly, and wait
+// briefly for the reader to catch up when the module cannot say.
+func (s *Supervisor) killedByMonitor(c *container) bool {
+	select {
+	case <-c.hard:
+		return true
+	default:
+	}
+	wait := time.Second
+	if e, err := s.mon.Query(c.proc.Pid); err == nil {
+		if e.Killed {
+			return true
+		}
+		wait = 50 * time.Millisecond
+	}
+	return s.killedByMonitorWait(c, wait)
+}
+
+// killedByMonitorWait waits up to wait for the reader to deliver a HARD event for c.
+func (s *Supervisor) killedByMonitorWait(c *container, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-c.hard:
+		return true
+	case <-c.monExited:
+		// The exit is queued after any HARD event; the reader has passed it.
+		select {
+		case <-c.hard:
+			return true
+		default:
+			return false
+		}
+	case <-t.C:
+		return false
+	}
+}
+
+// teardownOverlay unmounts a container's merged rootfs and removes the mount point.
+func (s *Supervisor) teardownOverlay(merged string) error {
+	mps, err := mountPoints(merged)
+	if err != nil {
+		return fmt.Errorf("read mount table: %w", err)
+	}
+	// Deepest first, in case something was mounted inside the merged tree.
+	sort.Sort(sort.Reverse(sort.StringSlice(mps)))
+	for _, mp := range mps {
+		if err := runtime.Unmount(mp); err != nil {
+			return fmt.Errorf("unmount %s: %w", mp, err)
+		}
+	}
+	if err := os.Remove(merged); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if s.cfg.RunDir != "" && filepath.Dir(filepath.Dir(merged)) == filepath.Join(s.cfg.RunDir, "containers") {
+		if err := os.Remove(filepath.Dir(merged)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
