@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Jackfruit build and test entry points. Every target works on a fresh Debian 12 machine as root
 # once `make deps` (apt packages, Go tools) has run; .ci/run does exactly that, then `make test`.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs as PID 1 of the bench's private PID namespace, inside its private mount namespace
 # (started by bench/run.sh; never run it directly: its mounts would hit the host).
 # bash as PID 1 also reaps the orphans (detached crun containers, daemonised conmons).

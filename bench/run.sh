@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `make bench` (after `make build rootfs`): jackfruit side by side with crun, runc, conmon and
 # systemd-cat. Prints a table and writes bench/results/<timestamp>.json. See docs/bench.md.
 #

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package dbusapi exposes the supervisor core (service.Manager) on the D-Bus system bus as
 // io.jackfruit.Jackfruit1, in the style of systemd-machined's org.freedesktop.machine1.
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # C lint for the kernel module: checkpatch.pl --no-tree and sparse against every
 # installed kernel's headers, plus a W=1 build that must print no warning.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `make deb`: builds the jackfruit and jackfruit-monitor-dkms packages with Debian's own
 # tooling (dpkg-buildpackage, debhelper, dh-dkms) and checks them with lintian.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Generates shell completions and manual pages from the jackfruit CLI itself (its hidden
 # `gen-docs` command, built on cobra/doc), so they never drift from the real commands/flags.
 #   packaging/gen-docs.sh BINARY OUTDIR

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package service is the supervisor core: one registry of containers, one set of rules
 // (validation, authorisation, state), and one event stream that every front end consumes.
 //

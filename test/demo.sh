@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # make demo: the README's first command. Runs the memory-limit demo end to end on a Debian 12
 # machine, as root, from a fresh clone:
 #   - installs what the build needs (test/deps.sh), builds the packages and the test rootfs;

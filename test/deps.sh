@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs every Debian package and Go tool that build, tests, packaging and benchmarks use.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

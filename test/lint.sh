@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Static checks for Go (gofmt, go vet, staticcheck) and the kernel module (checkpatch, sparse).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command jackfruit is the container supervisor (`jackfruit supervisor`) and its command-line
 // client (every other verb), which talks to the supervisor over the control socket.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command memory_hog allocates memory in paced steps and touches every page, so its resident
 // set grows by a known amount per step. It is the test load for jackfruit's memory limits and
 // ships, statically linked, in the test rootfs as /usr/bin/memory_hog.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testutil holds helpers shared by jackfruit's host tests: a private systemd-journald
 // (this file) and a private dbus-daemon (dbus.go).
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testutil holds what the host tests of several packages share: the test rootfs, a
 // private systemd-journald (journald.go) and a private system-like dbus-daemon (dbus.go).
 package testutil

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package control serves the supervisor's Manager on a UNIX stream socket and provides the Go
 // client the CLI uses.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package logs carries container output and lifecycle events to their two destinations: a
 // size-capped per-container log file that backs `jackfruit logs` (always), and
 // systemd-journald with per-container fields (when journald runs).

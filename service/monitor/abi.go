@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package monitor is the user-space side of the container_monitor kernel
 // module: a Go mirror of the ioctl ABI in kmod/monitor_ioctl.h and a Client
 // for /dev/container_monitor.

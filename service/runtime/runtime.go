@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package runtime runs one command as a container: its own PID, UTS, mount and IPC
 // namespaces, its own root filesystem (pivot_root), a fresh /proc, a minimal /dev, a hostname,
 // stdin from /dev/null and stdout/stderr as pipes to the caller.

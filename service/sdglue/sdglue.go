@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package sdglue is the supervisor's small interface to systemd: the listening socket (from
 // socket activation or bound by hand), sd_notify state changes and watchdog pings.
 //

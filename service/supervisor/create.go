@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Starting a container: validation, the undo stack, registration with the monitor.
 
 package supervisor

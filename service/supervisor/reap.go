@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The end of a container: reaping its init, deciding its final state, persisting it.
 
 package supervisor

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package supervisor is the jackfruit core: the one registry of containers, the rules every
 // front end shares (validation, authorisation, state machine), the single event stream, and
 // persistence under the state directory.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Background consumers: the journal writer, the kernel monitor reader and the RSS sampler.
 
 package supervisor

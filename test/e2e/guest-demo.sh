@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The demo (test/demo.sh on a machine whose kernel cannot load modules), run inside the
 # Debian 12 guest as root: install the packages as a user would, run the memory hog with a
 # 40 MiB soft and 64 MiB hard limit, and show what the journal and the kernel log say.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The full-system scenario (make e2e), run inside the Debian 12 guest as root at every boot.
 # Boot 1: step 1, then reboot. Boot 2: steps 2-7, then power off. See docs/e2e.md.
 #

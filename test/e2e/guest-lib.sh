@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by the guest scenarios (guest-e2e.sh, guest-demo.sh). Runs inside the Debian guest
 # as root, started at every boot by jf-guest-runner.service from the second disk (/mnt/jf).
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Entry point on the data disk: jf-guest-runner.service runs /mnt/jf/guest.sh at every boot.
 # It runs the scenario (scenario.sh, copied from guest-e2e.sh or guest-demo.sh by run.sh)
 # from a copy in /run, so nothing holds the data disk open when the scenario unmounts it

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds (once) and caches the Debian 12 guest image used by the full-system VM test and the
 # VM demo. Prints the directory holding root.img, vmlinuz, initrd.img and kver.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The full-system VM test (make e2e) and the VM demo (test/demo.sh):
 #   test/e2e/run.sh [--scenario e2e|demo]
 #

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package integration runs the real jackfruit binary the way systemd and users do: socket
 // activation through systemd-socket-activate, sd_notify on a NOTIFY_SOCKET the test listens
 // on, the control socket, SIGTERM shutdown.

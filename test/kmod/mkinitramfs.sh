@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the kernel-test initramfs: Debian's busybox-static, the module, the
 # static ktest program and an /init that runs `ktest <mode>` and powers off.
 #   mkinitramfs.sh MODULE.ko KTEST-BINARY OUTPUT.cpio.gz

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Kernel module test bench (`make kmod-test`) and benchmark (`make bench` calls
 # `test/kmod/run.sh --bench`).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the test rootfs: Debian's static busybox with an applet symlink for each command in
 # /bin, the static memory_hog as /usr/bin/memory_hog, minimal /etc files and the mount-point
 # directories the runtime needs (proc, dev, sys). Idempotent and fast: files are only

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command jfbench measures jackfruit side by side with crun, runc, conmon and systemd-cat on
 // the same machine in the same run, so that every speed claim is a ratio to a peer.
 //

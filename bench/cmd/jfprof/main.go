@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command jfprof runs jackfruit's supervisor core in-process under Go's runtime/pprof, for
 // the places where `make bench` misses a goal: the supervisor exposes no pprof switch, and
 // perf sees machine code but not which Go allocation keeps an idle container's memory.

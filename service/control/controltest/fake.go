@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package controltest provides an in-memory service.Manager for testing the control socket and
 // its clients without namespaces or a kernel module. It follows the Manager contract (errors
 // kinds, final states, Logs follow semantics) closely enough for protocol tests; it is not a

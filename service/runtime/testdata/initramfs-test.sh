@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the runtime's host tests inside QEMU on a Debian kernel with a busybox initramfs as the
 # root filesystem. This covers what the host tests cannot: the distribution kernels (6.1, 6.12)
 # and an initramfs root, which pivot_root refuses to move (the runtime falls back to

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command ktest is the test program that runs inside the QEMU guest booted by
 // test/kmod/run.sh. It is statically linked (CGO_ENABLED=0) and started by the
 // initramfs /init as `ktest test` or `ktest bench`; it loads the module
