@@ -129,6 +129,12 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// What systemd passed (the socket unit's socket, the fd store of a previous run) is
+	// taken first, before anything else opens descriptors or starts children.
+	inherited, dropped := sdglue.Inherit()
+	if len(dropped) > 0 {
+		logger.Warn("closed descriptors passed by the service manager that are not jackfruit's", "names", strings.Join(dropped, ","))
+	}
 	// Signals are caught before anything is started so that a TERM during startup still
 	// leads to an orderly stop. SIGHUP too: there is nothing to reload, and Go's default for
 	// it (exit at once) would leave the containers running without a supervisor when the
@@ -160,7 +166,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		return err
 	}
 	// From here on every exit path stops the containers.
-	l, activated, err := sdglue.Listen(o.socket, o.socketGroup)
+	l, activated, err := inherited.Listen(o.socket, o.socketGroup)
 	if err != nil {
 		sup.Close()
 		return err

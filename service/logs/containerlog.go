@@ -176,8 +176,25 @@ type piece struct {
 // bigReadBufs, which goes back to the pool after the first read that comes back short (the
 // pipe was drained) once the unfinished line left over fits the small buffer again.
 func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
+	_, err := c.CopyFrom(r, s, nil)
+	return err
+}
+
+// ErrDetached is returned by CopyFrom when it stopped because r's read deadline expired.
+var ErrDetached = errors.New("stopped copying: the supervisor lets go of the stream")
+
+// CopyFrom is Copy for a stream that outlives the supervisor. carry is the unfinished line
+// a previous supervisor held back when it let go of the stream (at most MaxLinePiece bytes;
+// nil if none): it is logged as the start of the first line. When r's read deadline expires
+// (os.ErrDeadlineExceeded: the supervisor is letting go of the stream for the next one to
+// continue) CopyFrom logs the complete lines it read and returns the unfinished line it
+// holds, unlogged, with ErrDetached; everything else is as for Copy, and rest is nil.
+func (c *ContainerLog) CopyFrom(r io.Reader, s service.Stream, carry []byte) (rest []byte, err error) {
 	if s != service.Stdout && s != service.Stderr {
-		return service.Errorf(service.KindInvalidArgument, "unknown output stream %q", s)
+		return nil, service.Errorf(service.KindInvalidArgument, "unknown output stream %q", s)
+	}
+	if len(carry) > MaxLinePiece {
+		return nil, service.Errorf(service.KindInvalidArgument, "carried unfinished line of %d bytes exceeds %d", len(carry), MaxLinePiece)
 	}
 	stderr := s == service.Stderr
 	small := make([]byte, idleChunk)
@@ -192,21 +209,30 @@ func (c *ContainerLog) Copy(r io.Reader, s service.Stream) error {
 		start   int // bytes of an unfinished line kept at the front of buf
 		fileErr error
 	)
+	if len(carry) > idleChunk/2 {
+		big = bigReadBufs.Get().(*[]byte)
+		buf = *big
+	}
+	start = copy(buf, carry)
 	for {
 		room := buf[start:]
 		n, rerr := r.Read(room)
 		data := buf[:start+n]
+		detached := rerr != nil && errors.Is(rerr, os.ErrDeadlineExceeded)
 		sc := copyScratches.Get().(*copyScratch)
-		p, err := c.logRead(sc, data, stderr, rerr != nil)
+		p, err := c.logRead(sc, data, stderr, rerr != nil && !detached)
 		copyScratches.Put(sc)
 		if err != nil && fileErr == nil {
 			fileErr = err
 		}
+		if detached {
+			return bytes.Clone(data[p:]), errors.Join(ErrDetached, fileErr)
+		}
 		if rerr != nil {
 			if rerr == io.EOF {
-				return fileErr
+				return nil, fileErr
 			}
-			return errors.Join(fmt.Errorf("reading container %s %s: %w", c.fields.Name, s, rerr), fileErr)
+			return nil, errors.Join(fmt.Errorf("reading container %s %s: %w", c.fields.Name, s, rerr), fileErr)
 		}
 		rest := data[p:]
 		// Full read: more output is likely queued. Short read: the pipe is drained for now.

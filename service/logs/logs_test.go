@@ -941,3 +941,44 @@ func TestJournalSurvivesJournaldRestart(t *testing.T) {
 		t.Fatalf("journal after a journald restart: %q (dropped %d)", msgs, j.Dropped())
 	}
 }
+
+// A stream handed from one supervisor to the next: the first stops at its read deadline with
+// an unfinished line, the second carries it on; the log shows every line once, whole.
+func TestCopyFromDetachAndCarry(t *testing.T) {
+	c, _ := openLog(t, 0, testFields(t), nil)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fmt.Fprint(w, "1\n2\nthree is spl")
+	done := make(chan struct{})
+	var rest []byte
+	var cerr error
+	go func() {
+		defer close(done)
+		rest, cerr = c.CopyFrom(r, service.Stdout, nil)
+	}()
+	// Let it read what is there, then let go of the stream.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(readAll(t, c, service.LogOptions{Tail: -1})) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.SetReadDeadline(time.Now())
+	<-done
+	if !errors.Is(cerr, ErrDetached) || string(rest) != "three is spl" {
+		t.Fatalf("CopyFrom at the deadline: rest %q, %v", rest, cerr)
+	}
+	fmt.Fprint(w, "it\n4\n")
+	w.Close()
+	r.SetReadDeadline(time.Time{})
+	if rest2, err := c.CopyFrom(r, service.Stdout, rest); err != nil || rest2 != nil {
+		t.Fatalf("CopyFrom to EOF: %q %v", rest2, err)
+	}
+	if got := texts(readAll(t, c, service.LogOptions{})); fmt.Sprint(got) != fmt.Sprint([]string{"1", "2", "three is split", "4"}) {
+		t.Errorf("log holds %q", got)
+	}
+	if _, err := c.CopyFrom(strings.NewReader(""), service.Stdout, make([]byte, MaxLinePiece+1)); service.KindOf(err) != service.KindInvalidArgument {
+		t.Errorf("oversized carry: %v", err)
+	}
+}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package sdglue is the supervisor's small interface to systemd: the listening socket (from
-// socket activation or bound by hand), sd_notify state changes and watchdog pings.
+// socket activation or bound by hand), sd_notify state changes, watchdog pings and the fd
+// store that carries descriptors across a restart.
 //
 // Everything here degrades to a no-op outside systemd, so the supervisor runs the same way
 // from a unit, from a shell or from an initramfs.
@@ -19,23 +20,29 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/coreos/go-systemd/v22/daemon"
 )
+
+// Listen returns the control socket listener, binding path itself (see
+// Inherited.Listen); it is for callers that were not started by a service manager.
+func Listen(path, group string) (net.Listener, error) {
+	return bind(path, group)
+}
 
 // Listen returns the control socket listener. When systemd passed sockets (LISTEN_FDS) the
 // first UNIX stream socket is used and activated is true; path and group are then systemd's
 // business (ListenStream=, SocketMode=, SocketGroup=). Otherwise Listen binds path itself:
 // it creates the parent directory, replaces a stale socket file only when nobody answers on
-// it, and makes the socket mode 0660 owned by group (when that group exists).
-func Listen(path, group string) (l net.Listener, activated bool, err error) {
-	ls, err := activation.Listeners()
-	if err != nil {
-		return nil, false, fmt.Errorf("socket activation: %w", err)
-	}
+// it, and makes the socket mode 0660 owned by group (when that group exists). Either way
+// in.Sockets is consumed.
+func (in *Inherited) Listen(path, group string) (l net.Listener, activated bool, err error) {
+	socks := in.Sockets
+	in.Sockets = nil
 	var picked net.Listener
-	for _, cand := range ls {
-		if cand == nil {
+	for _, f := range socks {
+		cand, err := net.FileListener(f) // a duplicate; f itself is closed below
+		f.Close()
+		if err != nil {
 			continue // not a socket we can use as a listener (e.g. a datagram socket)
 		}
 		if picked == nil && cand.Addr().Network() == "unix" {
@@ -48,7 +55,7 @@ func Listen(path, group string) (l net.Listener, activated bool, err error) {
 	if picked != nil {
 		return picked, true, nil
 	}
-	if len(ls) > 0 {
+	if len(socks) > 0 {
 		return nil, false, errors.New("socket activation passed no UNIX stream socket")
 	}
 	l, err = bind(path, group)

@@ -15,7 +15,8 @@ import (
 func TestListenBindsAndGuards(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "j.sock")
-	l, activated, err := Listen(path, "no-such-group-jackfruit-test")
+	var in Inherited
+	l, activated, err := in.Listen(path, "no-such-group-jackfruit-test")
 	if err != nil || activated {
 		t.Fatalf("Listen: %v activated=%v", err, activated)
 	}
@@ -24,7 +25,7 @@ func TestListenBindsAndGuards(t *testing.T) {
 		t.Fatalf("socket %v %v, want a 0660 socket", fi.Mode(), err)
 	}
 	// A live socket is never taken over.
-	if _, _, err := Listen(path, ""); err == nil || !strings.Contains(err.Error(), "already listening") {
+	if _, err := Listen(path, ""); err == nil || !strings.Contains(err.Error(), "already listening") {
 		t.Errorf("second Listen on a served socket: %v", err)
 	}
 	l.Close()
@@ -39,7 +40,7 @@ func TestListenBindsAndGuards(t *testing.T) {
 	}
 	ul.SetUnlinkOnClose(false)
 	ul.Close()
-	l, _, err = Listen(path, "")
+	l, err = Listen(path, "")
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -48,7 +49,7 @@ func TestListenBindsAndGuards(t *testing.T) {
 	// Anything that is not a socket is left alone.
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, []byte("keep"), 0o644)
-	if _, _, err := Listen(file, ""); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := Listen(file, ""); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("Listen on a regular file: %v", err)
 	}
 	if b, _ := os.ReadFile(file); string(b) != "keep" {
