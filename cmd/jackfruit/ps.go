@@ -29,7 +29,11 @@ func (c *cli) newPsCmd() *cobra.Command {
 LIMITS shows the soft/hard memory limits; "(not enforced)" marks containers whose limits the
 kernel monitor does not watch (module not loaded). --format takes "table" (default), "json"
 (an array of the objects "inspect" prints) or a Go template applied to each container, with
-the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}'.`,
+the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}'.
+
+On a terminal the table fits its width: COMMAND, then STATUS are shortened, then CREATED, PID,
+STATUS and RSS are left out, in that order, as far as needed. Piped, every column is printed
+(COMMAND shortened to 30 characters). --no-trunc prints full IDs and commands and never fits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.dial(cmd.Context())
@@ -54,7 +58,11 @@ the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}
 			case format == "json":
 				return writeJSON(c.stdout, infos)
 			case format == "" || format == "table":
-				return writeTable(c.stdout, infos, time.Now(), noTrunc)
+				width := 0
+				if !noTrunc {
+					width = terminalWidth(c.stdout)
+				}
+				return writeTable(c.stdout, infos, time.Now(), noTrunc, width)
 			default:
 				return writeTemplate(cmd, c.stdout, format, infos)
 			}
@@ -152,9 +160,22 @@ func writeTemplate(cmd *cobra.Command, w io.Writer, format string, infos []servi
 	return nil
 }
 
-func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTrunc bool) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER ID\tNAME\tSTATE\tPID\tRSS\tLIMITS (SOFT/HARD)\tCREATED\tSTATUS\tCOMMAND")
+// writeTable prints the ps table. width > 0 fits it into that many columns (a terminal's
+// width, see fitColumns); 0 prints every column at its natural width.
+func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTrunc bool, width int) error {
+	cols := []tableColumn{
+		{header: "CONTAINER ID"},
+		{header: "NAME"},
+		{header: "STATE"},
+		{header: "PID", drop: 2},
+		{header: "RSS", drop: 4},
+		// The values (40M/64M) are much narrower than the header: a short header is the
+		// cheapest saving on a narrow terminal and loses nothing.
+		{header: "LIMITS (SOFT/HARD)", short: "SOFT/HARD"},
+		{header: "CREATED", drop: 1},
+		{header: "STATUS", min: 12, shrink: 2, drop: 3},
+		{header: "COMMAND", min: 12, shrink: 1},
+	}
 	for _, i := range infos {
 		id := i.ShortID()
 		if noTrunc {
@@ -173,11 +194,27 @@ func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTru
 			limits += " (not enforced)"
 		}
 		command := strings.Join(i.Command, " ")
-		if !noTrunc && len(command) > 30 {
-			command = command[:29] + "…"
+		if !noTrunc {
+			command = truncate(command, 30)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, i.Name, i.State, pid, rss, limits,
-			ago(now, i.CreatedAt), statusText(i, now), command)
+		for n, v := range []string{id, i.Name, string(i.State), pid, rss, limits, ago(now, i.CreatedAt), statusText(i, now), command} {
+			cols[n].cells = append(cols[n].cells, v)
+		}
+	}
+	if width > 0 {
+		cols = fitColumns(cols, width, tablePadding)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, tablePadding, ' ', 0)
+	row := make([]string, len(cols))
+	for n, c := range cols {
+		row[n] = c.header
+	}
+	fmt.Fprintln(tw, strings.Join(row, "\t"))
+	for r := range infos {
+		for n, c := range cols {
+			row[n] = truncate(c.cells[r], c.width)
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
 }
