@@ -42,7 +42,7 @@ func (s *Supervisor) Stop(ctx context.Context, caller service.Caller, name strin
 // even when the caller stops waiting. timeout <= 0 selects the container's stop timeout.
 func (s *Supervisor) stop(c *container, timeout time.Duration) {
 	s.mu.Lock()
-	if c.rec.State.Final() || c.proc == nil {
+	if c.rec.State.Final() || c.proc == nil || c.settling {
 		s.mu.Unlock()
 		return
 	}
@@ -84,10 +84,13 @@ func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name strin
 		return err
 	}
 	s.mu.Lock()
-	state := c.rec.State
+	state, settling := c.rec.State, c.settling
 	s.mu.Unlock()
 	if state.Final() || c.proc == nil {
 		return service.Errorf(service.KindInvalidState, "container %q is not running (%s)", name, state)
+	}
+	if settling {
+		return service.Errorf(service.KindInvalidState, "container %q is not running (it has just exited)", name)
 	}
 	if err := c.proc.Signal(sig); err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
@@ -122,7 +125,13 @@ func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name str
 	c.removing = true
 	merged := c.rec.MergedDir
 	s.mu.Unlock()
-	if err := s.removeDir(c.dir, merged); err != nil {
+	c.disk.mu.Lock()
+	err = s.removeDir(c.dir, merged)
+	if err == nil {
+		c.disk.gone = true // a background saver of its final state stops here
+	}
+	c.disk.mu.Unlock()
+	if err != nil {
 		s.mu.Lock()
 		c.removing = false
 		s.mu.Unlock()

@@ -81,27 +81,24 @@ func (s *Supervisor) reap(c *container) {
 	}
 
 	s.mu.Lock()
-	c.rec.State, c.rec.ExitCode, c.rec.Signal = state, code, sig
-	c.rec.Pid = 0
-	c.rec.FinishedAt = finished
-	if rss > 0 {
-		c.rec.RSS = rss
-		c.rec.PeakRSS = max(c.rec.PeakRSS, rss)
-	}
-	if state == service.StateOOMKill {
-		c.rec.Message = "killed by the kernel memory monitor at the hard limit"
-	} else if msg != "" {
-		c.rec.Message = msg
-	}
+	// From here the container is settling: the final state exists only in rec until it is
+	// saved and published (settle), and stop, kill and the sampler leave c.rec alone.
+	c.settling = true
 	rec := c.rec
 	s.mu.Unlock()
-	if err := save(c.dir, rec); err != nil {
-		s.log.Error("persisting container state", "container", rec.Name, "error", err.Error())
+	rec.State, rec.ExitCode, rec.Signal = state, code, sig
+	rec.Pid = 0
+	rec.FinishedAt = finished
+	if rss > 0 {
+		rec.RSS = rss
+		rec.PeakRSS = max(rec.PeakRSS, rss)
 	}
-	s.mu.Lock()
-	s.publish(service.EventExited, c, 0, 0)
-	s.mu.Unlock()
-	close(c.done)
+	if state == service.StateOOMKill {
+		rec.Message = "killed by the kernel memory monitor at the hard limit"
+	} else if msg != "" {
+		rec.Message = msg
+	}
+	s.settle(c, rec)
 }
 
 // killedByMonitor decides whether an init that died of SIGKILL was killed by the monitor.

@@ -80,6 +80,10 @@ type Supervisor struct {
 	// before the journal, the monitor and the state directory lock go away.
 	starts    sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
+	// savers counts background retries of a final state that could not be saved at once;
+	// shutdown is closed once no container runs any more, and tells them to hurry up.
+	savers   sync.WaitGroup
+	shutdown chan struct{}
 	stopBg    chan struct{}
 	kick      chan struct{} // asks the sampler for an early round (a container just started)
 	closeOnce sync.Once
@@ -100,13 +104,19 @@ type container struct {
 	// The pipes hold the output meanwhile.
 	announced    chan struct{}
 	announceOnce sync.Once
-	done         chan struct{} // closed once final, drained and persisted
+	done         chan struct{} // closed once final, drained, persisted and published
 	registered   bool          // with the kernel monitor
 	hard         chan struct{} // closed when the monitor reported a HARD kill for the init
 	hardOnce     sync.Once
 	monExited    chan struct{} // closed when the monitor reported the init's exit
 	exitOnce     sync.Once
 	removing     bool
+	// settling is set (under Supervisor.mu) once the reaper has the final state in hand and
+	// is saving it; the registry still shows the container as it was until settle publishes.
+	settling bool
+	// disk serialises writes of state.json with Remove, so a retried save never writes into
+	// a directory that Remove is deleting (see settle.go).
+	disk disk
 }
 
 // New prepares the state directory, loads the containers a previous supervisor left,
@@ -148,6 +158,7 @@ func New(cfg Config) (*Supervisor, error) {
 		starting:   make(map[string]bool),
 		byPid:      make(map[int]*container),
 		stopBg:     make(chan struct{}),
+		shutdown:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
 	}
 	if err := os.MkdirAll(s.containersDir(), 0o700); err != nil {
@@ -275,6 +286,8 @@ func (s *Supervisor) Close() error {
 		// before closing and is in running above); then no new reaper can appear.
 		s.starts.Wait()
 		s.reapers.Wait()
+		close(s.shutdown)
+		s.savers.Wait()
 		close(s.stopBg)
 		if s.mon != nil {
 			s.mon.Close() // ends the blocking ReadEvent of the reader
