@@ -80,13 +80,13 @@ type Supervisor struct {
 	// before the journal, the monitor and the state directory lock go away.
 	starts    sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
+	stopBg    chan struct{}
+	kick      chan struct{} // asks the sampler for an early round (a container just started)
+	closeOnce sync.Once
 	// savers counts background retries of a final state that could not be saved at once;
 	// shutdown is closed once no container runs any more, and tells them to hurry up.
 	savers   sync.WaitGroup
 	shutdown chan struct{}
-	stopBg    chan struct{}
-	kick      chan struct{} // asks the sampler for an early round (a container just started)
-	closeOnce sync.Once
 }
 
 var _ service.Manager = (*Supervisor)(nil)
