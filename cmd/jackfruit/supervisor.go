@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,7 @@ type supervisorOptions struct {
 	noDBus        bool
 	logMaxSize    string
 	logLevel      string
+	fdStoreMax    int
 }
 
 func newSupervisorCmd() *cobra.Command {
@@ -52,7 +54,10 @@ missing: the supervisor then says so once and runs without it. It connects to th
 the bus appears later, and reconnects by itself when the bus restarts.
 
 On SIGTERM, SIGINT or SIGHUP (its terminal closing) it stops every running container
-(SIGTERM, then SIGKILL after the container's stop timeout) and exits.`,
+(SIGTERM, then SIGKILL after the container's stop timeout) and exits. The exception is a
+restart by systemd (systemctl restart, the package upgrade's try-restart) while containers
+run as systemd units of their own: then it leaves them running, and the next supervisor
+takes them over with their output (kept in systemd's fd store) and exit status.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -77,6 +82,7 @@ On SIGTERM, SIGINT or SIGHUP (its terminal closing) it stops every running conta
 	f.BoolVar(&o.noDBus, "no-dbus", false, "do not connect to D-Bus")
 	f.StringVar(&o.logMaxSize, "log-max-size", fmt.Sprintf("%dM", supervisor.DefaultLogMaxBytes>>20), "size cap of each container's log file, which is rotated once (bytes, or with K, M, G suffix)")
 	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
+	f.IntVar(&o.fdStoreMax, "fd-store-max", 4096, "FileDescriptorStoreMax= of the unit, used when systemd does not say ($FDSTORE)")
 	return cmd
 }
 
@@ -153,6 +159,15 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	}()
 	defer func() { signal.Stop(pipes); close(pipes) }()
 
+	var fdStore *sdglue.FDStore
+	stored := make([]string, 0, len(inherited.Stored))
+	for name := range inherited.Stored {
+		stored = append(stored, name)
+	}
+	if o.fdStoreMax < 0 {
+		return fmt.Errorf("--fd-store-max %d: want 0 or more", o.fdStoreMax)
+	}
+	fdStore = sdglue.NewFDStore(o.fdStoreMax, stored, logger)
 	sup, err := supervisor.New(supervisor.Config{
 		StateDir:      o.stateDir,
 		RunDir:        o.runDir,
@@ -161,6 +176,8 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		MonitorDevice: o.monitorDevice,
 		LogMaxBytes:   maxLog,
 		Logger:        logger,
+		FDStore:       fdStore,
+		Inherited:     inherited.Stored,
 	})
 	if err != nil {
 		return err
@@ -232,21 +249,30 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	}()
 
 	var exitErr error
+	detach := false
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String())
+		detach = sig == syscall.SIGTERM && restarting(sup, logger)
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	case err := <-serveErr:
 		exitErr = fmt.Errorf("control socket: %w", err)
 		logger.Error("control socket failed; shutting down", "error", err.Error())
 	}
-	if err := sdglue.Stopping("stopping containers"); err != nil {
-		logger.Debug("sd_notify STOPPING=1 failed", "error", err.Error())
+	if detach {
+		if err := sdglue.Stopping("restarting; containers keep running"); err != nil {
+			logger.Debug("sd_notify STOPPING=1 failed", "error", err.Error())
+		}
+		sup.Detach()
+	} else {
+		if err := sdglue.Stopping("stopping containers"); err != nil {
+			logger.Debug("sd_notify STOPPING=1 failed", "error", err.Error())
+		}
+		// The socket keeps answering while containers stop, so ps shows them stopping;
+		// new starts are refused by the core from here on.
+		sup.Close()
 	}
-	// The socket keeps answering while containers stop, so ps shows them stopping; new
-	// starts are refused by the core from here on.
-	sup.Close()
 	cancelEvents()
 	stopWatchdog()
 	if bus != nil {
@@ -255,4 +281,22 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	srv.Close()
 	bg.Wait()
 	return exitErr
+}
+
+// restarting decides what a SIGTERM means: true when systemd is restarting the service and
+// the containers outlive the supervisor (their own units), so they are left running for
+// the next supervisor. Anything else, or a question systemd does not answer, means stop,
+// which is what SIGTERM always meant.
+func restarting(sup *supervisor.Supervisor, logger *slog.Logger) bool {
+	if !sup.ContainersOutlive() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := sdglue.Restarting(ctx)
+	if err != nil {
+		logger.Warn("cannot tell a restart from a stop; stopping the containers", "error", err.Error())
+		return false
+	}
+	return r
 }

@@ -226,7 +226,10 @@ func (c *ContainerLog) CopyFrom(r io.Reader, s service.Stream, carry []byte) (re
 			fileErr = err
 		}
 		if detached {
-			return bytes.Clone(data[p:]), errors.Join(ErrDetached, fileErr)
+			if fileErr != nil {
+				return bytes.Clone(data[p:]), errors.Join(ErrDetached, fileErr)
+			}
+			return bytes.Clone(data[p:]), ErrDetached
 		}
 		if rerr != nil {
 			if rerr == io.EOF {

@@ -140,8 +140,8 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	}
 	// Copy from the first moment: a container must never block on a full pipe.
 	c.copies.Add(2)
-	go s.copyOutput(c, r.Name, proc.Stdout, service.Stdout)
-	go s.copyOutput(c, r.Name, proc.Stderr, service.Stderr)
+	go s.copyOutput(c, r.Name, proc.Stdout, service.Stdout, nil)
+	go s.copyOutput(c, r.Name, proc.Stderr, service.Stderr, nil)
 	undo = append(undo[:len(undo)-1], func() {
 		// The process is ours now: kill it, reap it, drain it, then close the log.
 		c.announce()
@@ -178,6 +178,8 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 		// What the user asked for is the base; the merged mount is an implementation detail.
 		c.rec.Rootfs = r.lower
 	}
+	s.keepPipes(c)
+	undo = append(undo, func() { s.dropPipes(r.Name) })
 	s.register(c)
 	if c.registered {
 		undo = append(undo, func() { s.unregister(c) })
@@ -213,10 +215,16 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 
 func (c *container) announce() { c.announceOnce.Do(func() { close(c.announced) }) }
 
-func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st service.Stream) {
+// copyOutput copies one output stream into the container's log until EOF, or until Detach
+// ends it: then the unfinished line it holds is saved for the next supervisor.
+func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st service.Stream, carry []byte) {
 	defer c.copies.Done()
 	<-c.announced
-	if err := c.clog.Copy(rd, st); err != nil {
+	rest, err := c.clog.CopyFrom(rd, st, carry)
+	if errors.Is(err, logs.ErrDetached) {
+		s.writeCarry(c, st, rest)
+	}
+	if err != nil && err != logs.ErrDetached { // a read or file write error
 		s.log.Warn("copying container output failed", "container", name, "stream", string(st), "error", err.Error())
 	}
 	rd.Close()

@@ -15,13 +15,12 @@ import (
 )
 
 // loadAll brings back the containers a previous supervisor recorded, so ps -a, inspect and
-// logs survive a restart. Containers that were running when it died cannot be supervised
-// again (their output pipes are gone): they are marked final with a message, and an init
-// that is still alive is killed, but only when it is provably the same process.
-func (s *Supervisor) loadAll() error {
+// logs survive a restart. It returns the containers that were running when it ended, for
+// restoreLost; they are in the registry already, with their recorded state.
+func (s *Supervisor) loadAll() (lost []*container, err error) {
 	entries, err := os.ReadDir(s.containersDir())
 	if err != nil {
-		return fmt.Errorf("read state directory: %w", err)
+		return nil, fmt.Errorf("read state directory: %w", err)
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
@@ -41,12 +40,6 @@ func (s *Supervisor) loadAll() error {
 			s.log.Warn("ignoring unreadable container state", "dir", dir, "error", err.Error())
 			continue
 		}
-		if !rec.State.Final() {
-			s.recoverLost(&rec)
-			if err := save(dir, rec); err != nil {
-				s.log.Error("persisting recovered container state", "container", rec.Name, "error", err.Error())
-			}
-		}
 		c := &container{
 			dir:       dir,
 			rec:       rec,
@@ -56,8 +49,11 @@ func (s *Supervisor) loadAll() error {
 		}
 		close(c.done)
 		s.containers[rec.Name] = c
+		if !rec.State.Final() {
+			lost = append(lost, c)
+		}
 	}
-	return nil
+	return lost, nil
 }
 
 // recoverLost settles a container that was running when the previous supervisor died.
@@ -93,6 +89,11 @@ func killIfSame(pid int, startTime uint64) bool {
 	}
 	defer unix.Close(fd)
 	if st, err := procStartTime(pid); err != nil || st != startTime {
+		return false
+	}
+	// A pidfd polls readable once its process has exited: a zombie nobody reaped yet is
+	// over already, and signalling it would not make it "killed".
+	if n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0); err == nil && n > 0 {
 		return false
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {

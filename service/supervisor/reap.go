@@ -47,6 +47,16 @@ func (s *Supervisor) reap(c *container) {
 	defer s.reapers.Done()
 	exit, werr := c.proc.Wait()
 	c.copies.Wait()
+	s.mu.Lock()
+	if s.detaching {
+		// The copiers let go of the pipes before the end of the output: the next
+		// supervisor drains them and settles the container.
+		s.mu.Unlock()
+		return
+	}
+	s.finishing.Add(1) // Detach waits for a container that is being settled
+	s.mu.Unlock()
+	defer s.finishing.Done()
 	if err := c.clog.Close(); err != nil {
 		s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())
 	}
@@ -99,6 +109,8 @@ func (s *Supervisor) reap(c *container) {
 		rec.Message = msg
 	}
 	s.settle(c, rec)
+	// Drained to EOF and recorded: the next supervisor needs nothing of it any more.
+	s.dropPipes(rec.Name)
 }
 
 // killedByMonitor decides whether an init that died of SIGKILL was killed by the monitor.

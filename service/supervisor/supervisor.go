@@ -55,6 +55,13 @@ type Config struct {
 	Logger        *slog.Logger
 	// DisableJournal keeps container output out of journald (log files only).
 	DisableJournal bool
+	// FDStore keeps descriptors across a restart of the supervisor (systemd's fd store,
+	// *sdglue.FDStore); nil: nothing is kept.
+	FDStore FDKeeper
+	// Inherited are the descriptors a previous supervisor kept in FDStore, by name, as this
+	// one was started with them (sdglue.Inherited.Stored). New takes them over: the ones
+	// no container needs are closed and removed from the store.
+	Inherited map[string]*os.File
 }
 
 // Supervisor is the core. Create it with New; it implements service.Manager.
@@ -73,8 +80,12 @@ type Supervisor struct {
 	starting   map[string]bool    // names reserved by a Start in progress
 	byPid      map[int]*container // containers registered with the monitor, by init pid
 	closing    bool
+	detaching  bool // Detach: containers are left running for the next supervisor
 
 	reapers sync.WaitGroup // one per running container
+	// finishing counts reapers past the point of no return (recording a final state);
+	// Detach waits for them. Added to under mu while detaching is false.
+	finishing sync.WaitGroup
 	// starts counts Start calls past the closing check; Close waits for them so that a start
 	// in flight either registers its container (which Close then stops) or undoes itself
 	// before the journal, the monitor and the state directory lock go away.
@@ -180,7 +191,8 @@ func New(cfg Config) (*Supervisor, error) {
 			return nil, fmt.Errorf("create run directory: %w", err)
 		}
 	}
-	if err := s.loadAll(); err != nil {
+	lost, err := s.loadAll()
+	if err != nil {
 		return nil, err
 	}
 
@@ -208,6 +220,13 @@ func New(cfg Config) (*Supervisor, error) {
 	} else {
 		s.mon = m
 	}
+
+	// With journald and the monitor there: what was written while no supervisor ran goes
+	// to the journal too.
+	for _, c := range lost {
+		s.restoreLost(c)
+	}
+	s.dropUnusedInherited()
 
 	if s.journal != nil {
 		ch, _ := s.events.subscribe(16 * subscriberBuffer)

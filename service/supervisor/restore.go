@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Live restore: what a supervisor hands to the next one through systemd's fd store (each
+// running container's output pipes), letting go of running containers on a restart, and
+// taking over what a previous supervisor left.
+
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/logs"
+	"github.com/jackfruit/jackfruit/service/sdglue"
+)
+
+// FDKeeper keeps descriptors for the next supervisor: systemd's fd store (*sdglue.FDStore).
+type FDKeeper interface {
+	// Store keeps a duplicate of fd under name; false (and no error) when it is not kept
+	// (no store). An error wrapping sdglue.ErrStoreFull means the store is full; the
+	// keeper has said so once.
+	Store(name string, fd int) (bool, error)
+	// Remove drops every descriptor kept under name.
+	Remove(name string) error
+}
+
+// pipeFDName is the fd store name of a container's output pipe: "<name>.stdout" or
+// "<name>.stderr". Container names have no ':' (which LISTEN_FDNAMES reserves).
+func pipeFDName(name string, st service.Stream) string { return name + "." + string(st) }
+
+// carryFile holds the unfinished last line of a stream that a supervisor had read when it
+// let go of the stream (Detach), for the next one to log as the start of the next line.
+func carryFile(dir string, st service.Stream) string {
+	return filepath.Join(dir, "unfinished."+string(st))
+}
+
+// drainWait bounds how long a new supervisor drains the pipes of a container that is over:
+// EOF comes as soon as its last process is gone, so this only guards against a writer that
+// is not the container's.
+const drainWait = 10 * time.Second
+
+// keepPipes puts the read ends of c's output pipes into the fd store, so that output written
+// while no supervisor runs stays in the pipes for the next one. A failure costs only that.
+func (s *Supervisor) keepPipes(c *container) {
+	if s.cfg.FDStore == nil {
+		return
+	}
+	for _, p := range []struct {
+		st service.Stream
+		rd any
+	}{{service.Stdout, c.proc.Stdout}, {service.Stderr, c.proc.Stderr}} {
+		err := withFD(p.rd, func(fd int) error {
+			_, err := s.cfg.FDStore.Store(pipeFDName(c.rec.Name, p.st), fd)
+			return err
+		})
+		if err != nil && !errors.Is(err, sdglue.ErrStoreFull) {
+			s.log.Warn("container output pipe not kept in the fd store: output written while the supervisor restarts would be lost",
+				"container", c.rec.Name, "stream", string(p.st), "error", err.Error())
+		}
+	}
+}
+
+// dropPipes removes c's pipes from the fd store once they are drained to the end.
+func (s *Supervisor) dropPipes(name string) {
+	if s.cfg.FDStore == nil {
+		return
+	}
+	for _, st := range []service.Stream{service.Stdout, service.Stderr} {
+		if err := s.cfg.FDStore.Remove(pipeFDName(name, st)); err != nil {
+			s.log.Warn("removing a drained pipe from the fd store", "container", name, "stream", string(st), "error", err.Error())
+		}
+	}
+}
+
+// withFD runs fn with the descriptor of f (an *os.File or anything with SyscallConn)
+// without taking it out of non-blocking mode, as os.File.Fd would.
+func withFD(f any, fn func(fd int) error) error {
+	sc, ok := f.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("%T has no file descriptor", f)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// takeInherited removes the stored descriptor name from what this supervisor was started
+// with and returns it ready for the netpoller (nil if there is none).
+func (s *Supervisor) takeInherited(name string) *os.File {
+	f := s.cfg.Inherited[name]
+	if f == nil {
+		return nil
+	}
+	delete(s.cfg.Inherited, name)
+	// Passed descriptors are blocking; os.NewFile puts a non-blocking one into the
+	// netpoller, so a read deadline can end a read (Detach) and no thread blocks in it.
+	fd, err := unix.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		s.log.Warn("cannot use a descriptor from the fd store", "name", name, "error", err.Error())
+		return nil
+	}
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		s.log.Warn("cannot use a descriptor from the fd store", "name", name, "error", err.Error())
+		return nil
+	}
+	return os.NewFile(uintptr(fd), name)
+}
+
+// dropUnusedInherited closes what is left of the inherited descriptors (those of containers
+// that are final or gone) and removes them from the store.
+func (s *Supervisor) dropUnusedInherited() {
+	for name, f := range s.cfg.Inherited {
+		f.Close()
+		delete(s.cfg.Inherited, name)
+		s.log.Info("dropping a descriptor from the fd store that no container needs", "name", name)
+		if s.cfg.FDStore != nil {
+			if err := s.cfg.FDStore.Remove(name); err != nil {
+				s.log.Warn("removing from the fd store", "name", name, "error", err.Error())
+			}
+		}
+	}
+}
+
+// readCarry returns (and deletes) the unfinished line a previous supervisor left for st.
+func (s *Supervisor) readCarry(c *container, st service.Stream) []byte {
+	path := carryFile(c.dir, st)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("reading the unfinished line a previous supervisor left", "container", c.rec.Name, "stream", string(st), "error", err.Error())
+		}
+		return nil
+	}
+	os.Remove(path)
+	if len(b) > logs.MaxLinePiece {
+		s.log.Warn("ignoring an oversized unfinished line left by a previous supervisor", "container", c.rec.Name, "stream", string(st), "bytes", len(b))
+		return nil
+	}
+	return b
+}
+
+// writeCarry saves the unfinished line of st for the next supervisor.
+func (s *Supervisor) writeCarry(c *container, st service.Stream, rest []byte) {
+	if len(rest) == 0 {
+		return
+	}
+	if err := os.WriteFile(carryFile(c.dir, st), rest, 0o600); err != nil {
+		s.log.Warn("the unfinished last line of a container's output is lost across the restart",
+			"container", c.rec.Name, "stream", string(st), "bytes", len(rest), "error", err.Error())
+	}
+}
+
+// Detach lets go of the running containers without stopping them, for the next supervisor
+// to take over: what systemctl restart, a package upgrade's restart and a crash want. The
+// output copiers stop at a line boundary (an unfinished line is saved for the next
+// supervisor; the rest stays in the pipes, which the fd store keeps), the records stay
+// "running", and nothing is removed from the fd store. Then it ends like Close. New starts
+// are refused from the moment Detach begins.
+//
+// Only containers with a parent that outlives the supervisor (their systemd unit) survive:
+// the next supervisor kills the others, which were its children (manual mode), after
+// draining their pipes.
+func (s *Supervisor) Detach() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		s.detaching = true
+		s.mu.Unlock()
+		// A start in flight either registered its container before closing (and is in the
+		// list below) or undoes itself.
+		s.starts.Wait()
+		s.mu.Lock()
+		var running []*container
+		for _, c := range s.containers {
+			if !c.rec.State.Final() && c.proc != nil {
+				running = append(running, c)
+			}
+		}
+		s.mu.Unlock()
+		if len(running) > 0 {
+			s.log.Info("leaving containers running for the next supervisor", "count", len(running))
+		}
+		now := time.Now()
+		for _, c := range running {
+			for _, rd := range []any{c.proc.Stdout, c.proc.Stderr} {
+				if f, ok := rd.(interface{ SetReadDeadline(time.Time) error }); ok {
+					f.SetReadDeadline(now)
+				}
+			}
+		}
+		// The records stay as they are ("running"); a container that ends right now is
+		// either settled by its reaper, which got past its check before detaching was set
+		// (waited for here), or left to the next supervisor.
+		s.finishing.Wait()
+		for _, c := range running {
+			c.copies.Wait()
+			if err := c.clog.Close(); err != nil {
+				s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())
+			}
+		}
+		// The other reapers stay parked on their pidfds; the process ends with them.
+		close(s.shutdown)
+		s.savers.Wait()
+		close(s.stopBg)
+		if s.mon != nil {
+			s.mon.Close()
+		}
+		s.events.close()
+		s.bg.Wait()
+		if s.journal != nil {
+			s.journal.Close()
+		}
+		s.lock.Close()
+	})
+	return nil
+}
+
+// restoreLost settles a container that was running when the previous supervisor ended and
+// that this one cannot supervise again (manual mode: it was the previous supervisor's child,
+// which nobody can wait for now). Its output written meanwhile is drained from the kept
+// pipes into its log first; an init still alive is killed, but only when it is provably the
+// same process.
+func (s *Supervisor) restoreLost(c *container) {
+	stdout := s.takeInherited(pipeFDName(c.rec.Name, service.Stdout))
+	stderr := s.takeInherited(pipeFDName(c.rec.Name, service.Stderr))
+	s.recoverLost(&c.rec)
+	if stdout != nil || stderr != nil {
+		s.drain(c, stdout, stderr)
+	}
+	for _, st := range []service.Stream{service.Stdout, service.Stderr} {
+		os.Remove(carryFile(c.dir, st))
+	}
+	if err := save(c.dir, c.rec); err != nil {
+		s.log.Error("persisting recovered container state", "container", c.rec.Name, "error", err.Error())
+	}
+	s.dropPipes(c.rec.Name)
+}
+
+// drain copies what is left in a container's kept pipes (the init is gone) into its log,
+// in order after what the previous supervisor logged.
+func (s *Supervisor) drain(c *container, stdout, stderr *os.File) {
+	clog, err := logs.OpenContainerLog(c.rec.LogPath, s.cfg.LogMaxBytes, logs.Fields{Name: c.rec.Name, ID: c.rec.ID}, s.journal)
+	if err != nil {
+		s.log.Error("output written while the supervisor was down is lost: cannot open the container log", "container", c.rec.Name, "error", err.Error())
+		for _, f := range []*os.File{stdout, stderr} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return
+	}
+	clog.SetLogger(s.log)
+	deadline := time.Now().Add(drainWait)
+	done := make(chan struct{}, 2)
+	for st, f := range map[service.Stream]*os.File{service.Stdout: stdout, service.Stderr: stderr} {
+		if f == nil {
+			done <- struct{}{}
+			continue
+		}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			defer f.Close()
+			f.SetReadDeadline(deadline)
+			rest, err := clog.CopyFrom(f, st, s.readCarry(c, st))
+			if errors.Is(err, logs.ErrDetached) {
+				// Someone else still holds the pipe open: log what was there.
+				s.log.Warn("container output pipe still open after its init ended; stopped draining it", "container", c.rec.Name, "stream", string(st))
+				clog.CopyFrom(eofReader{}, st, rest)
+			} else if err != nil {
+				s.log.Warn("draining container output", "container", c.rec.Name, "stream", string(st), "error", err.Error())
+			}
+		}()
+	}
+	<-done
+	<-done
+	if err := clog.Close(); err != nil {
+		s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())
+	}
+}
+
+// eofReader is an empty stream: CopyFrom logs the carried unfinished line and returns.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// ContainersOutlive reports whether the containers outlive this supervisor: only then does
+// Detach leave them running for the next one. In manual mode they are its children and
+// the next supervisor could not learn how they end.
+func (s *Supervisor) ContainersOutlive() bool {
+	return false // containers run as the supervisor's children (manual mode)
+}
