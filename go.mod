@@ -13,6 +13,7 @@ require (
 	github.com/varlink/go v0.4.1-0.20261015173642-c935be0c53f7
 	golang.org/x/net v0.63.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/term v0.48.0
 )
 
 require (

@@ -236,6 +236,12 @@ func (f *fakeManager) Logs(context.Context, service.Caller, string, service.LogO
 	return service.Errorf(service.KindInternal, "Logs is not used by the D-Bus adapter")
 }
 
+// Exec is not exercised through this fake: the D-Bus shell method is tested against the real
+// supervisor (supervisor_test.go).
+func (f *fakeManager) Exec(context.Context, service.Caller, service.ExecRequest) (service.ExecProcess, error) {
+	return nil, service.Errorf(service.KindInternal, "the fake manager runs no commands")
+}
+
 func (f *fakeManager) Subscribe() (<-chan service.Event, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

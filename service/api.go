@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 )
@@ -57,6 +58,38 @@ type StartRequest struct {
 	SoftLimit   uint64   // bytes; 0 selects DefaultSoftLimit
 	HardLimit   uint64   // bytes; 0 selects DefaultHardLimit
 	StopTimeout time.Duration
+}
+
+// ExecRequest asks the core to run a command inside a running container (`jackfruit exec`).
+type ExecRequest struct {
+	Name    string
+	Command []string // argv; Command[0] is resolved inside the container using its PATH
+	Env     []string // KEY=VALUE added to the container's environment
+	WorkDir string   // absolute path inside the container; empty: "/"
+	User    string   // UID[:GID] or NAME[:GROUP] from the container's /etc/passwd; empty: root
+	// Tty runs the command on a new pty of the container's devpts, as the leader of a new
+	// session with the pty as its controlling terminal; ExecProcess.Pty returns the master.
+	Tty bool
+	// Stdin, Stdout and Stderr are the command's descriptors 0-2 when Tty is false (the
+	// client's own, passed over the socket); nil is /dev/null. The core does not close them.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// ExecExit is how an exec'd command ended.
+type ExecExit struct {
+	Code   int    `json:"exit_code"`        // exit status, or 128+signal when a signal killed it
+	Signal string `json:"signal,omitempty"` // e.g. "SIGKILL" when a signal killed it
+}
+
+// ExecProcess is a command started by Manager.Exec. Its owner must call Wait until it
+// returns the exit (the core reaps the process only then) and close Pty.
+type ExecProcess interface {
+	Pid() int      // host pid
+	Pty() *os.File // the pty master when the request had Tty, else nil; owned by the caller
+	Signal(sig syscall.Signal) error
+	// Wait returns once the command has exited; when ctx ends first it returns ctx's error
+	// and the command goes on.
+	Wait(ctx context.Context) (ExecExit, error)
 }
 
 // ContainerInfo is a snapshot of one container; it is what ps, inspect and D-Bus show.
@@ -181,6 +214,10 @@ type Manager interface {
 	// Logs calls fn for each selected line, in order; with Follow it returns once the container
 	// is final and drained, or when ctx ends, or fn returns an error.
 	Logs(ctx context.Context, caller Caller, name string, opts LogOptions, fn func(LogLine) error) error
+	// Exec starts a command inside a running container: its namespaces, root, environment and
+	// confinement. It returns once the command runs; errors for a command that cannot be run
+	// are KindCommandNotFound and KindCommandNotExecutable, as for Start.
+	Exec(ctx context.Context, caller Caller, req ExecRequest) (ExecProcess, error)
 	// Subscribe delivers every event from now on until cancel is called. A subscriber that
 	// falls far behind loses events rather than stalling the core (the channel is buffered).
 	Subscribe() (events <-chan Event, cancel func())

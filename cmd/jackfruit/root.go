@@ -110,7 +110,7 @@ changing containers needs root or membership in the jackfruit group.`,
 
 	for _, sub := range []*cobra.Command{
 		c.newStartCmd(), c.newRunCmd(), c.newStopCmd(), c.newKillCmd(), c.newRmCmd(),
-		c.newPsCmd(), c.newInspectCmd(), c.newLogsCmd(), c.newWaitCmd(),
+		c.newPsCmd(), c.newInspectCmd(), c.newLogsCmd(), c.newWaitCmd(), c.newExecCmd(),
 	} {
 		sub.GroupID = "containers"
 		root.AddCommand(sub)

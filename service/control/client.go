@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -26,7 +27,9 @@ type Client struct {
 	mu   sync.Mutex
 	conn net.Conn
 	r    *bufio.Reader
-	err  error // set once the connection is broken; every later call returns it
+	fdr  *fdReader // collects descriptors the supervisor sends (Exec's pty master)
+	read int64     // stream offset just past the last reply parsed
+	err  error     // set once the connection is broken; every later call returns it
 }
 
 // DialError is returned when the supervisor cannot be reached; it names the socket and says
@@ -69,7 +72,14 @@ func DialContext(ctx context.Context, path string) (*Client, error) {
 	if err != nil {
 		return nil, &DialError{Path: path, Err: err}
 	}
-	return &Client{path: path, conn: c, r: bufio.NewReaderSize(c, 64<<10)}, nil
+	cl := &Client{path: path, conn: c}
+	if uc, ok := c.(*net.UnixConn); ok {
+		cl.fdr = newFdReader(uc)
+		cl.r = bufio.NewReaderSize(cl.fdr, 64<<10)
+	} else {
+		cl.r = bufio.NewReaderSize(c, 64<<10)
+	}
+	return cl, nil
 }
 
 // Close closes the connection.
@@ -79,12 +89,27 @@ func (c *Client) Close() error {
 	if c.err == nil {
 		c.err = errors.New("control client: connection closed")
 	}
+	if c.fdr != nil {
+		c.fdr.closeAll()
+	}
 	return c.conn.Close()
 }
 
 // call sends one request and hands each reply's parameters to fn until the final reply.
 // An error reply is returned as a *service.Error.
 func (c *Client) call(ctx context.Context, method string, params any, more bool, fn func(json.RawMessage) error) error {
+	return c.callFds(ctx, method, params, nil, more, func(raw json.RawMessage, fds []*os.File) error {
+		closeFiles(fds) // no other method sends descriptors
+		if fn == nil {
+			return nil
+		}
+		return fn(raw)
+	})
+}
+
+// callFds is call with descriptors: files go with the request (SCM_RIGHTS), and fn receives
+// those that came with each reply (it owns them).
+func (c *Client) callFds(ctx context.Context, method string, params any, files []*os.File, more bool, fn func(json.RawMessage, []*os.File) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -124,11 +149,26 @@ func (c *Client) call(ctx context.Context, method string, params any, more bool,
 		return &service.Error{Kind: service.KindInvalidArgument,
 			Msg: fmt.Sprintf("request too large (%d bytes, at most %d)", len(req), MaxRequestSize)}
 	}
-	if _, err := c.conn.Write(append(req, 0)); err != nil {
+	if len(files) > 0 {
+		uc, ok := c.conn.(*net.UnixConn)
+		if !ok {
+			return fmt.Errorf("%s needs a UNIX socket to pass descriptors", method)
+		}
+		if err := writeWithFds(uc, append(req, 0), files); err != nil {
+			return fail(fmt.Errorf("sending %s to %s: %w", method, c.path, err))
+		}
+	} else if _, err := c.conn.Write(append(req, 0)); err != nil {
 		return fail(fmt.Errorf("sending %s to %s: %w", method, c.path, err))
 	}
 	for {
 		msg, err := readMessage(c.r, MaxReplySize)
+		var fds []*os.File
+		if err == nil {
+			c.read += int64(len(msg)) + 1
+			if c.fdr != nil {
+				fds = c.fdr.take(c.read)
+			}
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 				return fail(fmt.Errorf("the supervisor at %s closed the connection during %s (did it stop or restart?)", c.path, method))
@@ -140,16 +180,18 @@ func (c *Client) call(ctx context.Context, method string, params any, more bool,
 		}
 		var rep rawReply
 		if err := json.Unmarshal(msg, &rep); err != nil {
+			closeFiles(fds)
 			return fail(fmt.Errorf("malformed %s reply from %s: %w", method, c.path, err))
 		}
 		if rep.Error != "" {
+			closeFiles(fds)
 			if rep.Continues {
 				return fail(fmt.Errorf("protocol error: %s error reply with continues set", method))
 			}
 			return errorFromWire(rep.Error, rep.Parameters)
 		}
 		if fn != nil {
-			if err := fn(rep.Parameters); err != nil {
+			if err := fn(rep.Parameters, fds); err != nil {
 				if !rep.Continues {
 					return err
 				}

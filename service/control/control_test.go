@@ -742,7 +742,7 @@ func TestInterfaceDescription(t *testing.T) {
 	if parsed.Name != control.InterfaceName {
 		t.Fatalf("IDL name %q", parsed.Name)
 	}
-	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status"}
+	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec"}
 	var got []string
 	for _, m := range parsed.Methods {
 		got = append(got, m.Name)

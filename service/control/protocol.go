@@ -336,6 +336,23 @@ method Events() -> (event: ?Event)
 
 method Status() -> (status: Supervisor)
 
+# Runs a command inside a running container (its namespaces, root, environment and
+# confinement). Requires more. Without tty the call carries exactly three file descriptors
+# (SCM_RIGHTS): the command's stdin, stdout and stderr. With tty the command runs on a new
+# pty of the container and the first reply carries the pty's master descriptor. The first
+# reply (continues) gives the command's host pid, the final one its exit: exit_code is
+# 128+N when signal N killed it. A client that disconnects hangs up on the command (SIGHUP).
+method Exec(
+  name: string,
+  command: []string,
+  env: ?[]string,
+  # Absolute path inside the container; absent: /.
+  workdir: ?string,
+  # UID[:GID] or NAME[:GROUP] from the container's /etc/passwd and /etc/group; absent: root.
+  user: ?string,
+  tty: ?bool
+) -> (pid: int, exit_code: ?int, signal: ?string)
+
 error NoSuchContainer (message: string)
 error AlreadyExists (message: string)
 error InvalidArgument (message: string)

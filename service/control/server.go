@@ -210,13 +210,15 @@ type conn struct {
 	caller service.Caller
 	log    *slog.Logger
 	busy   atomic.Bool // a call is in progress: the connection is not idle
+	fdr    *fdReader   // nil when the connection cannot carry descriptors
 }
 
 // incoming is what the reader goroutine hands the dispatcher: a request or a read failure.
 type incoming struct {
 	req     request
-	err     error  // fatal: reply with errName (if set) and close
-	errName string // varlink error to send before closing
+	fds     []*os.File // descriptors sent with the request (SCM_RIGHTS)
+	err     error      // fatal: reply with errName (if set) and close
+	errName string     // varlink error to send before closing
 	errMsg  string
 }
 
@@ -228,6 +230,10 @@ func (s *Server) serveConn(c net.Conn) {
 		return
 	}
 	cn := &conn{s: s, c: c, caller: caller, log: s.log.With("uid", caller.UID, "pid", caller.PID)}
+	if uc, ok := c.(*net.UnixConn); ok {
+		cn.fdr = newFdReader(uc)
+		defer cn.fdr.closeAll()
+	}
 
 	// A separate reader lets the dispatcher notice a vanished client while a long call
 	// (Wait, Logs follow, Events) is in progress: the reader cancels connCtx.
@@ -238,6 +244,7 @@ func (s *Server) serveConn(c net.Conn) {
 
 	for in := range reqs {
 		if in.err != nil {
+			closeFiles(in.fds)
 			if in.errName != "" {
 				cn.log.Debug("control socket: bad request", "err", in.err)
 				cn.writeReply(reply{Error: in.errName, Parameters: errorParams{Parameter: "request", Message: in.errMsg}})
@@ -245,7 +252,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		cn.busy.Store(true)
-		ok := cn.dispatch(connCtx, in.req)
+		ok := cn.dispatch(connCtx, in.req, in.fds)
 		cn.busy.Store(false)
 		if !ok {
 			return
@@ -258,7 +265,12 @@ func (s *Server) serveConn(c net.Conn) {
 // entirely (a client may half-close its write side and still wait for its reply).
 func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs chan<- incoming) {
 	defer close(reqs)
-	br := bufio.NewReaderSize(cn.c, 64<<10)
+	var rd io.Reader = cn.c
+	if cn.fdr != nil {
+		rd = cn.fdr
+	}
+	br := bufio.NewReaderSize(rd, 64<<10)
+	var consumed int64 // stream offset just past the last message parsed
 	send := func(in incoming) bool {
 		select {
 		case reqs <- in:
@@ -291,6 +303,11 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 		}
 		cn.c.SetReadDeadline(time.Now().Add(cn.s.RequestTimeout))
 		msg, err := readMessage(br, MaxRequestSize)
+		consumed += int64(len(msg)) + 1
+		var fds []*os.File
+		if err == nil && cn.fdr != nil {
+			fds = cn.fdr.take(consumed)
+		}
 		switch {
 		case errors.Is(err, errTooLarge):
 			send(incoming{err: err, errName: ErrInvalidParameter,
@@ -308,6 +325,7 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 		}
 		var req request
 		if err := json.Unmarshal(msg, &req); err != nil || req.Method == "" {
+			closeFiles(fds)
 			m := "request is not a JSON object with a \"method\""
 			if err != nil {
 				m = "malformed JSON request: " + err.Error()
@@ -316,7 +334,8 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 			cancel()
 			return
 		}
-		if !send(incoming{req: req}) {
+		if !send(incoming{req: req, fds: fds}) {
+			closeFiles(fds)
 			return
 		}
 	}
@@ -391,7 +410,11 @@ func watchHangup(ctx context.Context, c net.Conn, cancel context.CancelFunc) {
 }
 
 // writeReply writes one reply; false means the connection is unusable.
-func (cn *conn) writeReply(r reply) bool {
+func (cn *conn) writeReply(r reply) bool { return cn.writeReplyFds(r, nil) }
+
+// writeReplyFds writes one reply carrying files (SCM_RIGHTS); false means the connection is
+// unusable.
+func (cn *conn) writeReplyFds(r reply, files []*os.File) bool {
 	b, err := json.Marshal(r)
 	if err != nil {
 		cn.log.Error("control socket: cannot encode reply", "err", err)
@@ -402,7 +425,12 @@ func (cn *conn) writeReply(r reply) bool {
 	if cn.s.WriteTimeout > 0 {
 		cn.c.SetWriteDeadline(time.Now().Add(cn.s.WriteTimeout))
 	}
-	if _, err := cn.c.Write(b); err != nil {
+	if uc, ok := cn.c.(*net.UnixConn); ok && len(files) > 0 {
+		err = writeWithFds(uc, b, files)
+	} else {
+		_, err = cn.c.Write(b)
+	}
+	if err != nil {
 		cn.log.Debug("control socket: write failed", "err", err)
 		return false
 	}
@@ -414,7 +442,8 @@ type call struct {
 	cn     *conn
 	req    request
 	ctx    context.Context
-	failed bool // the connection broke while replying
+	fds    []*os.File // descriptors sent with the request; a handler that keeps them sets nil
+	failed bool       // the connection broke while replying
 }
 
 // reply sends the final reply (unless the call is oneway).
@@ -464,8 +493,9 @@ func (c *call) failErr(err error) {
 }
 
 // dispatch runs one call; false means close the connection.
-func (cn *conn) dispatch(ctx context.Context, req request) bool {
-	c := &call{cn: cn, req: req, ctx: ctx}
+func (cn *conn) dispatch(ctx context.Context, req request, fds []*os.File) bool {
+	c := &call{cn: cn, req: req, ctx: ctx, fds: fds}
+	defer func() { closeFiles(c.fds) }()
 	if req.Upgrade {
 		c.fail(ErrInvalidParameter, errorParams{Parameter: "upgrade", Message: "connection upgrades are not supported"})
 		return !c.failed
@@ -543,6 +573,7 @@ var handlers = map[string]func(*conn, *call){
 	"Logs":   (*conn).logs,
 	"Events": (*conn).events,
 	"Status": (*conn).status,
+	"Exec":   (*conn).exec,
 }
 
 func (cn *conn) start(c *call) {

@@ -17,11 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Init must be the first call in main() of every binary that calls Start. In a normal start
-// it returns at once. In the container setup stage (the binary re-executed by Start inside
-// the new namespaces) it sets up the container and execs the user's command, so it never
-// returns there.
+// Init must be the first call in main() of every binary that calls Start or Exec. In a
+// normal start it returns at once. In the container setup stage (the binary re-executed by
+// Start inside the new namespaces) it sets up the container and execs the user's command,
+// and in the exec stage (re-executed by Exec) it enters a running container and starts a
+// command there; it never returns in either.
 func Init() {
+	execInit()
 	if len(os.Args) == 0 || os.Args[0] != initArg0 {
 		return
 	}

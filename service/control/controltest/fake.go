@@ -10,8 +10,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,13 +34,14 @@ type container struct {
 // Stop, Kill or Exit. Special commands: "notfound" fails with CommandNotFound, "noexec" with
 // CommandNotExecutable.
 type Manager struct {
-	mu        sync.Mutex
-	ctrs      map[string]*container
-	subs      map[chan service.Event]struct{}
-	callers   []service.Caller
-	cancelled int // calls that ended because their context was cancelled
-	nextPid   int
-	FailWith  map[string]error // Get(name) returns this error, for error-mapping tests
+	mu          sync.Mutex
+	ctrs        map[string]*container
+	subs        map[chan service.Event]struct{}
+	callers     []service.Caller
+	cancelled   int // calls that ended because their context was cancelled
+	nextPid     int
+	execSignals []syscall.Signal
+	FailWith    map[string]error // Get(name) returns this error, for error-mapping tests
 }
 
 var _ service.Manager = (*Manager)(nil)
@@ -382,4 +385,109 @@ func (m *Manager) Status() service.Status {
 	return service.Status{Version: service.Version, BaseRootfs: "/var/lib/jackfruit/rootfs",
 		MonitorMessage: "fake manager: no kernel monitor", JournalAvailable: false,
 		ContainerCount: len(m.ctrs), RunningCount: run}
+}
+
+// Exec implements service.Manager without running anything: the "command" writes its
+// arguments joined by spaces and a newline to its stdout (or pty) and exits 0; "exit N"
+// exits N; "hang" runs until signalled and ends with 128+signal. ExecSignals records the
+// signals execs received.
+func (m *Manager) Exec(_ context.Context, caller service.Caller, req service.ExecRequest) (service.ExecProcess, error) {
+	m.seen(caller)
+	if caller.UID != 0 {
+		return nil, service.Errorf(service.KindAccessDenied, "uid %d may not run commands in containers", caller.UID)
+	}
+	if len(req.Command) == 0 {
+		return nil, service.Errorf(service.KindInvalidArgument, "no command given")
+	}
+	m.mu.Lock()
+	c, err := m.lookup(req.Name)
+	if err == nil && c.info.State != service.StateRunning {
+		err = service.Errorf(service.KindInvalidState, "container %q is not running", req.Name)
+	}
+	m.nextPid++
+	pid := m.nextPid
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if req.Command[0] == "notfound" {
+		return nil, service.Errorf(service.KindCommandNotFound, "command %q not found", req.Command[0])
+	}
+	e := &fakeExec{m: m, pid: pid, sig: make(chan syscall.Signal, 1)}
+	out := req.Stdout
+	if req.Tty {
+		mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, service.Errorf(service.KindInternal, "fake pty: %v", err)
+		}
+		if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+			unix.Close(mfd)
+			return nil, service.Errorf(service.KindInternal, "fake pty: %v", err)
+		}
+		sfd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(mfd), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+		if errno != 0 {
+			unix.Close(mfd)
+			return nil, service.Errorf(service.KindInternal, "fake pty: %v", errno)
+		}
+		e.pty = os.NewFile(uintptr(mfd), "fake-pty-master")
+		out = os.NewFile(sfd, "fake-pty-slave")
+		defer out.Close()
+	}
+	if out != nil {
+		if _, err := out.WriteString(strings.Join(req.Command, " ") + "\n"); err != nil {
+			return nil, service.Errorf(service.KindInternal, "fake exec: %v", err)
+		}
+	}
+	switch {
+	case req.Command[0] == "exit" && len(req.Command) == 2:
+		code, _ := strconv.Atoi(req.Command[1])
+		e.sig <- 0
+		e.code = code
+	case req.Command[0] == "hang":
+	default:
+		e.sig <- 0
+	}
+	return e, nil
+}
+
+// ExecSignals returns the signals sent to execs so far.
+func (m *Manager) ExecSignals() []syscall.Signal {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.execSignals)
+}
+
+type fakeExec struct {
+	m    *Manager
+	pid  int
+	pty  *os.File
+	code int
+	sig  chan syscall.Signal // 0: exited by itself
+}
+
+func (e *fakeExec) Pid() int      { return e.pid }
+func (e *fakeExec) Pty() *os.File { return e.pty }
+
+func (e *fakeExec) Signal(sig syscall.Signal) error {
+	e.m.mu.Lock()
+	e.m.execSignals = append(e.m.execSignals, sig)
+	e.m.mu.Unlock()
+	select {
+	case e.sig <- sig:
+	default:
+	}
+	return nil
+}
+
+func (e *fakeExec) Wait(ctx context.Context) (service.ExecExit, error) {
+	select {
+	case s := <-e.sig:
+		e.sig <- s // later Waits see the same end
+		if s != 0 {
+			return service.ExecExit{Code: 128 + int(s), Signal: unix.SignalName(s)}, nil
+		}
+		return service.ExecExit{Code: e.code}, nil
+	case <-ctx.Done():
+		return service.ExecExit{}, ctx.Err()
+	}
 }

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package runtime
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// startSleeper starts a long-running container and returns it; the cleanup kills it.
+func startSleeper(t *testing.T, name string) *Process {
+	t.Helper()
+	p, err := Start(Spec{Name: name, Rootfs: testRootfs(t), Args: []string{"/bin/sleep", "1000"}, Env: []string{"FROM_CONTAINER=yes"}})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = p.Signal(syscall.SIGKILL)
+		finish(t, p)
+	})
+	return p
+}
+
+// execOut runs spec in p with stdout and stderr captured and returns them with the exit.
+func execOut(t *testing.T, p *Process, spec ExecSpec) (Exit, string, string, error) {
+	t.Helper()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Stdout, spec.Stderr = outW, errW
+	e, err := p.Exec(spec)
+	outW.Close()
+	errW.Close()
+	var out, errOut bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&out, outR) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(&errOut, errR) }()
+	var exit Exit
+	if err == nil {
+		exit, err = e.Wait()
+		if err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+	}
+	wg.Wait()
+	outR.Close()
+	errR.Close()
+	return exit, out.String(), errOut.String(), err
+}
+
+func TestExecSeesTheContainer(t *testing.T) {
+	p := startSleeper(t, "exec-sees")
+	script := `hostname; echo pid=$$; echo $(tr '\0' ' ' </proc/1/cmdline); cat /etc/hostname; ` +
+		`echo env=$FROM_CONTAINER/$EXTRA home=$HOME; pwd; ls /proc | grep -c '^[0-9]'`
+	exit, out, errOut, err := execOut(t, p, ExecSpec{
+		Args: []string{"/bin/sh", "-c", script}, ContainerEnv: []string{"FROM_CONTAINER=yes"},
+		Env: []string{"EXTRA=x"}, Dir: "/tmp",
+	})
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("exec: %v %v, stderr %q", err, exit, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 7 {
+		t.Fatalf("output %q", out)
+	}
+	if lines[0] != "exec-sees" {
+		t.Errorf("hostname %q, want the container's", lines[0])
+	}
+	// The container's init is 1; the exec'd shell is another pid of the same namespace.
+	if lines[1] == "pid=1" || !strings.HasPrefix(lines[1], "pid=") {
+		t.Errorf("%q: want a pid of the container's namespace other than 1", lines[1])
+	}
+	if lines[2] != "/bin/sleep 1000" {
+		t.Errorf("/proc/1/cmdline %q: want the container's init", lines[2])
+	}
+	if lines[4] != "env=yes/x home=/root" {
+		t.Errorf("environment %q", lines[4])
+	}
+	if lines[5] != "/tmp" {
+		t.Errorf("working directory %q", lines[5])
+	}
+	// The container's /proc shows its own namespace only: init, sh, ls and grep.
+	if lines[6] != "4" {
+		t.Errorf("%s processes visible in the container's /proc, want 4 (init, sh, ls, grep)", lines[6])
+	}
+}
+
+func TestExecExitCodes(t *testing.T) {
+	p := startSleeper(t, "exec-codes")
+	exit, _, _, err := execOut(t, p, ExecSpec{Args: []string{"/bin/sh", "-c", "exit 7"}})
+	if err != nil || exit.Code != 7 {
+		t.Errorf("exit 7: got %v, %v", exit, err)
+	}
+	exit, _, _, err = execOut(t, p, ExecSpec{Args: []string{"/bin/sh", "-c", "kill -TERM $$"}})
+	if err != nil || exit.Signal != syscall.SIGTERM || exit.Code != 143 {
+		t.Errorf("killed by SIGTERM: got %v, %v", exit, err)
+	}
+	if _, _, _, err = execOut(t, p, ExecSpec{Args: []string{"no-such-command"}}); !errors.Is(err, ErrCommandNotFound) {
+		t.Errorf("missing command: %v, want ErrCommandNotFound", err)
+	}
+	if _, _, _, err = execOut(t, p, ExecSpec{Args: []string{"/etc/passwd"}}); !errors.Is(err, ErrCommandNotExecutable) {
+		t.Errorf("non-executable command: %v, want ErrCommandNotExecutable", err)
+	}
+	if _, _, _, err = execOut(t, p, ExecSpec{Args: []string{"/bin/true"}, Dir: "/nonexistent"}); !errors.Is(err, ErrBadDir) {
+		t.Errorf("missing working directory: %v, want ErrBadDir", err)
+	}
+	if _, _, _, err = execOut(t, p, ExecSpec{}); err == nil || !strings.Contains(err.Error(), "no command") {
+		t.Errorf("empty command: %v", err)
+	}
+}
+
+func TestExecUser(t *testing.T) {
+	p := startSleeper(t, "exec-user")
+	for _, c := range []struct{ user, want string }{
+		{"", "0 0 /root"},
+		{"nobody", "65534 65534 /nonexistent"},
+		{"1234", "1234 1234 /root"},
+		{"1234:5", "1234 5 /root"},
+		{"daemon:tty", "1 5 /usr/sbin"},
+	} {
+		exit, out, errOut, err := execOut(t, p, ExecSpec{User: c.user, Args: []string{"/bin/sh", "-c", "echo $(id -u) $(id -g) $HOME"}})
+		if err != nil || exit.Code != 0 {
+			t.Errorf("user %q: %v %v %s", c.user, err, exit, errOut)
+			continue
+		}
+		if got := strings.TrimSpace(out); got != c.want {
+			t.Errorf("user %q: %q, want %q", c.user, got, c.want)
+		}
+	}
+	for _, bad := range []string{"nosuchuser", "root:nosuchgroup", ":5", "1:", "4294967295"} {
+		_, _, _, err := execOut(t, p, ExecSpec{User: bad, Args: []string{"/bin/true"}})
+		if !errors.Is(err, ErrBadUser) {
+			t.Errorf("user %q: %v, want ErrBadUser", bad, err)
+		}
+	}
+}
+
+func TestExecPty(t *testing.T) {
+	p := startSleeper(t, "exec-pty")
+	master, slave, err := p.OpenPty()
+	if err != nil {
+		t.Fatalf("OpenPty: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 77}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Exec(ExecSpec{Args: []string{"/bin/sh", "-c", "tty; stty size; [ -t 0 ] && echo interactive"},
+		Stdin: slave, Stdout: slave, Stderr: slave, Tty: true})
+	slave.Close()
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	// The slave closes when the shell exits: reading the master then fails with EIO.
+	out, _ := io.ReadAll(master)
+	exit, err := e.Wait()
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("exit %v %v", exit, err)
+	}
+	got := strings.ReplaceAll(string(out), "\r\n", "\n")
+	if got != "/dev/pts/0\n33 77\ninteractive\n" {
+		t.Errorf("pty output %q", got)
+	}
+}
+
+func TestExecConcurrent(t *testing.T) {
+	p := startSleeper(t, "exec-many")
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, w, err := os.Pipe()
+			if err != nil {
+				errs <- err
+				return
+			}
+			e, err := p.Exec(ExecSpec{Args: []string{"/bin/sh", "-c", fmt.Sprintf("echo %d; exit %d", i, i%50)}, Stdout: w})
+			w.Close()
+			if err != nil {
+				r.Close()
+				errs <- err
+				return
+			}
+			out, _ := io.ReadAll(r)
+			r.Close()
+			exit, err := e.Wait()
+			if err != nil || exit.Code != i%50 || strings.TrimSpace(string(out)) != fmt.Sprint(i) {
+				errs <- fmt.Errorf("exec %d: %v %v %q", i, exit, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestExecNotRunning(t *testing.T) {
+	p, err := Start(Spec{Name: "exec-gone", Rootfs: testRootfs(t), Args: []string{"/bin/true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the init to exit without reaping it: its pidfd polls readable.
+	fds := []unix.PollFd{{Fd: int32(p.pidfd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(fds, 10000); err != nil || n != 1 {
+		t.Fatalf("init did not exit: %v", err)
+	}
+	if _, err := p.Exec(ExecSpec{Args: []string{"/bin/true"}}); err == nil {
+		t.Error("exec into an exited container succeeded")
+	}
+	finish(t, p)
+	if _, err := p.Exec(ExecSpec{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("exec into a reaped container: %v, want ErrNotRunning", err)
+	}
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package supervisor
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackfruit/jackfruit/service"
+)
+
+// execOutput runs cmd in the container through the core and returns its stdout and exit.
+func execOutput(t *testing.T, e *testEnv, req service.ExecRequest) (string, service.ExecExit, error) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	req.Stdout = w
+	p, err := e.s.Exec(context.Background(), root, req)
+	w.Close()
+	if err != nil {
+		return "", service.ExecExit{}, err
+	}
+	out, _ := io.ReadAll(r)
+	exit, err := p.Wait(context.Background())
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return string(out), exit, nil
+}
+
+func TestExec(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.s.Start(ctx, root, service.StartRequest{Name: "box", Command: []string{"sleep", "1000"}, Env: []string{"GREETING=hi"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, exit, err := execOutput(t, e, service.ExecRequest{Name: "box", Command: []string{"sh", "-c", "echo $GREETING $(hostname); exit 4"}})
+	if err != nil || exit.Code != 4 || out != "hi box\n" {
+		t.Fatalf("exec: %q %+v %v", out, exit, err)
+	}
+	for _, c := range []struct {
+		req  service.ExecRequest
+		kind service.Kind
+	}{
+		{service.ExecRequest{Name: "nope", Command: []string{"true"}}, service.KindNoSuchContainer},
+		{service.ExecRequest{Name: "box"}, service.KindInvalidArgument},
+		{service.ExecRequest{Name: "box", Command: []string{"true"}, User: "nosuchuser"}, service.KindInvalidArgument},
+		{service.ExecRequest{Name: "box", Command: []string{"true"}, WorkDir: "relative"}, service.KindInvalidArgument},
+		{service.ExecRequest{Name: "box", Command: []string{"nosuchcommand"}}, service.KindCommandNotFound},
+		{service.ExecRequest{Name: "box", Command: []string{"/etc/passwd"}}, service.KindCommandNotExecutable},
+	} {
+		if _, _, err := execOutput(t, e, c.req); service.KindOf(err) != c.kind {
+			t.Errorf("%+v: %v, want %s", c.req, err, c.kind)
+		}
+	}
+	if _, err := e.s.Exec(ctx, service.Caller{UID: 65534}, service.ExecRequest{Name: "box", Command: []string{"true"}}); service.KindOf(err) != service.KindAccessDenied {
+		t.Errorf("exec by an ordinary user: %v", err)
+	}
+
+	// A hung-up command ends with SIGHUP and is reaped: no zombie, no descriptor left.
+	fds := countFDs()
+	p, err := e.s.Exec(ctx, root, service.ExecRequest{Name: "box", Command: []string{"sleep", "1000"}, Tty: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Pty().Close()
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if exit, err := p.Wait(wctx); err != nil || exit.Signal != "SIGHUP" {
+		t.Errorf("hung-up exec: %+v %v", exit, err)
+	}
+	if n := countZombies(t); n != 0 {
+		t.Errorf("%d zombies after exec", n)
+	}
+	if n := countFDs(); n > fds {
+		t.Errorf("%d descriptors after exec, %d before", n, fds)
+	}
+
+	// Stopping the container ends what runs in it.
+	p, err = e.s.Exec(ctx, root, service.ExecRequest{Name: "box", Command: []string{"sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.Stop(ctx, root, "box", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := p.Wait(wctx); err != nil || exit.Signal != "SIGKILL" {
+		t.Errorf("exec after its container stopped: %+v %v", exit, err)
+	}
+	if _, _, err := execOutput(t, e, service.ExecRequest{Name: "box", Command: []string{"true"}}); service.KindOf(err) != service.KindInvalidState || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("exec into a stopped container: %v", err)
+	}
+}
