@@ -41,7 +41,13 @@ func TestWaitHoldsNoThread(t *testing.T) {
 	var pids, fds []int
 	for i := 0; i < n; i++ {
 		fd := -1
-		pid, err := syscall.ForkExec("/bin/sleep", []string{"sleep", "1"}, &syscall.ProcAttr{
+		// The first one is killed below: it must still be running then, however slow the
+		// forks of the others were on a loaded machine.
+		secs := "1"
+		if i == 0 {
+			secs = "100"
+		}
+		pid, err := syscall.ForkExec("/bin/sleep", []string{"sleep", secs}, &syscall.ProcAttr{
 			Sys: &syscall.SysProcAttr{PidFD: &fd},
 		})
 		if err != nil {
