@@ -50,7 +50,9 @@ deb:
 bench: deps build rootfs
 	bench/run.sh
 
-demo: deps
+# demo.sh installs the dependencies itself (it is the README's first command, also run by hand),
+# so no `deps` prerequisite here: it would run them twice.
+demo:
 	test/demo.sh
 
 clean:
