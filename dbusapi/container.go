@@ -44,6 +44,16 @@ func (s *Server) containerMethods(conn *dbus.Conn) map[string]any {
 			}
 			return s.kill(conn, &msg, name, sig)
 		},
+		"OpenShell": func(msg dbus.Message, user string, command, env []string) (dbus.UnixFD, uint32, *dbus.Error) {
+			if err := checkSignature(&msg, "sasas"); err != nil {
+				return -1, 0, err
+			}
+			name, err := containerTarget(&msg)
+			if err != nil {
+				return -1, 0, err
+			}
+			return s.openShell(conn, &msg, name, user, command, env)
+		},
 		"Remove": func(msg dbus.Message) *dbus.Error {
 			if err := checkSignature(&msg, ""); err != nil {
 				return err

@@ -43,6 +43,12 @@ func (s *Server) managerMethods(conn *dbus.Conn) map[string]any {
 			}
 			return ContainerPath(ci.Name), nil
 		},
+		"OpenContainerShell": func(msg dbus.Message, name, user string, command, env []string) (dbus.UnixFD, uint32, *dbus.Error) {
+			if err := checkSignature(&msg, "ssasas"); err != nil {
+				return -1, 0, err
+			}
+			return s.openShell(conn, &msg, name, user, command, env)
+		},
 		"StopContainer": func(msg dbus.Message, name string, timeoutSec uint32) *dbus.Error {
 			if err := checkSignature(&msg, "su"); err != nil {
 				return err
