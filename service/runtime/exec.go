@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ type execConfig struct {
 	Dir          string   `json:"dir"`
 	User         string   `json:"user"`
 	Tty          bool     `json:"tty"`
+	Cgroup       bool     `json:"cgroup"` // execCgroupFd is open: fork into that cgroup
 }
 
 // execReport is the exec stage's answer: the pid of the started command, or why not.
@@ -63,10 +65,11 @@ const (
 	execEnv  = "_JACKFRUIT_RUNTIME_EXEC_FD"
 	// Descriptors of the exec stage: stdio, the sync socket, a pidfd of the container's init
 	// and an O_PATH descriptor of the init's root directory.
-	execSyncFd  = 3
-	execPidFd   = 4
-	execRootFd  = 5
-	maxUserSpec = 256
+	execSyncFd   = 3
+	execPidFd    = 4
+	execRootFd   = 5
+	execCgroupFd = 6 // the init's cgroup v2 directory, when there is one
+	maxUserSpec  = 256
 )
 
 // Errors of Exec besides ErrCommandNotFound and ErrCommandNotExecutable.
@@ -116,8 +119,15 @@ func (p *Process) Exec(spec ExecSpec) (*Process, error) {
 	}
 	defer pidfd.Close()
 	defer root.Close()
+	cgroup, err := openCgroupOf(p.Pid)
+	if err != nil {
+		return nil, err
+	}
+	if cgroup != nil {
+		defer cgroup.Close()
+	}
 	cfg, err := json.Marshal(execConfig{Args: spec.Args, Env: spec.Env, ContainerEnv: spec.ContainerEnv,
-		Dir: spec.Dir, User: spec.User, Tty: spec.Tty})
+		Dir: spec.Dir, User: spec.User, Tty: spec.Tty, Cgroup: cgroup != nil})
 	if err != nil {
 		return nil, fmt.Errorf("encoding exec config: %w", err)
 	}
@@ -145,10 +155,14 @@ func (p *Process) Exec(spec ExecSpec) (*Process, error) {
 		stdio[i] = devNull
 	}
 	helperPidfd := -1
+	files := []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), childFd, pidfd.Fd(), root.Fd()}
+	if cgroup != nil {
+		files = append(files, cgroup.Fd())
+	}
 	attr := &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   []string{fmt.Sprintf("%s=%d", execEnv, execSyncFd)},
-		Files: []uintptr{stdio[0].Fd(), stdio[1].Fd(), stdio[2].Fd(), childFd, pidfd.Fd(), root.Fd()},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{PidFD: &helperPidfd},
 	}
 	helperPid, err := syscall.ForkExec("/proc/self/exe", []string{execArg0}, attr)
@@ -377,6 +391,11 @@ func execStage(sync *os.File) (code int) {
 		return fail("", err)
 	}
 	sys := &syscall.SysProcAttr{Setsid: true, Setctty: cfg.Tty, Ctty: 0}
+	if cfg.Cgroup {
+		// clone3(CLONE_INTO_CGROUP): born in the container's cgroup, so its memory and pids
+		// count against the container's limits from the first instruction.
+		sys.UseCgroupFD, sys.CgroupFD = true, execCgroupFd
+	}
 	if id.set {
 		sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
 	}
@@ -425,4 +444,55 @@ func enterContainer() error {
 		return fmt.Errorf("chdir /: %w", err)
 	}
 	return nil
+}
+
+// openCgroupOf opens the cgroup v2 directory of pid (the "0::" line of /proc/PID/cgroup under
+// the host's cgroup2 mount), or returns nil when there is no cgroup2 hierarchy to join (a
+// host with cgroup v1 only).
+func openCgroupOf(pid int) (*os.File, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNotRunning
+		}
+		return nil, fmt.Errorf("reading the cgroup of pid %d: %w", pid, err)
+	}
+	var rel string
+	found := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		if r, ok := strings.CutPrefix(line, "0::"); ok {
+			rel, found = r, true
+			break
+		}
+	}
+	mount := cgroup2Mount()
+	if !found || mount == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(filepath.Join(mount, filepath.Clean("/"+rel)), os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the cgroup %s of pid %d: %w", rel, pid, err)
+	}
+	return f, nil
+}
+
+// cgroup2Mount returns where this process sees the cgroup2 hierarchy ("" when nowhere).
+func cgroup2Mount() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		_, after, ok := strings.Cut(line, " - ")
+		if !ok || !strings.HasPrefix(after, "cgroup2 ") {
+			continue
+		}
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT ...; only a mount of the hierarchy's root maps
+		// /proc/PID/cgroup paths directly.
+		f := strings.Fields(line)
+		if len(f) >= 5 && f[3] == "/" {
+			return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(f[4])
+		}
+	}
+	return ""
 }

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -230,5 +233,52 @@ func TestExecNotRunning(t *testing.T) {
 	finish(t, p)
 	if _, err := p.Exec(ExecSpec{Args: []string{"/bin/true"}}); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("exec into a reaped container: %v, want ErrNotRunning", err)
+	}
+}
+
+// TestExecJoinsCgroup: the exec'd command is born in the cgroup of the container's init,
+// wherever that is (its own group here), so it counts against the container's cgroup limits.
+func TestExecJoinsCgroup(t *testing.T) {
+	mount := cgroup2Mount()
+	if mount == "" {
+		t.Skip("no cgroup2 hierarchy on this host")
+	}
+	p := startSleeper(t, "exec-cgroup")
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if r, ok := strings.CutPrefix(l, "0::"); ok {
+			own = r
+		}
+	}
+	dir, err := os.MkdirTemp(filepath.Join(mount, own), "jf-exec-test-")
+	if err != nil {
+		t.Skipf("cannot make a cgroup to test with: %v", err)
+	}
+	t.Cleanup(func() {
+		// This runs before startSleeper's cleanup: the group empties once the init is dead.
+		_ = p.Signal(syscall.SIGKILL)
+		for range 100 {
+			if os.Remove(dir) == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("cgroup %s not removed", dir)
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(p.Pid)), 0); err != nil {
+		t.Skipf("cannot move the init into a test cgroup: %v", err)
+	}
+	_, out, errOut, err := execOut(t, p, ExecSpec{Args: []string{"/bin/cat", "/proc/self/cgroup"}})
+	if err != nil {
+		t.Fatalf("exec: %v %s", err, errOut)
+	}
+	rel := strings.TrimPrefix(dir, mount)
+	// Inside the container the cgroup namespace is the host's, so the path is the full one.
+	if !strings.Contains(out, "0::"+rel+"\n") {
+		t.Errorf("exec'd command's cgroups:\n%s\nwant 0::%s", out, rel)
 	}
 }
