@@ -67,6 +67,13 @@ func startSupervisorBus(t *testing.T, busArgs ...string) *env {
 // the env's log buffer).
 func startSupervisorOut(t *testing.T, out io.Writer, busArgs ...string) *env {
 	t.Helper()
+	return startSupervisorWrapped(t, nil, out, busArgs...)
+}
+
+// startSupervisorWrapped starts the supervisor through wrap (a command such as prlimit that
+// execs its arguments, so the pid stays the supervisor's), with extra flags.
+func startSupervisorWrapped(t *testing.T, wrap []string, out io.Writer, busArgs ...string) *env {
+	t.Helper()
 	rootfs := testutil.Rootfs(t)
 	self, err := os.Executable()
 	if err != nil {
@@ -77,7 +84,8 @@ func startSupervisorOut(t *testing.T, out io.Writer, busArgs ...string) *env {
 	args := append([]string{"supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
 		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--monitor-device", "none",
 		"--admin-group", ""}, busArgs...)
-	e.sup = exec.Command(self, args...)
+	argv := append(append(wrap[:len(wrap):len(wrap)], self), args...)
+	e.sup = exec.Command(argv[0], argv[1:]...)
 	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
 	if out == nil {
 		out = e.supLog

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/monitor"
@@ -37,6 +38,7 @@ type supervisorOptions struct {
 	logMaxSize    string
 	logLevel      string
 	fdStoreMax    int
+	maxConns      int
 }
 
 func newSupervisorCmd() *cobra.Command {
@@ -83,6 +85,7 @@ takes them over with their output (kept in systemd's fd store) and exit status.`
 	f.StringVar(&o.logMaxSize, "log-max-size", fmt.Sprintf("%dM", supervisor.DefaultLogMaxBytes>>20), "size cap of each container's log file, which is rotated once (bytes, or with K, M, G suffix)")
 	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
 	f.IntVar(&o.fdStoreMax, "fd-store-max", 4096, "FileDescriptorStoreMax= of the unit, used when systemd does not say ($FDSTORE)")
+	f.IntVar(&o.maxConns, "max-connections", control.DefaultMaxConns, "most control socket connections open at once (fewer when the descriptor limit is low: clients get at most half of it)")
 	return cmd
 }
 
@@ -132,9 +135,13 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	if err != nil {
 		return fmt.Errorf("--log-max-size: %w", err)
 	}
+	if o.maxConns < 1 {
+		return fmt.Errorf("--max-connections %d: want at least 1", o.maxConns)
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	raiseFileLimit(logger)
 	// What systemd passed (the socket unit's socket, the fd store of a previous run) is
 	// taken first, before anything else opens descriptors or starts children.
 	inherited, dropped := sdglue.Inherit()
@@ -189,6 +196,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		return err
 	}
 	srv := control.NewServer(sup, logger)
+	srv.MaxConns = o.maxConns
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 	logger.Info("serving the control socket", "address", l.Addr().String(), "socket_activated", activated)
@@ -299,4 +307,27 @@ func restarting(sup *supervisor.Supervisor, logger *slog.Logger) bool {
 		return false
 	}
 	return r
+}
+
+// raiseFileLimit makes sure the soft RLIMIT_NOFILE is the hard one, as systemd recommends
+// for daemons that need many descriptors (each running container holds a few; the soft
+// default of 1024 exists for select(2), which Go never uses). Go's runtime already raises it
+// at start (to hard-1, and hands children the original soft limit back); this checks, raises
+// it in the same way if that ever stops happening, and logs what the supervisor has. It uses
+// prlimit directly: syscall.Setrlimit would make every container inherit the raised limit.
+func raiseFileLimit(logger *slog.Logger) {
+	var rl unix.Rlimit
+	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &rl); err != nil {
+		logger.Warn("cannot read the descriptor limit", "error", err.Error())
+		return
+	}
+	if rl.Cur+1 < rl.Max {
+		want := unix.Rlimit{Cur: rl.Max, Max: rl.Max}
+		if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, &want, nil); err != nil {
+			logger.Warn("cannot raise the soft descriptor limit to the hard one", "soft", rl.Cur, "hard", rl.Max, "error", err.Error())
+			return
+		}
+		rl = want
+	}
+	logger.Debug("descriptor limit", "soft", rl.Cur, "hard", rl.Max)
 }

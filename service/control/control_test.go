@@ -155,7 +155,9 @@ func (r *raw) expectClosed() {
 	r.t.Helper()
 	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := r.r.ReadBytes(0)
-	if err != io.EOF {
+	// A reset is a close too: the server hung up on bytes it had not read (a request it
+	// refused part-way), and the kernel tells the peer so.
+	if err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
 		r.t.Fatalf("want connection closed, got %q, %v", b, err)
 	}
 }
@@ -901,5 +903,81 @@ func TestClientReportsVanishedServer(t *testing.T) {
 	_, err = c.Status(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "closed the connection during io.jackfruit.Jackfruit1.Status") {
 		t.Fatalf("Status against a vanishing server: %v", err)
+	}
+}
+
+// Connections beyond MaxConns are answered with an error and closed; the ones already open
+// keep working, and a slot freed is taken again.
+func TestMaxConns(t *testing.T) {
+	f := newFixture(t, func(s *control.Server) { s.MaxConns = 2 })
+	a, b := f.raw(), f.raw()
+	a.send(`{"method":"io.jackfruit.Jackfruit1.Status"}` + "\x00")
+	b.send(`{"method":"io.jackfruit.Jackfruit1.Status"}` + "\x00")
+	a.recv()
+	b.recv()
+	c := f.raw()
+	if rep := c.recv(); rep.Error != "io.jackfruit.Jackfruit1.Internal" || !strings.Contains(fmt.Sprint(rep.Parameters["message"]), "too many client connections (2)") {
+		t.Fatalf("third connection: %+v", rep)
+	}
+	c.expectClosed()
+	a.send(`{"method":"io.jackfruit.Jackfruit1.Status"}` + "\x00")
+	if rep := a.recv(); rep.Error != "" {
+		t.Fatalf("open connection after a refusal: %+v", rep)
+	}
+	a.c.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		d := f.raw()
+		d.send(`{"method":"io.jackfruit.Jackfruit1.Status"}` + "\x00")
+		if rep := d.recv(); rep.Error == "" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("a freed slot is not reused: %+v", rep)
+		}
+	}
+}
+
+// Partly received requests share one cap: past it a request is refused, and a small request
+// (within its connection's first 4 KiB) is still served.
+func TestBufferedBytesCap(t *testing.T) {
+	f := newFixture(t, func(s *control.Server) { s.MaxBuffered = 256 << 10 })
+	head := `{"method":"io.jackfruit.Jackfruit1.Get","parameters":{"name":"`
+	// Two requests of 200 KiB that do not end: the cap holds one of them, not both.
+	conns := []*raw{f.raw(), f.raw()}
+	type got struct {
+		i   int
+		rep wireReply
+	}
+	replies := make(chan got, 2)
+	for i, r := range conns {
+		go r.c.Write([]byte(head + strings.Repeat("a", 200<<10)))
+		go func() {
+			r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, _ := r.r.ReadBytes(0)
+			var rep wireReply
+			if len(b) > 0 {
+				json.Unmarshal(b[:len(b)-1], &rep)
+			}
+			replies <- got{i, rep}
+		}()
+	}
+	first := <-replies
+	if first.rep.Error != "io.jackfruit.Jackfruit1.Internal" || !strings.Contains(fmt.Sprint(first.rep.Parameters["message"]), "too much unfinished request data") {
+		t.Fatalf("one of two large unfinished requests: %+v", first.rep)
+	}
+	small := f.raw()
+	small.send(`{"method":"io.jackfruit.Jackfruit1.Status"}` + "\x00")
+	if rep := small.recv(); rep.Error != "" {
+		t.Fatalf("small request while the cap is taken: %+v", rep)
+	}
+	// The other one completes its request and is answered.
+	conns[1-first.i].send(`"}}` + "\x00")
+	if second := <-replies; second.rep.Error != "io.jackfruit.Jackfruit1.NoSuchContainer" && second.rep.Error != "org.varlink.service.InvalidParameter" {
+		t.Fatalf("the request within the cap: %+v", second.rep)
+	}
+	// Its buffer went back to the cap: another large request fits.
+	third := f.raw()
+	third.send(head + strings.Repeat("a", 200<<10) + `"}}` + "\x00")
+	if rep := third.recv(); strings.Contains(fmt.Sprint(rep.Parameters["message"]), "unfinished") {
+		t.Fatalf("the cap was not given back: %+v", rep)
 	}
 }

@@ -40,6 +40,17 @@ type Server struct {
 	WriteTimeout time.Duration
 	// ShutdownGrace is how long Close waits for calls in progress to return.
 	ShutdownGrace time.Duration
+	// MaxConns bounds concurrent connections (DefaultMaxConns); it is lowered to half the
+	// descriptor limit when that is smaller, so clients cannot take the descriptors
+	// container starts need. A connection beyond it gets an error reply and is closed.
+	MaxConns int
+	// MaxBuffered caps the bytes held for partly received requests across all connections
+	// (DefaultMaxBuffered); a request that would exceed it is refused.
+	MaxBuffered int64
+
+	budget   budget
+	maxConns int  // MaxConns as applied, set by the first Serve
+	full     bool // the connection limit was reached and not yet reported as relieved
 
 	ctx    context.Context // cancelled by Close; parent of every call's context
 	cancel context.CancelFunc
@@ -63,6 +74,8 @@ func NewServer(m service.Manager, logger *slog.Logger) *Server {
 		IdleTimeout:    10 * time.Minute,
 		WriteTimeout:   30 * time.Second,
 		ShutdownGrace:  5 * time.Second,
+		MaxConns:       DefaultMaxConns,
+		MaxBuffered:    DefaultMaxBuffered,
 		ctx:            ctx, cancel: cancel,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
@@ -81,6 +94,13 @@ func (s *Server) Serve(l net.Listener) error {
 		return nil
 	}
 	s.listeners[l] = struct{}{}
+	if s.maxConns == 0 {
+		s.maxConns = maxConnsFor(max(s.MaxConns, 1))
+		s.budget.limit = max(s.MaxBuffered, 0)
+		if s.maxConns < s.MaxConns {
+			s.log.Info("control socket: connection limit lowered to half the descriptor limit", "max_connections", s.maxConns)
+		}
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -106,9 +126,13 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("control socket: accept: %w", err)
 		}
 		backoff = 0
-		if !s.track(c) {
+		switch s.track(c) {
+		case trackClosed:
 			c.Close()
 			return nil
+		case trackFull:
+			s.refuse(c)
+			continue
 		}
 		s.wg.Add(1)
 		go func() {
@@ -163,14 +187,41 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) track(c net.Conn) bool {
+const (
+	trackOK = iota
+	trackClosed
+	trackFull
+)
+
+func (s *Server) track(c net.Conn) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return trackClosed
+	}
+	if len(s.conns) >= s.maxConns {
+		if !s.full {
+			s.full = true
+			s.log.Warn("control socket: connection limit reached; refusing new connections until some close", "max_connections", s.maxConns)
+		}
+		return trackFull
+	}
+	if s.full && len(s.conns) < s.maxConns/2 {
+		s.full = false
+		s.log.Info("control socket: accepting connections again", "open", len(s.conns))
 	}
 	s.conns[c] = struct{}{}
-	return true
+	return trackOK
+}
+
+// refuse answers a connection over the limit with an error and closes it. The reply fits
+// in an empty socket buffer, so the write does not wait for the client.
+func (s *Server) refuse(c net.Conn) {
+	b, _ := json.Marshal(reply{Error: InterfaceName + "." + string(service.KindInternal),
+		Parameters: errorParams{Message: fmt.Sprintf("the supervisor has too many client connections (%d); try again later", s.maxConns)}})
+	c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	c.Write(append(b, 0))
+	c.Close()
 }
 
 func (s *Server) untrack(c net.Conn) {
@@ -265,11 +316,16 @@ func (s *Server) serveConn(c net.Conn) {
 // entirely (a client may half-close its write side and still wait for its reply).
 func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs chan<- incoming) {
 	defer close(reqs)
-	var rd io.Reader = cn.c
+	var src io.Reader = cn.c
 	if cn.fdr != nil {
-		rd = cn.fdr
+		src = cn.fdr
 	}
-	br := bufio.NewReaderSize(rd, 64<<10)
+	rd, err := newMsgReader(cn.c, src, &cn.s.budget)
+	if err != nil {
+		cancel()
+		return
+	}
+	defer rd.close()
 	var consumed int64 // stream offset just past the last message parsed
 	send := func(in incoming) bool {
 		select {
@@ -287,7 +343,7 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 		} else {
 			cn.c.SetReadDeadline(time.Time{})
 		}
-		if _, err := br.Peek(1); err != nil {
+		if err := rd.wait(); err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && cn.busy.Load() {
 				// Idle only between calls: a long Wait or Logs follow keeps its connection.
@@ -302,13 +358,18 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 			return
 		}
 		cn.c.SetReadDeadline(time.Now().Add(cn.s.RequestTimeout))
-		msg, err := readMessage(br, MaxRequestSize)
+		msg, err := rd.next(MaxRequestSize)
 		consumed += int64(len(msg)) + 1
 		var fds []*os.File
 		if err == nil && cn.fdr != nil {
 			fds = cn.fdr.take(consumed)
 		}
 		switch {
+		case errors.Is(err, errBusy):
+			send(incoming{err: err, errName: InterfaceName + "." + string(service.KindInternal),
+				errMsg: "the supervisor is holding too much unfinished request data from its clients; try again later"})
+			cancel()
+			return
 		case errors.Is(err, errTooLarge):
 			send(incoming{err: err, errName: ErrInvalidParameter,
 				errMsg: fmt.Sprintf("request larger than %d bytes", MaxRequestSize)})
@@ -324,7 +385,9 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 			return
 		}
 		var req request
-		if err := json.Unmarshal(msg, &req); err != nil || req.Method == "" {
+		err = json.Unmarshal(msg, &req)
+		rd.release() // msg is not used any more; an idle connection holds no buffer
+		if err != nil || req.Method == "" {
 			closeFiles(fds)
 			m := "request is not a JSON object with a \"method\""
 			if err != nil {
