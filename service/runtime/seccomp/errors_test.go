@@ -4,6 +4,7 @@ package seccomp
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -178,7 +179,25 @@ func TestMarshalRoundTrip(t *testing.T) {
 	bad("flags", mut(func(b []byte) []byte { b[12] = 8; return b }), "unsupported flags 0x8")
 	bad("truncated", blob[:len(blob)-1], "bytes, want")
 	bad("count", mut(func(b []byte) []byte { b[16], b[17] = 0, 0x20; return b }), "instructions, want 1..4096")
-	bad("opcode", mut(func(b []byte) []byte { b[headerSize] = 0xff; b[headerSize+1] = 0xff; return b }), "instruction 0 (0xffff) is not classic BPF")
+	bad("opcode", mut(func(b []byte) []byte { b[headerSize] = 0xff; b[headerSize+1] = 0xff; return b }), "instruction 0 (0xffff) is not one the compiler emits")
+	bad("load offset", mut(func(b []byte) []byte { b[headerSize+4] = 64; return b }), "instruction 0 loads offset 64")
+	last := f.Len() - 1
+	bad("jump", mut(func(b []byte) []byte { b[len(b)-8] = opJA; return b }), fmt.Sprintf("instruction %d jumps past the end", last))
+	bad("cond jump", mut(func(b []byte) []byte { b[len(b)-8] = opJEQ; b[len(b)-5] = 1; return b }), fmt.Sprintf("instruction %d jumps past the end", last))
+	bad("no return", mut(func(b []byte) []byte { b[len(b)-8] = opAnd; return b }), "does not end in a return")
+	// Every instruction the compiler emits for the long-jump profile passes.
+	var calls []*profiles.Syscall
+	for v := range uint64(300) {
+		calls = append(calls, &profiles.Syscall{LinuxSyscall: specs.LinuxSyscall{Names: []string{"ioctl"}, Action: specs.ActAllow,
+			Args: []specs.LinuxSeccompArg{{Index: 1, Value: v, Op: specs.OpMaskedEqual, ValueTwo: v}}}})
+	}
+	long, err := Compile(profileOf(calls...), Config{Arch: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Unmarshal(long.Marshal()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestInstallRefusesForeignArch(t *testing.T) {

@@ -94,11 +94,53 @@ func Unmarshal(b []byte) (*Filter, error) {
 			Jf: p[3],
 			K:  binary.LittleEndian.Uint32(p[4:]),
 		}
-		if _, unknown := prog[i].Disassemble().(bpf.RawInstruction); unknown {
-			return nil, fmt.Errorf("seccomp: marshalled filter: instruction %d (%#04x) is not classic BPF", i, prog[i].Op)
+		if err := checkInsn(prog[i], i, len(prog)); err != nil {
+			return nil, fmt.Errorf("seccomp: marshalled filter: %w", err)
 		}
 	}
+	if prog[n-1].Op != opRet {
+		return nil, errors.New("seccomp: marshalled filter does not end in a return")
+	}
 	return &Filter{arch: arch, flags: flags, prog: prog}, nil
+}
+
+// The opcodes the compiler emits (linux/filter.h): BPF_LD|BPF_W|BPF_ABS,
+// BPF_ALU|BPF_AND|BPF_K, BPF_JMP|BPF_JA and BPF_JMP|{JEQ,JGT,JGE,JSET}|BPF_K,
+// BPF_RET|BPF_K.
+const (
+	opLoad = 0x20
+	opAnd  = 0x54
+	opJA   = 0x05
+	opJEQ  = 0x15
+	opJGT  = 0x25
+	opJGE  = 0x35
+	opJSET = 0x45
+	opRet  = 0x06
+)
+
+// checkInsn accepts only what the compiler emits, with jumps inside the
+// program. The kernel checks again; this gives a clear error before, and
+// costs nothing per start, unlike disassembling into golang.org/x/net/bpf's
+// types (an allocation per instruction).
+func checkInsn(in bpf.RawInstruction, i, n int) error {
+	switch in.Op {
+	case opLoad:
+		if in.K%4 != 0 || in.K >= 64 {
+			return fmt.Errorf("instruction %d loads offset %d, outside struct seccomp_data", i, in.K)
+		}
+	case opAnd, opRet:
+	case opJA:
+		if uint64(i)+1+uint64(in.K) >= uint64(n) {
+			return fmt.Errorf("instruction %d jumps past the end", i)
+		}
+	case opJEQ, opJGT, opJGE, opJSET:
+		if i+1+int(max(in.Jt, in.Jf)) >= n {
+			return fmt.Errorf("instruction %d jumps past the end", i)
+		}
+	default:
+		return fmt.Errorf("instruction %d (%#04x) is not one the compiler emits", i, in.Op)
+	}
+	return nil
 }
 
 // Install applies the filter to every thread of the calling process

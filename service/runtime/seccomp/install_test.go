@@ -12,10 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	profiles "github.com/moby/profiles/seccomp"
 	"golang.org/x/sys/unix"
@@ -29,6 +31,7 @@ const (
 	envCaps   = "JF_SECCOMP_CAPS"   // comma-separated capability set
 	envKernel = "JF_SECCOMP_KERNEL" // Config.Kernel
 	envExec   = "JF_SECCOMP_EXEC"   // program the "exec" scenario runs
+	envN      = "JF_SECCOMP_N"      // repetitions in the cost scenarios
 )
 
 func TestMain(m *testing.M) {
@@ -87,6 +90,10 @@ func child(scenario string) error {
 		return unix.Exec(path, []string{path}, nil)
 	case "access":
 		return accessScenario(f)
+	case "install-cost":
+		return installCost(f)
+	case "syscall-cost":
+		return syscallCost(f)
 	}
 	return fmt.Errorf("unknown scenario %q", scenario)
 }
@@ -284,7 +291,7 @@ func needRoot(t *testing.T) {
 
 // runChild runs one scenario and returns its decoded output (nil when it
 // printed none) and how it ended.
-func runChild(t *testing.T, scenario string, caps []string, env ...string) (map[string]string, *os.ProcessState, string) {
+func runChild(t testing.TB, scenario string, caps []string, env ...string) (map[string]string, *os.ProcessState, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"="+scenario, envCaps+"="+strings.Join(caps, ","))
@@ -472,4 +479,158 @@ func TestInstallAccess(t *testing.T) {
 	if got["with-nnp"] != "ok" || got["status"] != "2" {
 		t.Errorf("Install with no_new_privs: %q, Seccomp: %s", got["with-nnp"], got["status"])
 	}
+}
+
+// installCost decodes and installs the filter n times and reports the mean
+// time of each step. Filters stack, and the kernel allows 32768
+// instructions (after translation to eBPF) along a stack
+// (MAX_INSNS_PER_PATH), so n stays small.
+func installCost(f *Filter) error {
+	n, err := strconv.Atoi(os.Getenv(envN))
+	if err != nil || n < 1 || n > 25 {
+		return fmt.Errorf("%s=%q: want 1..25", envN, os.Getenv(envN))
+	}
+	blob := f.Marshal()
+	var unmarshal, install time.Duration
+	for range n {
+		t0 := time.Now()
+		g, err := Unmarshal(blob)
+		if err != nil {
+			return err
+		}
+		t1 := time.Now()
+		if err := g.Install(); err != nil {
+			return err
+		}
+		unmarshal += t1.Sub(t0)
+		install += time.Since(t1)
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]string{
+		"unmarshal": strconv.FormatInt(unmarshal.Nanoseconds()/int64(n), 10),
+		"install":   strconv.FormatInt(install.Nanoseconds()/int64(n), 10),
+	})
+}
+
+// syscallCost measures a cheap syscall and a fork+exec+wait of /bin/true
+// (what a container's first process does at least once) on two locked
+// threads, one under the filter and one not, in alternating rounds, and
+// reports the best round of each: the build hosts are shared and noisy,
+// and measuring before and after one install compares different moments.
+func syscallCost(f *Filter) error {
+	type result struct {
+		perCall, perExec time.Duration
+		err              error
+	}
+	worker := func(filtered bool, ready chan<- error, reqs <-chan struct{}, out chan<- result) {
+		runtime.LockOSThread() // never unlocked: the filtered thread must not run other goroutines
+		if filtered {
+			// This thread only: no TSYNC, unlike Install.
+			raw := make([]unix.SockFilter, len(f.prog))
+			for i, in := range f.prog {
+				raw[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+			}
+			prog := unix.SockFprog{Len: uint16(len(raw)), Filter: &raw[0]}
+			if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog))); e != 0 {
+				ready <- fmt.Errorf("installing on one thread: %w", e)
+				return
+			}
+			runtime.KeepAlive(raw)
+		}
+		ready <- nil
+		for range reqs {
+			const calls = 5000
+			t0 := time.Now()
+			for range calls {
+				unix.Getppid()
+			}
+			perCall := time.Since(t0) / calls
+			t0 = time.Now()
+			err := exec.Command("/bin/true").Run()
+			out <- result{perCall, time.Since(t0), err}
+		}
+	}
+	var reqs [2]chan struct{}
+	var outs [2]chan result
+	ready := make(chan error)
+	for i := range 2 {
+		reqs[i], outs[i] = make(chan struct{}), make(chan result)
+		go worker(i == 1, ready, reqs[i], outs[i])
+		if err := <-ready; err != nil {
+			return err
+		}
+	}
+	best := [2]result{{time.Hour, time.Hour, nil}, {time.Hour, time.Hour, nil}}
+	for range 20 {
+		for i := range 2 {
+			reqs[i] <- struct{}{}
+			r := <-outs[i]
+			if r.err != nil {
+				return r.err
+			}
+			best[i].perCall = min(best[i].perCall, r.perCall)
+			best[i].perExec = min(best[i].perExec, r.perExec)
+		}
+	}
+	if mode := statusLine("Seccomp"); mode != "0" {
+		return fmt.Errorf("the filter leaked beyond its thread: Seccomp: %s", mode)
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]string{
+		"call-before": strconv.FormatInt(best[0].perCall.Nanoseconds(), 10),
+		"call-after":  strconv.FormatInt(best[1].perCall.Nanoseconds(), 10),
+		"exec-before": strconv.FormatInt(best[0].perExec.Nanoseconds(), 10),
+		"exec-after":  strconv.FormatInt(best[1].perExec.Nanoseconds(), 10),
+	})
+}
+
+func childMetric(b *testing.B, out map[string]string, key string) float64 {
+	b.Helper()
+	v, err := strconv.ParseFloat(out[key], 64)
+	if err != nil {
+		b.Fatalf("child reported %s=%q", key, out[key])
+	}
+	return v
+}
+
+// BenchmarkInstall reports what applying the precompiled default filter
+// costs one container start: decoding the supervisor's bytes and the
+// seccomp(2) call (the kernel checks the program, translates it to eBPF and
+// JIT-compiles it, then synchronises every thread).
+func BenchmarkInstall(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	var unmarshal, install float64
+	done := 0
+	for done < b.N {
+		n := min(b.N-done, 25)
+		out, ps, stderr := runChild(b, "install-cost", ociDefaultCaps, envN+"="+strconv.Itoa(n))
+		if !ps.Success() || out == nil {
+			b.Fatalf("child: %v, stderr %s", ps, stderr)
+		}
+		unmarshal += childMetric(b, out, "unmarshal") * float64(n)
+		install += childMetric(b, out, "install") * float64(n)
+		done += n
+	}
+	b.ReportMetric(unmarshal/float64(b.N), "ns-unmarshal/start")
+	b.ReportMetric(install/float64(b.N), "ns-install/start")
+}
+
+// BenchmarkFilteredSyscalls reports what the filter adds to every syscall
+// of the container (getppid, a call the search finds in the first range
+// checks) and to a fork+exec+wait of /bin/true.
+func BenchmarkFilteredSyscalls(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	var call, exec float64
+	for b.Loop() {
+		out, ps, stderr := runChild(b, "syscall-cost", ociDefaultCaps)
+		if !ps.Success() || out == nil {
+			b.Fatalf("child: %v, stderr %s", ps, stderr)
+		}
+		call += childMetric(b, out, "call-after") - childMetric(b, out, "call-before")
+		exec += childMetric(b, out, "exec-after") - childMetric(b, out, "exec-before")
+	}
+	b.ReportMetric(call/float64(b.N), "ns-added/syscall")
+	b.ReportMetric(exec/float64(b.N), "ns-added/fork+exec")
 }

@@ -437,3 +437,89 @@ func parseUnistd(t *testing.T, path string) map[string]uint32 {
 	}
 	return out
 }
+
+// constAllow reports whether the kernel's seccomp action cache (Linux
+// 5.11+, kernel/seccomp.c) would mark syscall nr of arch as always
+// allowed: at attach time the kernel runs the classic program with only
+// nr and arch known and gives up at the first instruction that needs
+// anything else (an argument load, an unknown opcode). Calls it marks are
+// answered from a bitmap and never run the filter.
+func constAllow(prog []bpf.RawInstruction, nr, arch uint32) bool {
+	var a uint32
+	for pc := 0; pc < len(prog); pc++ {
+		in := prog[pc]
+		switch in.Op {
+		case opLoad:
+			switch in.K {
+			case offNr:
+				a = nr
+			case offArch:
+				a = arch
+			default:
+				return false
+			}
+		case opRet:
+			return in.K == unix.SECCOMP_RET_ALLOW
+		case opJA:
+			pc += int(in.K)
+		case opJEQ, opJGE, opJGT, opJSET:
+			var taken bool
+			switch in.Op {
+			case opJEQ:
+				taken = a == in.K
+			case opJGE:
+				taken = a >= in.K
+			case opJGT:
+				taken = a > in.K
+			case opJSET:
+				taken = a&in.K != 0
+			}
+			if taken {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		case opAnd:
+			a &= in.K
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// TestKernelActionCache: every syscall the profile allows without
+// conditions is one the kernel's action cache serves without running the
+// filter, and nothing else is. The program must keep argument loads inside
+// the blocks of the syscalls that have conditions for this to hold.
+func TestKernelActionCache(t *testing.T) {
+	arch := arches[runtime.GOARCH]
+	if arch == nil {
+		t.Skip("no table for this architecture")
+	}
+	for name, caps := range capSets {
+		f, err := Default(caps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := newRef(mobyResolved(t, caps), arch.syscalls)
+		cached := 0
+		for nr := range uint32(1024) {
+			rules := ref.byNr[nr]
+			always := slices.ContainsFunc(rules, func(s specs.LinuxSyscall) bool {
+				return len(s.Args) == 0 && s.Action == specs.ActAllow
+			})
+			got := constAllow(f.prog, nr, arch.audit)
+			if got != always {
+				t.Errorf("%s: syscall %s: action cache %v, profile allows it unconditionally: %v", name, arch.name(nr), got, always)
+			}
+			if got {
+				cached++
+			}
+			if constAllow(f.prog, nr, unix.AUDIT_ARCH_I386) {
+				t.Errorf("%s: i386 syscall %d would be cached as allowed", name, nr)
+			}
+		}
+		t.Logf("%s: %d syscalls answered from the kernel's bitmap", name, cached)
+	}
+}
