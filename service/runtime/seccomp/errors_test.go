@@ -200,6 +200,14 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 }
 
+func TestInstallRefusesEmpty(t *testing.T) {
+	for _, f := range []*Filter{nil, {}} {
+		if err := f.Install(); err == nil || !strings.Contains(err.Error(), "empty filter") {
+			t.Errorf("Install of %#v: %v", f, err)
+		}
+	}
+}
+
 func TestInstallRefusesForeignArch(t *testing.T) {
 	other := "arm64"
 	if arches[other].goarch == runtime.GOARCH {

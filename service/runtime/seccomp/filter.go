@@ -150,6 +150,9 @@ func checkInsn(in bpf.RawInstruction, i, n int) error {
 // it the caller needs CAP_SYS_ADMIN. The filter is inherited across fork and
 // execve and cannot be removed.
 func (f *Filter) Install() error {
+	if f == nil || f.arch == nil || len(f.prog) == 0 {
+		return errors.New("seccomp: empty filter (build one with Default, Compile or Unmarshal)")
+	}
 	if f.arch.goarch != runtime.GOARCH {
 		// Every call would be killed as a foreign architecture.
 		return fmt.Errorf("seccomp: filter is for %s, this process runs on %s", f.arch.goarch, runtime.GOARCH)
