@@ -50,6 +50,7 @@ type env struct {
 	// exited is closed once the supervisor process has ended; exitErr is then its Wait error.
 	exited  chan struct{}
 	exitErr error
+	args    []string // the supervisor's argv, for crash
 }
 
 func startSupervisor(t *testing.T) *env {
@@ -84,18 +85,11 @@ func startSupervisorWrapped(t *testing.T, wrap []string, out io.Writer, busArgs 
 	args := append([]string{"supervisor", "--base-rootfs", rootfs, "--state-dir", filepath.Join(dir, "state"),
 		"--run-dir", filepath.Join(dir, "run"), "--socket", e.socket, "--monitor-device", "none",
 		"--admin-group", ""}, busArgs...)
-	argv := append(append(wrap[:len(wrap):len(wrap)], self), args...)
-	e.sup = exec.Command(argv[0], argv[1:]...)
-	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
+	e.args = append(append(wrap[:len(wrap):len(wrap)], self), args...)
 	if out == nil {
 		out = e.supLog
 	}
-	e.sup.Stdout, e.sup.Stderr = out, out
-	if err := e.sup.Start(); err != nil {
-		t.Fatal(err)
-	}
-	e.exited = make(chan struct{})
-	go func() { e.exitErr = e.sup.Wait(); close(e.exited) }()
+	e.run(out)
 	t.Cleanup(func() {
 		e.sup.Process.Signal(syscall.SIGTERM) // fails harmlessly when a test already ended it
 		select {
@@ -108,19 +102,47 @@ func startSupervisorWrapped(t *testing.T, wrap []string, out io.Writer, busArgs 
 			t.Errorf("supervisor did not stop on SIGTERM; log:\n%s", e.supLog)
 		}
 	})
+	e.waitSocket()
+	return e
+}
+
+// run starts the supervisor process: e.args is its argv (with a wrapper in front, if any).
+func (e *env) run(out io.Writer) {
+	e.sup = exec.Command(e.args[0], e.args[1:]...)
+	e.sup.Env = append(os.Environ(), asCLIEnv+"=1")
+	e.sup.Stdout, e.sup.Stderr = out, out
+	if err := e.sup.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	e.exited = exited
+	sup := e.sup
+	go func() { e.exitErr = sup.Wait(); close(exited) }()
+}
+
+func (e *env) waitSocket() {
+	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.Dial("unix", e.socket)
 		if err == nil {
 			c.Close()
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("supervisor socket did not appear: %v; log:\n%s", err, e.supLog)
+			e.t.Fatalf("supervisor socket did not appear: %v; log:\n%s", err, e.supLog)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return e
+}
+
+// crash kills the supervisor (SIGKILL) and starts a new one on the same directories.
+func (e *env) crash() {
+	e.t.Helper()
+	e.sup.Process.Kill()
+	<-e.exited
+	e.run(e.supLog)
+	e.waitSocket()
 }
 
 type result struct {
@@ -840,4 +862,68 @@ func TestSupervisorSurvivesBrokenStderr(t *testing.T) {
 	default:
 	}
 	// The cleanup's SIGTERM must still end it with status 0.
+}
+
+// events goes on across a crash of the supervisor: it reconnects and prints the new
+// supervisor's events, with a note on stderr. (A restart by systemd ends the stream with
+// "restarting", which the client takes the same way; see TestEventsEndOnRestart in
+// service/control.)
+func TestEventsReconnectAfterRestart(t *testing.T) {
+	e := startSupervisor(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.self, "events", "--format", "json")
+	cmd.Env = append(os.Environ(), asCLIEnv+"=1", control.SocketEnv+"="+e.socket)
+	stderr := &testutil.SyncBuffer{}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	names := make(chan string, 100)
+	go func() {
+		defer close(names)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var ev control.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				names <- ev.Container.Name
+			}
+		}
+	}()
+	// seen runs probe containers until one of their events comes through.
+	seen := func(prefix string) bool {
+		for i := 0; i < 50; i++ {
+			e.ok("run", "--rm", fmt.Sprintf("%s%d", prefix, i), "/bin/true")
+			for {
+				select {
+				case n, ok := <-names:
+					if !ok {
+						return false // events ended
+					}
+					if strings.HasPrefix(n, prefix) {
+						return true
+					}
+					continue
+				case <-time.After(200 * time.Millisecond):
+				}
+				break
+			}
+		}
+		return false
+	}
+	if !seen("before") {
+		t.Fatal("events never showed a container")
+	}
+	e.crash()
+	if !seen("after") {
+		t.Fatalf("no events after the restart; events stderr:\n%s", stderr)
+	}
+	if s := stderr.String(); !strings.Contains(s, "reconnecting") || !strings.Contains(s, "reconnected") {
+		t.Errorf("events stderr: %q", s)
+	}
 }

@@ -106,12 +106,17 @@ func (c *cli) newVersionCmd() *cobra.Command {
 func (c *cli) newEventsCmd() *cobra.Command {
 	var format string
 	var names []string
+	var reconnect time.Duration
 	cmd := &cobra.Command{
 		Use:   "events [flags]",
 		Short: "Print container events as they happen (started, exited, memory limits, removed)",
 		Long: `Print each event of the supervisor's event stream until interrupted: containers
 started, exited (with code or signal), crossing the soft memory limit, killed at the hard limit,
-removed, and other state changes. --format json prints one JSON object per line.`,
+removed, and other state changes. --format json prints one JSON object per line.
+
+When the supervisor restarts (systemctl restart, an upgrade, a crash), events reconnects and
+goes on with the events of the new supervisor, which has taken over the running containers;
+a note on stderr marks the gap. It gives up when no supervisor answers for --reconnect.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "text" && format != "json" {
@@ -121,12 +126,13 @@ removed, and other state changes. --format json prints one JSON object per line.
 			for _, n := range names {
 				want[n] = true
 			}
-			cl, err := c.dial(cmd.Context())
+			ctx := cmd.Context()
+			cl, err := c.dial(ctx)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			err = cl.Events(cmd.Context(), nil, func(ev service.Event) error {
+			defer func() { cl.Close() }()
+			show := func(ev service.Event) error {
 				if len(want) > 0 && !want[ev.Container.Name] {
 					return nil
 				}
@@ -145,13 +151,27 @@ removed, and other state changes. --format json prints one JSON object per line.
 					return errStopOutput
 				}
 				return nil
-			})
+			}
+			for {
+				err = cl.Events(ctx, nil, show)
+				gone := errors.Is(err, control.ErrConnectionClosed) || errors.Is(err, control.ErrSupervisorRestarting)
+				if !gone || ctx.Err() != nil || reconnect <= 0 {
+					break
+				}
+				cl.Close()
+				fmt.Fprintln(c.stderr, "jackfruit: the supervisor closed the connection (restarting?); reconnecting")
+				if cl, err = c.redial(ctx, reconnect); err != nil {
+					return err
+				}
+				fmt.Fprintln(c.stderr, "jackfruit: reconnected; events from here on")
+			}
 			if errors.Is(err, errStopOutput) {
 				return nil
 			}
 			return err
 		},
 	}
+	cmd.Flags().DurationVar(&reconnect, "reconnect", 2*time.Minute, "how long to keep trying to reconnect after the supervisor went away (0: exit instead)")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
 	cmd.Flags().StringArrayVar(&names, "container", nil, "only events of this container (repeatable)")
 	return cmd

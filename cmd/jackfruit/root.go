@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -126,6 +127,29 @@ changing containers needs root or membership in the jackfruit group.`,
 // dial connects to the supervisor.
 func (c *cli) dial(ctx context.Context) (*control.Client, error) {
 	return control.DialContext(ctx, c.socket)
+}
+
+// redial connects again after the supervisor went away, trying for up to patience: under
+// systemd the socket unit keeps the socket and the connection waits for the new supervisor;
+// a self-bound socket is gone until the new supervisor binds it again.
+func (c *cli) redial(ctx context.Context, patience time.Duration) (*control.Client, error) {
+	deadline := time.Now().Add(patience)
+	delay := 100 * time.Millisecond
+	for {
+		cl, err := c.dial(ctx)
+		if err == nil {
+			return cl, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("no supervisor to reconnect to within %v: %w", patience, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // completeNames completes container names from the running supervisor; finalOnly restricts

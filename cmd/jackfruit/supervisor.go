@@ -272,6 +272,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		if err := sdglue.Stopping("restarting; containers keep running"); err != nil {
 			logger.Debug("sd_notify STOPPING=1 failed", "error", err.Error())
 		}
+		srv.Restarting() // before the core's event stream ends: clients reconnect
 		sup.Detach()
 	} else {
 		if err := sdglue.Stopping("stopping containers"); err != nil {

@@ -95,6 +95,14 @@ func (c *Client) Close() error {
 	return c.conn.Close()
 }
 
+// ErrConnectionClosed is wrapped by a call's error when the supervisor closed the connection
+// before the reply was complete: it stopped or restarted (or crashed).
+var ErrConnectionClosed = errors.New("connection closed by the supervisor")
+
+// ErrSupervisorRestarting is returned by Events when the stream ended because the
+// supervisor restarts; the containers keep running and a new supervisor takes over.
+var ErrSupervisorRestarting = errors.New("the supervisor is restarting")
+
 // call sends one request and hands each reply's parameters to fn until the final reply.
 // An error reply is returned as a *service.Error.
 func (c *Client) call(ctx context.Context, method string, params any, more bool, fn func(json.RawMessage) error) error {
@@ -171,7 +179,7 @@ func (c *Client) callFds(ctx context.Context, method string, params any, files [
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-				return fail(fmt.Errorf("the supervisor at %s closed the connection during %s (did it stop or restart?)", c.path, method))
+				return fail(fmt.Errorf("the supervisor at %s closed the connection during %s (did it stop or restart?): %w", c.path, method, ErrConnectionClosed))
 			}
 			if errors.Is(err, errTooLarge) {
 				return fail(fmt.Errorf("%s reply from %s is larger than %d bytes", method, c.path, MaxReplySize))
@@ -302,16 +310,21 @@ func (c *Client) Logs(ctx context.Context, name string, opts service.LogOptions,
 }
 
 // Events calls fn for every event from the moment Events is subscribed until ctx ends, fn
-// returns an error, or the supervisor shuts down (then it returns nil). ready, if not nil, is
+// returns an error, or the supervisor shuts down (then it returns nil, or
+// ErrSupervisorRestarting when it restarts and a new one takes over). ready, if not nil, is
 // called once the subscription is in place, so a caller can trigger changes without missing
 // their events.
 func (c *Client) Events(ctx context.Context, ready func(), fn func(service.Event) error) error {
-	return c.call(ctx, InterfaceName+".Events", struct{}{}, true, func(raw json.RawMessage) error {
+	restarting := false
+	err := c.call(ctx, InterfaceName+".Events", struct{}{}, true, func(raw json.RawMessage) error {
 		var out eventOut
 		if err := json.Unmarshal(raw, &out); err != nil {
 			return fmt.Errorf("malformed Events reply: %w", err)
 		}
 		if out.Event == nil {
+			if out.Restarting {
+				restarting = true
+			}
 			if ready != nil {
 				ready()
 				ready = nil
@@ -324,6 +337,10 @@ func (c *Client) Events(ctx context.Context, ready func(), fn func(service.Event
 		}
 		return fn(ev)
 	})
+	if err == nil && restarting {
+		return ErrSupervisorRestarting
+	}
+	return err
 }
 
 // Status describes the supervisor.

@@ -981,3 +981,28 @@ func TestBufferedBytesCap(t *testing.T) {
 		t.Fatalf("the cap was not given back: %+v", rep)
 	}
 }
+
+// A stream ended by a restart says so (the client reconnects); one ended by a stop does not.
+func TestEventsEndOnRestart(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		f := newFixture(t)
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- f.client().Events(context.Background(), func() { close(ready) }, func(service.Event) error { return nil })
+		}()
+		<-ready
+		if restart {
+			f.srv.Restarting()
+		}
+		f.srv.Close()
+		select {
+		case err := <-done:
+			if restart && !errors.Is(err, control.ErrSupervisorRestarting) || !restart && err != nil {
+				t.Errorf("restart=%v: Events ended with %v", restart, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("restart=%v: Events still running after Close", restart)
+		}
+	}
+}

@@ -205,6 +205,9 @@ type (
 	}
 	eventOut struct {
 		Event *Event `json:"event,omitempty"`
+		// Restarting marks the last reply of a stream ended by a restart of the supervisor
+		// (the containers keep running and a new supervisor takes over): worth reconnecting.
+		Restarting bool `json:"restarting,omitempty"`
 	}
 	statusOut struct {
 		Status Status `json:"status"`
@@ -331,8 +334,10 @@ method Wait(name: string) -> (container: Container)
 method Logs(name: string, tail: ?int, since: ?string, follow: ?bool) -> (lines: []LogLine)
 
 # Requires more. The first reply carries no event and confirms the subscription; each later
-# reply carries one event.
-method Events() -> (event: ?Event)
+# reply carries one event. When the supervisor shuts down the stream ends with a reply without
+# event; restarting is true in it when the supervisor restarts and leaves the containers
+# running for the next one (reconnect to follow on).
+method Events() -> (event: ?Event, restarting: ?bool)
 
 method Status() -> (status: Supervisor)
 

@@ -55,11 +55,12 @@ type Server struct {
 	ctx    context.Context // cancelled by Close; parent of every call's context
 	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	closed    bool
-	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
+	mu         sync.Mutex
+	closed     bool
+	restarting bool // set by Restarting: streams end saying so
+	listeners  map[net.Listener]struct{}
+	conns      map[net.Conn]struct{}
+	wg         sync.WaitGroup
 }
 
 // NewServer returns a server for m. logger may be nil (logs are discarded).
@@ -141,6 +142,21 @@ func (s *Server) Serve(l net.Listener) error {
 			s.serveConn(c)
 		}()
 	}
+}
+
+// Restarting tells the server that the supervisor is about to restart rather than stop:
+// Events streams that end from now on say so in their last reply. Call it before the
+// manager's event stream ends.
+func (s *Server) Restarting() {
+	s.mu.Lock()
+	s.restarting = true
+	s.mu.Unlock()
+}
+
+func (s *Server) isRestarting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restarting
 }
 
 // Close stops accepting, cancels every call in progress (ending Wait, Logs follow and Events
@@ -882,7 +898,7 @@ func (cn *conn) events(c *call) {
 		select {
 		case ev, ok := <-evs:
 			if !ok {
-				c.reply(eventOut{})
+				c.reply(eventOut{Restarting: cn.s.isRestarting()})
 				return
 			}
 			w := eventToWire(ev)
@@ -892,7 +908,7 @@ func (cn *conn) events(c *call) {
 		case <-c.ctx.Done():
 			if cn.s.ctx.Err() != nil {
 				// Shutdown: end the stream properly so the client sees a clean end.
-				c.reply(eventOut{})
+				c.reply(eventOut{Restarting: cn.s.isRestarting()})
 			}
 			return
 		}
