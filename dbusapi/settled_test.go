@@ -3,12 +3,15 @@
 package dbusapi_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/jackfruit/jackfruit/dbusapi"
+	"github.com/jackfruit/jackfruit/service"
 )
 
 // A bus client that removes a container the moment its State property reads final: the
@@ -66,5 +69,27 @@ func TestRemoveAsSoonAsFinalOverDBus(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The core alone decides about signals: 99 is its InvalidArgument (as on the socket), and 0
+// (no signal chosen) is its default, SIGKILL.
+func TestKillRulesAreTheCores(t *testing.T) {
+	e := setupReal(t)
+	if err := e.mgr.Call(dbusapi.ManagerInterface+".StartContainer", 0, "k", e.rootfs, []string{"sleep", "1000"}, uint64(0), uint64(0), map[string]dbus.Variant{}).Err; err != nil {
+		t.Fatal(err)
+	}
+	err := e.mgr.Call(dbusapi.ManagerInterface+".KillContainer", 0, "k", int32(99)).Err
+	var de dbus.Error
+	if !errors.As(err, &de) || de.Name != dbusapi.ErrorPrefix+"InvalidArgument" {
+		t.Errorf("KillContainer 99: %v, want %sInvalidArgument", err, dbusapi.ErrorPrefix)
+	}
+	if err := e.mgr.Call(dbusapi.ManagerInterface+".KillContainer", 0, "k", int32(0)).Err; err != nil {
+		t.Fatalf("KillContainer 0: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if info, err := e.sup.Wait(ctx, service.Caller{}, "k"); err != nil || info.Signal != "SIGKILL" {
+		t.Errorf("after KillContainer 0: %+v %v, want SIGKILL", info, err)
 	}
 }

@@ -46,17 +46,24 @@ const (
 	MinLimit           uint64 = 1 << 20
 	MaxLimit           uint64 = 1 << 50
 	DefaultStopTimeout        = 10 * time.Second
+	// NoGrace as a stop timeout (StartRequest.StopTimeout, Manager.Stop) asks for SIGKILL
+	// right after SIGTERM, as `stop -t 0` does; 0 there means "not given", the default.
+	NoGrace time.Duration = -1
+	// DefaultKillSignal is what Kill sends when no signal is given (0).
+	DefaultKillSignal = syscall.SIGKILL
 )
 
 // StartRequest is what every front end hands the core to create and start a container.
 type StartRequest struct {
-	Name        string
-	Rootfs      string   // empty: an overlay of the base rootfs with a per-container upper layer
-	Command     []string // argv; Command[0] is resolved inside the rootfs using PATH
-	Env         []string // KEY=VALUE added to the default PATH/HOME/TERM
-	Hostname    string   // empty: the container name
-	SoftLimit   uint64   // bytes; 0 selects DefaultSoftLimit
-	HardLimit   uint64   // bytes; 0 selects DefaultHardLimit
+	Name      string
+	Rootfs    string   // empty: an overlay of the base rootfs with a per-container upper layer
+	Command   []string // argv; Command[0] is resolved inside the rootfs using PATH
+	Env       []string // KEY=VALUE added to the default PATH/HOME/TERM
+	Hostname  string   // empty: the container name
+	SoftLimit uint64   // bytes; 0 selects DefaultSoftLimit
+	HardLimit uint64   // bytes; 0 selects DefaultHardLimit
+	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL; 0 selects
+	// DefaultStopTimeout and NoGrace none at all.
 	StopTimeout time.Duration
 }
 
@@ -200,9 +207,10 @@ type Status struct {
 // refuse callers that are neither root nor in the configured admin group (KindAccessDenied).
 type Manager interface {
 	Start(ctx context.Context, caller Caller, req StartRequest) (ContainerInfo, error)
-	// Stop sends SIGTERM, then SIGKILL after timeout (<=0: the container's StopTimeout), and
-	// returns once the container reached a final state and its output was drained.
+	// Stop sends SIGTERM, then SIGKILL after timeout (0: the container's StopTimeout; NoGrace:
+	// at once), and returns once the container reached a final state and its output was drained.
 	Stop(ctx context.Context, caller Caller, name string, timeout time.Duration) (ContainerInfo, error)
+	// Kill sends sig to the container's init; 0 means DefaultKillSignal.
 	Kill(ctx context.Context, caller Caller, name string, sig syscall.Signal) error
 	// Remove deletes a container in a final state, its writable layer and log file.
 	Remove(ctx context.Context, caller Caller, name string) error

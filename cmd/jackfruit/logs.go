@@ -60,6 +60,9 @@ func (w *logWriter) write(l service.LogLine) error {
 // errStopOutput ends a log copy whose reader went away (e.g. `jackfruit logs x | head`).
 var errStopOutput = errors.New("output closed")
 
+// maxRFC3339Unix is 9999-12-31T23:59:59Z, the last time RFC 3339 (the wire's format) can say.
+const maxRFC3339Unix = 253402300799
+
 // parseSince accepts RFC 3339 times, a duration ago ("10m", "1h30m") and Unix seconds.
 func parseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
@@ -70,11 +73,16 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
+	// Unix seconds before durations: "0" is also a duration (0 s ago: nothing), but a number
+	// without a unit means seconds since the epoch, so --since 0 shows everything.
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		if n > maxRFC3339Unix {
+			return time.Time{}, fmt.Errorf("invalid --since %s: Unix seconds after the year 9999 (at most %d)", s, maxRFC3339Unix)
+		}
+		return time.Unix(n, 0), nil
+	}
 	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
-		return time.Unix(n, 0), nil
 	}
 	return time.Time{}, fmt.Errorf("invalid --since %q: use an RFC 3339 time (2026-01-02T15:04:05Z), a duration ago (10m, 2h) or Unix seconds", s)
 }

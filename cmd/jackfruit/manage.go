@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"syscall"
@@ -148,14 +149,14 @@ Several containers are stopped at the same time; their names are printed in argu
 			} else if len(args) == 0 {
 				return &usageError{cmd, errors.New("missing container NAME")}
 			}
-			if cmd.Flags().Changed("time") && timeout < 0 {
-				return &usageError{cmd, fmt.Errorf("--time %d: must not be negative", timeout)}
+			d, err := secondsFlag("time", timeout)
+			if err != nil {
+				return &usageError{cmd, err}
 			}
-			d := time.Duration(timeout) * time.Second
 			if !cmd.Flags().Changed("time") {
 				d = 0 // the container's own stop timeout
 			} else if timeout == 0 {
-				d = time.Nanosecond // --time 0: SIGKILL right after SIGTERM
+				d = service.NoGrace // --time 0: SIGKILL right after SIGTERM
 			}
 			return c.forEachParallel(cmd.Context(), args, func(cl *control.Client, name string) (string, error) {
 				if _, err := cl.Stop(cmd.Context(), name, d); err != nil {
@@ -173,8 +174,10 @@ Several containers are stopped at the same time; their names are printed in argu
 // parseSignal accepts KILL, SIGKILL, sigkill and 9.
 func parseSignal(s string) (syscall.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("invalid signal %q: numbers go from 1 to 64", s)
+		// Which numbers are signals is the core's rule; 0 and below cannot be sent at all
+		// (0 would read as "no signal given", the core's default SIGKILL).
+		if n <= 0 || n > math.MaxInt32 {
+			return 0, fmt.Errorf("invalid signal %q: not a signal number", s)
 		}
 		return syscall.Signal(n), nil
 	}
@@ -235,11 +238,14 @@ refused unless --force is given, which stops it first (as "stop" does).`,
 			} else if len(args) == 0 {
 				return &usageError{cmd, errors.New("missing container NAME")}
 			}
-			d := time.Duration(max(timeout, 0)) * time.Second
+			d, err := secondsFlag("time", timeout)
+			if err != nil {
+				return &usageError{cmd, err}
+			}
 			if !cmd.Flags().Changed("time") {
 				d = 0
 			} else if timeout == 0 {
-				d = time.Nanosecond
+				d = service.NoGrace
 			}
 			return c.forEachParallel(cmd.Context(), args, func(cl *control.Client, name string) (string, error) {
 				if force {
@@ -287,4 +293,17 @@ func (c *cli) newWaitCmd() *cobra.Command {
 		},
 	}
 	return cmd
+}
+
+// maxSeconds is the most whole seconds a time.Duration holds.
+const maxSeconds = math.MaxInt64 / uint(time.Second)
+
+// secondsFlag converts a number of seconds given on the command line. It refuses only what a
+// time.Duration cannot hold, before converting (a wrapped product would pass for another
+// value); the core decides the range it accepts and says so.
+func secondsFlag(name string, v int) (time.Duration, error) {
+	if v > int(maxSeconds) || v < -int(maxSeconds) {
+		return 0, fmt.Errorf("--%s %d: too large to be a duration (at most %d seconds)", name, v, maxSeconds)
+	}
+	return time.Duration(v) * time.Second, nil
 }

@@ -67,6 +67,9 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	consumed := len(rest) - len(pos)
 	dash := consumed > 0 && rest[consumed-1] == "--"
 	rootfs := f.rootfs
+	if fs.Changed("rootfs") && rootfs == "" {
+		return service.StartRequest{}, &usageError{cmd, errors.New(`--rootfs "": no directory given (leave --rootfs out to run on an overlay of the base rootfs)`)}
+	}
 	command := pos
 	switch {
 	case dash:
@@ -127,11 +130,12 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	}
 	var stopTimeout time.Duration
 	if fs.Changed("stop-timeout") {
+		if f.stopTimeout > maxSeconds {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--stop-timeout %d: too large to be a duration (at most %d seconds)", f.stopTimeout, maxSeconds)}
+		}
 		stopTimeout = time.Duration(f.stopTimeout) * time.Second
 		if f.stopTimeout == 0 {
-			// As `stop -t 0` (and podman): SIGKILL right after SIGTERM. The wire's 0 would
-			// mean "the default".
-			stopTimeout = time.Nanosecond
+			stopTimeout = service.NoGrace // as `stop -t 0` (and podman): SIGKILL right after SIGTERM
 		}
 	}
 	env := make([]string, 0, len(f.env))

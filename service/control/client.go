@@ -237,13 +237,14 @@ func (c *Client) containerCall(ctx context.Context, method string, params any) (
 func (c *Client) Start(ctx context.Context, req service.StartRequest) (service.ContainerInfo, error) {
 	return c.containerCall(ctx, "Start", startIn{
 		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
-		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: int64(req.StopTimeout),
+		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: stopTimeoutToWire(req.StopTimeout),
 	})
 }
 
-// Stop stops a container (timeout <= 0: the container's own stop timeout).
+// Stop stops a container (timeout 0: the container's own stop timeout; service.NoGrace:
+// SIGKILL right after SIGTERM).
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) (service.ContainerInfo, error) {
-	return c.containerCall(ctx, "Stop", stopIn{Name: name, TimeoutNs: max(int64(timeout), 0)})
+	return c.containerCall(ctx, "Stop", stopIn{Name: name, TimeoutNs: stopTimeoutToWire(timeout)})
 }
 
 // Kill sends sig to the container's init.

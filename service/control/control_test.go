@@ -273,7 +273,8 @@ func TestMalformedRequests(t *testing.T) {
 		{"wrong type", `{"method":"io.jackfruit.Jackfruit1.Get","parameters":{"name":5}}` + "\x00", control.ErrInvalidParameter, false},
 		{"unknown param", `{"method":"io.jackfruit.Jackfruit1.Get","parameters":{"name":"a","x":1}}` + "\x00", control.ErrInvalidParameter, false},
 		{"params not object", `{"method":"io.jackfruit.Jackfruit1.Get","parameters":"a"}` + "\x00", control.ErrInvalidParameter, false},
-		{"bad signal", `{"method":"io.jackfruit.Jackfruit1.Kill","parameters":{"name":"a","signal":99}}` + "\x00", control.ErrInvalidParameter, false},
+		// A signal number out of range is the core's to refuse (InvalidArgument), not the adapter's.
+		{"signal not a number", `{"method":"io.jackfruit.Jackfruit1.Kill","parameters":{"name":"a","signal":"HUP"}}` + "\x00", control.ErrInvalidParameter, false},
 		{"bad since", `{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"a","since":"yesterday"}}` + "\x00", control.ErrInvalidParameter, false},
 		{"events without more", `{"method":"io.jackfruit.Jackfruit1.Events"}` + "\x00", control.ErrExpectedMore, false},
 		{"follow without more", `{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"a","follow":true}}` + "\x00", control.ErrExpectedMore, false},

@@ -168,14 +168,14 @@ type (
 		Hostname      string   `json:"hostname,omitempty"`
 		SoftLimit     uint64   `json:"soft_limit,omitempty"`
 		HardLimit     uint64   `json:"hard_limit,omitempty"`
-		StopTimeoutNs int64    `json:"stop_timeout_ns,omitempty"`
+		StopTimeoutNs *int64   `json:"stop_timeout_ns,omitempty"`
 	}
 	nameIn struct {
 		Name string `json:"name"`
 	}
 	stopIn struct {
 		Name      string `json:"name"`
-		TimeoutNs int64  `json:"timeout_ns,omitempty"`
+		TimeoutNs *int64 `json:"timeout_ns,omitempty"`
 	}
 	killIn struct {
 		Name   string `json:"name"`
@@ -610,3 +610,28 @@ func ContainerToWire(c service.ContainerInfo) Container { return containerToWire
 
 // EventToWire returns the protocol's form of an event (`jackfruit events --format json`).
 func EventToWire(e service.Event) Event { return eventToWire(e) }
+
+// stopTimeoutFromWire maps an optional wire stop timeout onto the core's: absent is 0 (the
+// default), 0 is service.NoGrace (SIGKILL right after SIGTERM). The core checks the range.
+func stopTimeoutFromWire(ns *int64) time.Duration {
+	switch {
+	case ns == nil:
+		return 0
+	case *ns == 0:
+		return service.NoGrace
+	}
+	return time.Duration(*ns)
+}
+
+// stopTimeoutToWire is the inverse of stopTimeoutFromWire.
+func stopTimeoutToWire(d time.Duration) *int64 {
+	var ns int64
+	switch d {
+	case 0:
+		return nil
+	case service.NoGrace:
+	default:
+		ns = int64(d)
+	}
+	return &ns
+}

@@ -661,13 +661,9 @@ func (cn *conn) start(c *call) {
 		c.failErr(err)
 		return
 	}
-	if in.StopTimeoutNs < 0 {
-		c.failErr(&paramError{param: "stop_timeout_ns", msg: "must not be negative"})
-		return
-	}
 	info, err := cn.s.m.Start(c.ctx, cn.caller, service.StartRequest{
 		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
-		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: time.Duration(in.StopTimeoutNs),
+		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
 	})
 	if err != nil {
 		c.failErr(err)
@@ -682,11 +678,7 @@ func (cn *conn) stop(c *call) {
 		c.failErr(err)
 		return
 	}
-	if in.TimeoutNs < 0 {
-		c.failErr(&paramError{param: "timeout_ns", msg: "must not be negative"})
-		return
-	}
-	info, err := cn.s.m.Stop(c.ctx, cn.caller, in.Name, time.Duration(in.TimeoutNs))
+	info, err := cn.s.m.Stop(c.ctx, cn.caller, in.Name, stopTimeoutFromWire(in.TimeoutNs))
 	if err != nil {
 		c.failErr(err)
 		return
@@ -700,12 +692,8 @@ func (cn *conn) kill(c *call) {
 		c.failErr(err)
 		return
 	}
-	sig := syscall.SIGKILL
+	var sig syscall.Signal // absent: 0, which the core reads as its default signal
 	if in.Signal != nil {
-		if *in.Signal <= 0 || *in.Signal > 64 {
-			c.failErr(&paramError{param: "signal", msg: fmt.Sprintf("%d is not a signal number (1-64)", *in.Signal)})
-			return
-		}
 		sig = syscall.Signal(*in.Signal)
 	}
 	if err := cn.s.m.Kill(c.ctx, cn.caller, in.Name, sig); err != nil {

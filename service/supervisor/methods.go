@@ -26,8 +26,10 @@ func (s *Supervisor) Stop(ctx context.Context, caller service.Caller, name strin
 	if err != nil {
 		return service.ContainerInfo{}, err
 	}
-	if timeout > MaxStopTimeout {
-		return service.ContainerInfo{}, invalid("stop timeout %s is out of range (0, %s]", timeout, MaxStopTimeout)
+	switch {
+	case timeout == service.NoGrace:
+	case timeout < 0 || timeout > MaxStopTimeout:
+		return service.ContainerInfo{}, invalid("stop timeout %s is out of range [0, %s]", timeout, MaxStopTimeout)
 	}
 	s.stop(c, timeout)
 	select {
@@ -39,15 +41,19 @@ func (s *Supervisor) Stop(ctx context.Context, caller service.Caller, name strin
 }
 
 // stop starts the TERM→KILL escalation for c and returns at once; the escalation goes on
-// even when the caller stops waiting. timeout <= 0 selects the container's stop timeout.
+// even when the caller stops waiting. timeout 0 selects the container's stop timeout,
+// service.NoGrace none.
 func (s *Supervisor) stop(c *container, timeout time.Duration) {
 	s.mu.Lock()
 	if c.rec.State.Final() || c.proc == nil || c.settling {
 		s.mu.Unlock()
 		return
 	}
-	if timeout <= 0 {
+	switch timeout {
+	case 0:
 		timeout = c.rec.StopTimeout
+	case service.NoGrace:
+		timeout = 0
 	}
 	if c.rec.State == service.StateRunning {
 		c.rec.State = service.StateStopping
@@ -75,6 +81,9 @@ func (s *Supervisor) stop(c *container, timeout time.Duration) {
 func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name string, sig syscall.Signal) error {
 	if err := s.authorise(caller, "send signals to containers"); err != nil {
 		return err
+	}
+	if sig == 0 {
+		sig = service.DefaultKillSignal
 	}
 	if err := validSignal(sig); err != nil {
 		return err

@@ -120,8 +120,10 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 	switch {
 	case r.StopTimeout == 0:
 		r.StopTimeout = service.DefaultStopTimeout
+	case r.StopTimeout == service.NoGrace:
+		r.StopTimeout = 0
 	case r.StopTimeout < 0 || r.StopTimeout > MaxStopTimeout:
-		return r, invalid("stop timeout %s is out of range (0, %s]", r.StopTimeout, MaxStopTimeout)
+		return r, invalid("stop timeout %s is out of range [0, %s]", r.StopTimeout, MaxStopTimeout)
 	}
 
 	if r.Rootfs == "" {
@@ -186,6 +188,8 @@ func checkDir(path, what string) error {
 }
 
 // validSignal accepts the signals kill(2) can send, 1 to SIGRTMAX.
+// validSignal checks a signal given to Kill; 0 (none given) is resolved to
+// service.DefaultKillSignal before.
 func validSignal(sig syscall.Signal) error {
 	if sig < 1 || sig > 64 {
 		return invalid("signal %d is not a valid signal number (1-64)", int(sig))
