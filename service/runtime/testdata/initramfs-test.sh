@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs the runtime's host tests inside QEMU on a Debian kernel with a busybox initramfs as the
-# root filesystem. This covers what the host tests cannot: the distribution kernels (6.1, 6.12)
-# and an initramfs root, which pivot_root refuses to move (the runtime falls back to
-# MS_MOVE + chroot there).
+# Runs the runtime's host tests, then the seccomp package's, inside QEMU on a Debian kernel with
+# a busybox initramfs as the root filesystem. This covers what the host tests cannot: the
+# distribution kernels (6.1, 6.12), an initramfs root, which pivot_root refuses to move (the
+# runtime falls back to MS_MOVE + chroot there), and i386 syscalls (int 0x80), which the build
+# hosts' kernel cannot run.
 #
 # usage: service/runtime/testdata/initramfs-test.sh ROOTFS [KERNEL_VERSION...]
 #   ROOTFS is the test rootfs from `make rootfs` (build/rootfs); kernel versions default to
@@ -27,6 +28,7 @@ repo=$(cd "$(dirname "$0")/../../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/runtime.test" ./service/runtime/)
+(cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/seccomp.test" ./service/runtime/seccomp/)
 
 # TCG on purpose: build machines here have a /dev/kvm node that does not work.
 # Single-threaded TCG: with thread=multi, Debian's 6.12 kernel sometimes Oopses at boot
@@ -42,7 +44,7 @@ for kv in "${kernels[@]}"; do
 	mkdir -p "$img"/{bin,proc,sys,dev,tmp,lib/modules}
 	cp /bin/busybox "$img/bin/busybox"
 	ln -sf busybox "$img/bin/sh"
-	cp "$work/runtime.test" "$img/runtime.test"
+	cp "$work/runtime.test" "$work/seccomp.test" "$img/"
 	cp -a "$rootfs" "$img/rootfs"
 	ov=$(find "/lib/modules/$kv/kernel/fs/overlayfs" -name 'overlay.ko*' 2>/dev/null | head -1)
 	[ -n "$ov" ] && cp "$ov" "$img/lib/modules/"
@@ -58,6 +60,8 @@ echo "=== kernel $(uname -r), root: $(grep ' / / ' /proc/self/mountinfo | head -
 cd /
 JACKFRUIT_TEST_ROOTFS=/rootfs TMPDIR=/tmp /runtime.test -test.count=1 -test.v -test.timeout=5m 2>&1
 echo "=== exit $?"
+TMPDIR=/tmp /seccomp.test -test.count=1 -test.v -test.timeout=5m 2>&1
+echo "=== exit $?"
 poweroff -f
 EOF
 	chmod +x "$img/init"
@@ -68,8 +72,10 @@ EOF
 		-kernel "$kernel" -initrd "$work/initrd-$kv.gz" \
 		-append "console=ttyS0 quiet panic=-1 rdinit=/init" 2>&1 | tr -d '\r' >"$log" || true
 	cp "$log" "${INITRAMFS_TEST_LOG_DIR:-/tmp}/runtime-initramfs-$kv.log" 2>/dev/null || true
-	sed -n '/=== kernel/,/^=== exit/p' "$log" | grep -v '^=== RUN'
-	if ! grep -q '^PASS$' "$log" || grep -q -- '--- FAIL' "$log"; then
+	awk '/=== kernel/ { p = 1 } p { print } /^=== exit/ { if (++n == 2) exit }' "$log" | grep -v '^=== RUN'
+	# Both test binaries must pass: two PASS lines, two clean exits.
+	if [ "$(grep -c '^PASS$' "$log")" -ne 2 ] || [ "$(grep -c '^=== exit 0$' "$log")" -ne 2 ] ||
+		grep -q -- '--- FAIL' "$log"; then
 		echo "FAIL on $kv (full log below)"; tail -50 "$log"; failed=1
 	fi
 	if grep -E 'BUG:|WARNING:|Oops|KASAN' "$log"; then
