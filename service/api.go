@@ -162,6 +162,13 @@ type Event struct {
 type Caller struct {
 	UID uint32
 	PID int32 // 0 when unknown
+	// GID and Groups are the caller's primary and supplementary groups as the kernel has
+	// them for its connection (SO_PEERCRED and SO_PEERGROUPS on the socket, the bus daemon's
+	// credentials on D-Bus), valid only when GroupsKnown. Admin rights come from these, not
+	// from the group database: a process that dropped the admin group has no admin rights.
+	GID         uint32
+	Groups      []uint32
+	GroupsKnown bool
 }
 
 // Stream names a container's output stream.

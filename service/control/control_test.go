@@ -710,22 +710,29 @@ func TestPeerCredOtherUser(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), peercredEnv+"="+f.path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil || string(out) != "ok" {
-		t.Fatalf("client as nobody: %v: %s", err, out)
-	}
-	var uids []uint32
-	for _, c := range f.m.Callers() {
-		uids = append(uids, c.UID)
-		if c.PID == 0 {
-			t.Errorf("caller without pid: %+v", c)
+	// Once with group 100 as a supplementary group, once after dropping it (setgroups):
+	// the core must see the groups the process has, not what the group database says.
+	for _, groups := range [][]uint32{{100}, {}} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), peercredEnv+"="+f.path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: groups}}
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != "ok" {
+			t.Fatalf("client as nobody: %v: %s", err, out)
 		}
 	}
-	if len(uids) != 2 || uids[0] != 65534 || uids[1] != 65534 {
-		t.Fatalf("the manager saw uids %v, want [65534 65534]", uids)
+	callers := f.m.Callers()
+	if len(callers) != 4 {
+		t.Fatalf("the manager saw %d calls, want 4: %+v", len(callers), callers)
+	}
+	for i, c := range callers {
+		want := fmt.Sprint([]uint32{100})
+		if i >= 2 {
+			want = fmt.Sprint([]uint32{})
+		}
+		if c.UID != 65534 || c.GID != 65534 || c.PID == 0 || !c.GroupsKnown || fmt.Sprint(c.Groups) != want {
+			t.Errorf("call %d: the manager saw %+v, want uid/gid 65534, a pid and groups %s", i, c, want)
+		}
 	}
 }
 

@@ -247,29 +247,6 @@ func (s *Server) untrack(c net.Conn) {
 	c.Close()
 }
 
-// peerCred returns the connecting process's identity as the kernel recorded it at connect time.
-func peerCred(c net.Conn) (service.Caller, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return service.Caller{}, fmt.Errorf("connection type %T has no peer credentials", c)
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return service.Caller{}, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return service.Caller{}, err
-	}
-	if credErr != nil {
-		return service.Caller{}, fmt.Errorf("SO_PEERCRED: %w", credErr)
-	}
-	return service.Caller{UID: cred.Uid, PID: cred.Pid}, nil
-}
-
 // conn is the state of one client connection.
 type conn struct {
 	s      *Server

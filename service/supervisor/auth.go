@@ -10,14 +10,15 @@ import (
 	"github.com/jackfruit/jackfruit/service"
 )
 
-// authorise refuses callers that may not change anything: only root and members of the
-// configured admin group (primary or supplementary, as the user database says) may.
-// The group is looked up on every call so that group changes apply without a restart.
+// authorise refuses callers that may not change anything: only root and callers whose
+// process has the configured admin group (primary or supplementary, as the kernel says for
+// its connection; see service.Caller) may. The group's id is looked up on every call so that
+// a changed group database applies without a restart.
 func (s *Supervisor) authorise(c service.Caller, action string) error {
 	if c.UID == 0 {
 		return nil
 	}
-	if s.cfg.AdminGroup != "" && s.inAdminGroup(c.UID) {
+	if s.cfg.AdminGroup != "" && s.inAdminGroup(c) {
 		return nil
 	}
 	who := strconv.FormatUint(uint64(c.UID), 10)
@@ -27,26 +28,27 @@ func (s *Supervisor) authorise(c service.Caller, action string) error {
 		who = "uid " + who
 	}
 	if s.cfg.AdminGroup != "" {
-		return service.Errorf(service.KindAccessDenied, "%s may not %s: only root and members of group %q may", who, action, s.cfg.AdminGroup)
+		if !c.GroupsKnown {
+			return service.Errorf(service.KindAccessDenied, "%s may not %s: only root and processes in group %q may, and the groups of this caller are unknown", who, action, s.cfg.AdminGroup)
+		}
+		return service.Errorf(service.KindAccessDenied, "%s may not %s: only root and processes in group %q may (the calling process is not)", who, action, s.cfg.AdminGroup)
 	}
 	return service.Errorf(service.KindAccessDenied, "%s may not %s: only root may", who, action)
 }
 
-func (s *Supervisor) inAdminGroup(uid uint32) bool {
+// inAdminGroup reports whether the caller's process has the admin group. Never a guess: with
+// its groups unknown, it has not.
+func (s *Supervisor) inAdminGroup(c service.Caller) bool {
+	if !c.GroupsKnown {
+		return false
+	}
 	g, err := user.LookupGroup(s.cfg.AdminGroup)
 	if err != nil {
 		return false
 	}
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	gid, err := strconv.ParseUint(g.Gid, 10, 32)
 	if err != nil {
 		return false
 	}
-	if u.Gid == g.Gid {
-		return true
-	}
-	gids, err := u.GroupIds()
-	if err != nil {
-		return false
-	}
-	return slices.Contains(gids, g.Gid)
+	return c.GID == uint32(gid) || slices.Contains(c.Groups, uint32(gid))
 }

@@ -318,7 +318,7 @@ func TestValidationChangesNothing(t *testing.T) {
 func TestAuthorisation(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.AdminGroup = "jackfruit-test-no-such-group" })
 	ctx := context.Background()
-	nobody := service.Caller{UID: 65534}
+	nobody := service.Caller{UID: 65534, GID: 65534, GroupsKnown: true}
 	e.start(t, "a", "sleep", "1000")
 
 	if _, err := e.s.Start(ctx, nobody, service.StartRequest{Name: "b", Command: []string{"true"}}); service.KindOf(err) != service.KindAccessDenied {
@@ -347,10 +347,17 @@ func TestAuthorisation(t *testing.T) {
 		t.Errorf("refused calls changed the container: %s", info.State)
 	}
 
-	// Membership of the admin group allows writes: nobody's primary group is nogroup.
+	// Having the admin group allows writes: nobody's primary group is nogroup. What counts
+	// is the group the caller's process has, not the group database: without it (or with its
+	// groups unknown) nobody is refused.
 	e.s.cfg.AdminGroup = "nogroup"
-	if _, err := e.s.Stop(ctx, nobody, "a", 100*time.Millisecond); err != nil {
-		t.Errorf("Stop by a member of the admin group: %v", err)
+	for _, c := range []service.Caller{{UID: 65534, GID: 100, GroupsKnown: true}, {UID: 65534}} {
+		if _, err := e.s.Stop(ctx, c, "a", 100*time.Millisecond); service.KindOf(err) != service.KindAccessDenied {
+			t.Errorf("Stop by %+v without the admin group: %v", c, err)
+		}
+	}
+	if _, err := e.s.Stop(ctx, service.Caller{UID: 65534, GID: 100, Groups: []uint32{65534}, GroupsKnown: true}, "a", 100*time.Millisecond); err != nil {
+		t.Errorf("Stop by a process with the admin group as a supplementary group: %v", err)
 	}
 }
 
