@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -17,7 +18,9 @@ import (
 )
 
 // abiProbe prints every constant, size and offset of kmod/monitor_ioctl.h as
-// "key value" lines; TestABIMatchesHeader compares them with the Go mirror.
+// "key value" lines; TestABIMatchesHeader compares them with the Go mirror. The
+// constants and structs probed are read from the header itself (headerABI), so a
+// definition added there without a Go mirror fails the test.
 const abiProbe = `#include <stdio.h>
 #include <stddef.h>
 #include "monitor_ioctl.h"
@@ -28,11 +31,6 @@ const abiProbe = `#include <stdio.h>
 
 int main(void)
 {
-	C(CM_ABI_VERSION); C(CM_NAME_LEN); C(CM_IOC_MAGIC);
-	C(CM_QUERY_SOFT_WARNED); C(CM_QUERY_KILLED); C(CM_QUERY_EXITED);
-	C(CM_EVENT_REGISTERED); C(CM_EVENT_SOFT); C(CM_EVENT_HARD); C(CM_EVENT_EXITED);
-	C(CM_IOC_GET_VERSION); C(CM_IOC_REGISTER); C(CM_IOC_UNREGISTER);
-	C(CM_IOC_QUERY); C(CM_IOC_STATS);
 	printf("device %s\n", "/dev/" CM_DEVICE_NAME);
 %s
 	return 0;
@@ -46,12 +44,14 @@ var layouts = []struct {
 	fields []string
 }{
 	{"cm_version", VersionInfo{}, []string{"abi_version", "event_size", "name_len", "reserved"}},
-	{"cm_register", RegisterArgs{}, []string{"pid", "flags", "soft_limit", "hard_limit", "name"}},
-	{"cm_unregister", UnregisterArgs{}, []string{"pid", "reserved"}},
-	{"cm_query", QueryArgs{}, []string{"pid", "flags", "rss", "soft_limit", "hard_limit", "nr_tasks", "reserved", "name"}},
+	{"cm_register", RegisterArgs{}, []string{"pidfd", "flags", "soft_limit", "hard_limit", "id", "reserved", "name"}},
+	{"cm_unregister", UnregisterArgs{}, []string{"id", "flags", "reserved"}},
+	{"cm_query", QueryArgs{}, []string{"id", "flags", "pid", "rss", "soft_limit", "hard_limit", "sample_ns", "nr_tasks", "reserved", "name"}},
+	{"cm_query_all", QueryAllArgs{}, []string{"entries", "count", "total", "flags", "reserved"}},
 	{"cm_stats", Stats{}, []string{"entries", "max_entries", "scan_interval_ms", "events_queued", "scans",
-		"scan_ns_total", "last_scan_ns", "max_scan_ns", "events_dropped", "kills"}},
-	{"cm_event", RawEvent{}, []string{"type", "pid", "seq", "rss", "limit", "time_ns", "name"}},
+		"scan_ns_total", "last_scan_ns", "max_scan_ns", "events_dropped", "kills",
+		"file_entries", "event_queue_len", "scan_pending", "reserved"}},
+	{"cm_event", RawEvent{}, []string{"type", "pid", "id", "seq", "rss", "limit", "time_ns", "mono_ns", "name"}},
 }
 
 func goLayout(t *testing.T) map[string]uint64 {
@@ -72,6 +72,7 @@ func goLayout(t *testing.T) map[string]uint64 {
 		"CM_IOC_UNREGISTER":    uint64(IocUnregister),
 		"CM_IOC_QUERY":         uint64(IocQuery),
 		"CM_IOC_STATS":         uint64(IocStats),
+		"CM_IOC_QUERY_ALL":     uint64(IocQueryAll),
 	}
 	for _, l := range layouts {
 		want["sizeof("+l.cname+")"] = uint64(sizeOf(l.goval))
@@ -86,6 +87,48 @@ func goLayout(t *testing.T) map[string]uint64 {
 	return want
 }
 
+var (
+	defineRe = regexp.MustCompile(`^#define\s+(CM_[A-Z0-9_]+)\s+\S`)
+	structRe = regexp.MustCompile(`^struct\s+(cm_[a-z0-9_]+)\s*\{`)
+	fieldRe  = regexp.MustCompile(`^\s*(?:__[us](?:8|16|32|64)|char)\s+([a-z0-9_]+)(?:\[[^\]]*\])?;`)
+)
+
+// headerABI lists the numeric CM_* constants of the header (not the include guard nor
+// the device name string) and the fields of every struct, in order.
+func headerABI(t *testing.T, path string) (defines []string, structs map[string][]string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	structs = map[string][]string{}
+	cur := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := defineRe.FindStringSubmatch(line); m != nil && m[1] != "CM_DEVICE_NAME" {
+			defines = append(defines, m[1])
+		}
+		if m := structRe.FindStringSubmatch(line); m != nil {
+			cur = m[1]
+			structs[cur] = nil
+			continue
+		}
+		if cur == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "};") {
+			cur = ""
+			continue
+		}
+		if m := fieldRe.FindStringSubmatch(line); m != nil {
+			structs[cur] = append(structs[cur], m[1])
+		}
+	}
+	if len(defines) == 0 || len(structs) == 0 {
+		t.Fatalf("no CM_* constants or cm_* structs found in %s", path)
+	}
+	return defines, structs
+}
+
 func TestABIMatchesHeader(t *testing.T) {
 	cc, err := exec.LookPath("cc")
 	if err != nil {
@@ -97,11 +140,25 @@ func TestABIMatchesHeader(t *testing.T) {
 		t.Fatalf("ABI header not found: %v", err)
 	}
 
+	defines, structs := headerABI(t, filepath.Join(kmod, "monitor_ioctl.h"))
 	var probes strings.Builder
+	for _, d := range defines {
+		fmt.Fprintf(&probes, "\tC(%s);\n", d)
+	}
+	mirrored := map[string]bool{}
 	for _, l := range layouts {
+		mirrored[l.cname] = true
+		if got := structs[l.cname]; strings.Join(got, ",") != strings.Join(l.fields, ",") {
+			t.Errorf("struct %s: header fields %v, Go mirror lists %v", l.cname, got, l.fields)
+		}
 		fmt.Fprintf(&probes, "\tS(%s);\n", l.cname)
 		for _, f := range l.fields {
 			fmt.Fprintf(&probes, "\tO(%s, %s);\n", l.cname, f)
+		}
+	}
+	for name := range structs {
+		if !mirrored[name] {
+			t.Errorf("struct %s is in the header but has no Go mirror in layouts", name)
 		}
 	}
 	dir := t.TempDir()

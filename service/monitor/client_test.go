@@ -45,15 +45,15 @@ func TestValidName(t *testing.T) {
 }
 
 func TestDecodeEvent(t *testing.T) {
-	r := RawEvent{Type: uint32(EventHard), Pid: 42, Seq: 7, RSS: 1 << 20, Limit: 2 << 20, TimeNs: 1_700_000_000_123_456_789}
+	r := RawEvent{Type: uint32(EventHard), Pid: 42, ID: 9, Seq: 7, RSS: 1 << 20, Limit: 2 << 20, TimeNs: 1_700_000_000_123_456_789, MonoNs: 5_000_000_000}
 	copy(r.Name[:], "hog")
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&r)), EventSize)
 	ev, err := DecodeEvent(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Event{Type: EventHard, Pid: 42, Name: "hog", RSS: 1 << 20, Limit: 2 << 20, Seq: 7,
-		Time: time.Unix(0, 1_700_000_000_123_456_789)}
+	want := Event{Type: EventHard, ID: 9, Pid: 42, Name: "hog", RSS: 1 << 20, Limit: 2 << 20, Seq: 7,
+		Time: time.Unix(0, 1_700_000_000_123_456_789), Mono: 5 * time.Second}
 	if ev != want {
 		t.Fatalf("DecodeEvent = %+v, want %+v", ev, want)
 	}

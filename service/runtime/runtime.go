@@ -374,6 +374,19 @@ func (p *Process) Signal(sig syscall.Signal) error {
 	return nil
 }
 
+// WithPidfd calls fn with the init's pidfd, which stays open until fn returns (Wait cannot
+// close it meanwhile), so that another subsystem (the kernel memory monitor) can name this
+// exact process without trusting its pid number. fn must not keep or close the descriptor.
+// After Wait has reaped the process it returns os.ErrProcessDone without calling fn.
+func (p *Process) WithPidfd(fn func(pidfd int) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidfd < 0 {
+		return os.ErrProcessDone
+	}
+	return fn(p.pidfd)
+}
+
 // si_code values for SIGCHLD (include/uapi/asm-generic/siginfo.h); x/sys does not export them.
 const (
 	cldExited = 1

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/logs"
 	"github.com/jackfruit/jackfruit/service/runtime"
@@ -230,25 +228,25 @@ func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st 
 	rd.Close()
 }
 
-// register hands the container's init to the kernel monitor. A failure does not fail the
+// register hands the container's init to the memory watcher. A failure does not fail the
 // start: the container runs, and ps/inspect say its limits are not enforced and why.
 func (s *Supervisor) register(c *container) {
-	if s.mon == nil {
+	if s.mem == nil {
 		c.rec.LimitsEnforced = false
-		c.rec.Message = s.monMsg
+		c.rec.Message = s.memMsg
 		return
 	}
-	pid := c.proc.Pid
-	// In the index before the ioctl: an event can arrive the moment the module knows the pid.
-	s.mu.Lock()
-	s.byPid[pid] = c
-	s.mu.Unlock()
-	if err := s.mon.Register(pid, c.rec.Name, c.rec.SoftLimit, c.rec.HardLimit); err != nil {
-		s.mu.Lock()
-		delete(s.byPid, pid)
-		s.mu.Unlock()
+	// Indexed under watchMu before the reader can look the new handle up: an event can
+	// arrive the moment the watcher knows the container.
+	s.watchMu.Lock()
+	h, err := s.mem.Watch(watchSpec{Name: c.rec.Name, Proc: c.proc, Soft: c.rec.SoftLimit, Hard: c.rec.HardLimit})
+	if err == nil {
+		s.byWatch[h] = c
+	}
+	s.watchMu.Unlock()
+	if err != nil {
 		c.rec.Message = fmt.Sprintf("memory limits are not enforced: registering with the kernel monitor failed: %v", err)
-		if errors.Is(err, unix.ESRCH) {
+		if errors.Is(err, errContainerGone) {
 			// The command was over before it could be registered (e.g. `true`): nothing to
 			// watch, nothing worth a warning.
 			s.log.Debug("container exited before it was registered with the kernel monitor", "container", c.rec.Name)
@@ -260,7 +258,7 @@ func (s *Supervisor) register(c *container) {
 	// The monitor's reader may already be updating c.rec (the module queues a REGISTERED
 	// event with the RSS at once), so from here on c.rec is only touched under s.mu.
 	s.mu.Lock()
-	c.registered = true
+	c.watch, c.registered = h, true
 	c.rec.LimitsEnforced = true
 	s.mu.Unlock()
 }

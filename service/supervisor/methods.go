@@ -272,8 +272,8 @@ func (s *Supervisor) Status() service.Status {
 	st := service.Status{
 		Version:          service.Version,
 		BaseRootfs:       s.cfg.BaseRootfs,
-		MonitorAvailable: s.mon != nil,
-		MonitorMessage:   s.monMsg,
+		MonitorAvailable: s.mem != nil,
+		MonitorMessage:   s.memMsg,
 		JournalAvailable: s.journal != nil,
 		ContainerCount:   len(s.containers),
 	}

@@ -30,15 +30,19 @@ func (s *Supervisor) unregister(c *container) {
 	if !c.registered {
 		return
 	}
-	if err := s.mon.Unregister(c.proc.Pid); err != nil {
+	// By handle, never by pid: the init may be reaped and its number given to another
+	// container's init already.
+	if err := s.mem.Unwatch(c.watch); err != nil {
 		s.log.Debug("unregister from kernel monitor", "container", c.rec.Name, "error", err.Error())
 	}
-	s.mu.Lock()
-	if s.byPid[c.proc.Pid] == c {
-		delete(s.byPid, c.proc.Pid)
+	s.watchMu.Lock()
+	if s.byWatch[c.watch] == c {
+		delete(s.byWatch, c.watch)
 	}
-	s.mu.Unlock()
+	s.watchMu.Unlock()
+	s.mu.Lock()
 	c.registered = false
+	s.mu.Unlock()
 }
 
 // reap waits for the container's init, drains its output, settles the final state, tears
@@ -76,8 +80,8 @@ func (s *Supervisor) reap(c *container) {
 	}
 	var rss uint64
 	if c.registered {
-		if e, err := s.mon.Query(c.proc.Pid); err == nil {
-			rss = e.RSS
+		if u, err := s.mem.Usage(c.watch); err == nil {
+			rss = u.RSS
 		}
 	}
 	s.unregister(c)
@@ -124,8 +128,8 @@ func (s *Supervisor) killedByMonitor(c *container) bool {
 	default:
 	}
 	wait := time.Second
-	if e, err := s.mon.Query(c.proc.Pid); err == nil {
-		if e.Killed {
+	if u, err := s.mem.Usage(c.watch); err == nil {
+		if u.Killed {
 			return true
 		}
 		wait = 50 * time.Millisecond

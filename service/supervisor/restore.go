@@ -219,8 +219,11 @@ func (s *Supervisor) Detach() error {
 		close(s.shutdown)
 		s.savers.Wait()
 		close(s.stopBg)
-		if s.mon != nil {
-			s.mon.Close()
+		if s.mem != nil {
+			// The module drops this file's registrations once no process holds it: the
+			// containers left running are unwatched until the next supervisor registers
+			// them (or, later, adopts this file from the fd store: monitor.FromFile).
+			s.mem.Close()
 		}
 		s.events.close()
 		s.bg.Wait()

@@ -62,6 +62,9 @@ type Config struct {
 	// one was started with them (sdglue.Inherited.Stored). New takes them over: the ones
 	// no container needs are closed and removed from the store.
 	Inherited map[string]*os.File
+
+	// watcher, when set (by tests), is used instead of the module at MonitorDevice.
+	watcher memoryWatcher
 }
 
 // Supervisor is the core. Create it with New; it implements service.Manager.
@@ -69,18 +72,22 @@ type Supervisor struct {
 	cfg     Config
 	log     *slog.Logger
 	events  *broker
-	journal *logs.Journal   // nil when journald is unavailable
-	mon     *monitor.Client // nil when the kernel monitor is unavailable
-	monMsg  string          // why mon is nil
+	journal *logs.Journal // nil when journald is unavailable
+	mem     memoryWatcher // nil when memory limits cannot be enforced
+	memMsg  string        // why mem is nil
 	bootID  string
 	lock    *os.File // flock on the state directory, held until Close
 
 	mu         sync.Mutex
 	containers map[string]*container
-	starting   map[string]bool    // names reserved by a Start in progress
-	byPid      map[int]*container // containers registered with the monitor, by init pid
+	starting   map[string]bool // names reserved by a Start in progress
 	closing    bool
 	detaching  bool // Detach: containers are left running for the next supervisor
+
+	// watchMu guards byWatch and is held across memoryWatcher.Watch, so the event reader
+	// cannot take a new handle for a stranger's before the container is indexed under it.
+	watchMu sync.Mutex
+	byWatch map[watchHandle]*container
 
 	reapers sync.WaitGroup // one per running container
 	// finishing counts reapers past the point of no return (recording a final state);
@@ -116,10 +123,11 @@ type container struct {
 	announced    chan struct{}
 	announceOnce sync.Once
 	done         chan struct{} // closed once final, drained, persisted and published
-	registered   bool          // with the kernel monitor
-	hard         chan struct{} // closed when the monitor reported a HARD kill for the init
+	registered   bool          // with the memory watcher, under watch
+	watch        watchHandle   // valid while registered
+	hard         chan struct{} // closed when the watcher reported a hard-limit kill
 	hardOnce     sync.Once
-	monExited    chan struct{} // closed when the monitor reported the init's exit
+	monExited    chan struct{} // closed when the watcher reported the init's exit
 	exitOnce     sync.Once
 	removing     bool
 	// settling is set (under Supervisor.mu) once the reaper has the final state in hand and
@@ -167,7 +175,7 @@ func New(cfg Config) (*Supervisor, error) {
 		bootID:     bootID(),
 		containers: make(map[string]*container),
 		starting:   make(map[string]bool),
-		byPid:      make(map[int]*container),
+		byWatch:    make(map[watchHandle]*container),
 		stopBg:     make(chan struct{}),
 		shutdown:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
@@ -210,15 +218,17 @@ func New(cfg Config) (*Supervisor, error) {
 			s.journal = j
 		}
 	}
-	if cfg.MonitorDevice == MonitorDisabled {
-		s.monMsg = "memory limits are not enforced: the kernel memory monitor is disabled by configuration"
-		s.log.Warn(s.monMsg)
-	} else if m, err := monitor.Open(cfg.MonitorDevice); err != nil {
+	if cfg.watcher != nil {
+		s.mem = cfg.watcher
+	} else if cfg.MonitorDevice == MonitorDisabled {
+		s.memMsg = "memory limits are not enforced: the kernel memory monitor is disabled by configuration"
+		s.log.Warn(s.memMsg)
+	} else if m, err := openModuleWatcher(cfg.MonitorDevice); err != nil {
 		// The monitor's errors name the device and the remedy (ABI versions, modprobe).
-		s.monMsg = "memory limits are not enforced: " + err.Error()
-		s.log.Warn(s.monMsg)
+		s.memMsg = "memory limits are not enforced: " + err.Error()
+		s.log.Warn(s.memMsg)
 	} else {
-		s.mon = m
+		s.mem = m
 	}
 
 	// With journald and the monitor there: what was written while no supervisor ran goes
@@ -233,9 +243,9 @@ func New(cfg Config) (*Supervisor, error) {
 		s.bg.Add(1)
 		go s.journalWriter(ch)
 	}
-	if s.mon != nil {
+	if s.mem != nil {
 		s.bg.Add(1)
-		go s.monitorReader()
+		go s.memoryReader()
 	}
 	s.bg.Add(1)
 	go s.sampler()
@@ -308,8 +318,8 @@ func (s *Supervisor) Close() error {
 		close(s.shutdown)
 		s.savers.Wait()
 		close(s.stopBg)
-		if s.mon != nil {
-			s.mon.Close() // ends the blocking ReadEvent of the reader
+		if s.mem != nil {
+			s.mem.Close() // ends the reader's blocking Next
 		}
 		s.events.close() // ends the journal writer once it wrote what is queued
 		s.bg.Wait()

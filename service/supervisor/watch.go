@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/logs"
-	"github.com/jackfruit/jackfruit/service/monitor"
 )
 
 // journalWriter records every lifecycle and memory event in journald with the container's
@@ -29,12 +28,12 @@ func (s *Supervisor) journalWriter(ch <-chan service.Event) {
 	}
 }
 
-// monitorReader turns the kernel monitor's events into container state and core events.
-func (s *Supervisor) monitorReader() {
+// memoryReader turns the memory watcher's events into container state and core events.
+func (s *Supervisor) memoryReader() {
 	defer s.bg.Done()
 	warned := false
 	for {
-		ev, err := s.mon.ReadEvent()
+		ev, err := s.mem.Next()
 		if err != nil {
 			select {
 			case <-s.stopBg:
@@ -52,36 +51,39 @@ func (s *Supervisor) monitorReader() {
 			}
 			continue
 		}
-		s.handleMonitorEvent(ev)
+		s.handleMemoryEvent(ev)
 	}
 }
 
-func (s *Supervisor) handleMonitorEvent(ev monitor.Event) {
+func (s *Supervisor) handleMemoryEvent(ev memEvent) {
+	s.watchMu.Lock()
+	c := s.byWatch[ev.Handle]
+	s.watchMu.Unlock()
+	if c == nil {
+		return // unwatched meanwhile
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byPid[ev.Pid]
-	if c == nil {
-		return
-	}
 	if ev.RSS > 0 {
 		c.rec.RSS = ev.RSS
 		c.rec.PeakRSS = max(c.rec.PeakRSS, ev.RSS)
 	}
-	switch ev.Type {
-	case monitor.EventSoft:
+	switch ev.Kind {
+	case memSoft:
 		c.rec.SoftLimitExceeded = true
 		s.log.Warn("container exceeded its soft memory limit", "container", c.rec.Name, "rss", ev.RSS, "limit", ev.Limit)
 		s.publish(service.EventSoftLimit, c, ev.RSS, ev.Limit)
-	case monitor.EventHard:
+	case memHard:
 		c.hardOnce.Do(func() { close(c.hard) })
 		s.log.Warn("container reached its hard memory limit and is killed", "container", c.rec.Name, "rss", ev.RSS, "limit", ev.Limit)
 		s.publish(service.EventHardLimit, c, ev.RSS, ev.Limit)
-	case monitor.EventExited:
+	case memExited:
 		c.exitOnce.Do(func() { close(c.monExited) })
 	}
 }
 
-// sampler refreshes RSS and peak RSS of running containers for ps and inspect.
+// sampler refreshes RSS and peak RSS of running containers for ps and inspect: with a
+// memory watcher one UsageAll call a second for all containers, without one from /proc.
 func (s *Supervisor) sampler() {
 	defer s.bg.Done()
 	t := time.NewTicker(sampleInterval)
@@ -93,39 +95,58 @@ func (s *Supervisor) sampler() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		s.mu.Lock()
-		var pids []int
-		byPid := make(map[int]*container)
-		for _, c := range s.containers {
-			if !c.rec.State.Final() && c.rec.Pid > 0 {
-				pids = append(pids, c.rec.Pid)
-				byPid[c.rec.Pid] = c
-			}
+		if s.mem != nil {
+			s.sampleWatched()
+		} else {
+			s.sampleProc()
 		}
-		s.mu.Unlock()
-		if len(pids) == 0 {
+	}
+}
+
+// sampleWatched takes the RSS of every watched container from the watcher's last
+// measurement. A container the watcher refused has no entry and keeps its last value.
+func (s *Supervisor) sampleWatched() {
+	usage, err := s.mem.UsageAll()
+	if err != nil {
+		s.log.Debug("sampling memory from the kernel monitor", "error", err.Error())
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.containers {
+		if !c.registered || c.rec.State.Final() {
 			continue
 		}
-		var rss map[int]uint64
-		if s.mon != nil {
-			rss = make(map[int]uint64, len(pids))
-			for _, pid := range pids {
-				// A container the module refused has no entry; Query then fails harmlessly.
-				if e, err := s.mon.Query(pid); err == nil {
-					rss[pid] = e.RSS
-				}
-			}
-		} else {
-			rss = procRSS(pids)
+		if u, ok := usage[c.watch]; ok && u.RSS > 0 {
+			c.rec.RSS = u.RSS
+			c.rec.PeakRSS = max(c.rec.PeakRSS, u.RSS)
 		}
-		s.mu.Lock()
-		for pid, v := range rss {
-			c := byPid[pid]
-			if c.rec.Pid == pid && !c.rec.State.Final() && v > 0 {
-				c.rec.RSS = v
-				c.rec.PeakRSS = max(c.rec.PeakRSS, v)
-			}
+	}
+}
+
+// sampleProc measures running containers from /proc when no watcher is there.
+func (s *Supervisor) sampleProc() {
+	s.mu.Lock()
+	var pids []int
+	byPid := make(map[int]*container)
+	for _, c := range s.containers {
+		if !c.rec.State.Final() && c.rec.Pid > 0 {
+			pids = append(pids, c.rec.Pid)
+			byPid[c.rec.Pid] = c
 		}
-		s.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if len(pids) == 0 {
+		return
+	}
+	rss := procRSS(pids)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for pid, v := range rss {
+		c := byPid[pid]
+		if c.rec.Pid == pid && !c.rec.State.Final() && v > 0 {
+			c.rec.RSS = v
+			c.rec.PeakRSS = max(c.rec.PeakRSS, v)
+		}
 	}
 }

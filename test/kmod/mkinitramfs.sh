@@ -26,7 +26,10 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mode=test
 for arg in $(cat /proc/cmdline); do
-	case "$arg" in ktest.mode=*) mode=${arg#ktest.mode=} ;; esac
+	case "$arg" in
+	ktest.mode=*) mode=${arg#ktest.mode=} ;;
+	ktest.only=*) export KTEST_ONLY=${arg#ktest.only=} ;;
+	esac
 done
 echo "KTEST-BOOT kernel=$(uname -r) mode=$mode"
 /ktest "$mode"

@@ -13,6 +13,7 @@
 # protection/list_del corruption/KASAN or any call trace.
 #
 # Usage: test/kmod/run.sh [--bench] [--kernel 6.1|6.12]...
+# KTEST_ONLY=<regexp> runs only the tests whose name matches (and "load").
 # Artifacts and console logs: $CACHE_DIR/kmod/<kernel>/ (default
 # /var/cache/jackfruit-test). Output format of --bench: test/kmod/README.md.
 set -euo pipefail
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--bench) mode=bench ;;
 	--kernel) want+=("$2"); shift ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -123,7 +124,7 @@ for series in "${want[@]}"; do
 	timeout -k 10 "$timeout_s" qemu-system-x86_64 -nodefaults -no-user-config -nographic \
 		-accel tcg,thread=single -cpu max -m 1024 -smp 2 -no-reboot \
 		-kernel "/boot/vmlinuz-$kv" -initrd "$dir/initrd.gz" \
-		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode" \
+		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode${KTEST_ONLY:+ ktest.only=$KTEST_ONLY}" \
 		-serial "file:$console" -monitor none </dev/null >"$dir/qemu.log" 2>&1
 	qrc=$?
 	set -e

@@ -45,7 +45,7 @@ func testFuzz(t *T) {
 	defer unix.Munmap(noAccess)
 	faultAddr := uintptr(unsafe.Pointer(&noAccess[0]))
 
-	valid := []uintptr{monitor.IocGetVersion, monitor.IocRegister, monitor.IocUnregister, monitor.IocQuery, monitor.IocStats}
+	valid := []uintptr{monitor.IocGetVersion, monitor.IocRegister, monitor.IocUnregister, monitor.IocQuery, monitor.IocStats, monitor.IocQueryAll}
 	// ioctl types the VFS handles itself before the driver (FIOCLEX,
 	// FIONBIO, FIGETBSZ, FS_IOC_*...): those may legitimately succeed.
 	vfsTypes := map[uintptr]bool{0x00: true, 0x54: true, 0x58: true, 0x66: true, 0x94: true, 0x15: true}
@@ -95,12 +95,14 @@ func testFuzz(t *T) {
 		counts[e]++
 		if e == 0 {
 			successes++
-			readOnly := cmd == monitor.IocGetVersion || cmd == monitor.IocStats || cmd == monitor.IocQuery
+			// QUERY cannot succeed: nothing is registered through this file. QUERY_ALL
+			// can, with zero flags and any array (it has no entries to write).
+			readOnly := cmd == monitor.IocGetVersion || cmd == monitor.IocStats || cmd == monitor.IocQueryAll
 			if !(readOnly && validBuf) {
 				t.Errorf("ioctl %#x on %#x succeeded", cmd, addr)
 				if cmd == monitor.IocRegister {
 					a := (*monitor.RegisterArgs)(unsafe.Pointer(&mem[off]))
-					_ = d.unregister(int(a.Pid))
+					_ = d.unregister(a.ID)
 				}
 			}
 			continue
@@ -113,7 +115,7 @@ func testFuzz(t *T) {
 		if isOurs && !isValid && e != unix.ENOTTY {
 			t.Errorf("unknown command %#x gave %v, want ENOTTY", cmd, e)
 		}
-		if isValid && !(e == unix.EFAULT || e == unix.EINVAL || e == unix.ENOENT || e == unix.ESRCH || e == unix.EEXIST) {
+		if isValid && !(e == unix.EFAULT || e == unix.EINVAL || e == unix.ENOENT || e == unix.ESRCH || e == unix.EEXIST || e == unix.EBADF) {
 			t.Errorf("command %#x on %#x gave %v", cmd, addr, e)
 		}
 		if i%8 == 0 {
@@ -140,9 +142,11 @@ func testFuzz(t *T) {
 
 // nearlyValidRegister fills a register request with exactly one bad field.
 func nearlyValidRegister(rng *rand.Rand, a *monitor.RegisterArgs) {
-	*a = monitor.RegisterArgs{Pid: int32(1 + rng.Intn(1<<22)), SoftLimit: 1 << 20, HardLimit: 2 << 20}
+	// A pidfd number that may be any open descriptor of this process (the device, the
+	// kmsg reader, a pipe...) or none: only a pidfd may be accepted, and there is none.
+	*a = monitor.RegisterArgs{Pidfd: int32(rng.Intn(64)), SoftLimit: 1 << 20, HardLimit: 2 << 20}
 	copy(a.Name[:], "fuzz")
-	switch rng.Intn(5) {
+	switch rng.Intn(7) {
 	case 0:
 		a.Flags = rng.Uint32() | 1
 	case 1:
@@ -153,5 +157,9 @@ func nearlyValidRegister(rng *rand.Rand, a *monitor.RegisterArgs) {
 		a.Name[10] = byte(1 + rng.Intn(255)) // garbage after the NUL
 	case 4:
 		a.Name[0] = '-'
+	case 5:
+		a.Reserved = rng.Uint64() | 1
+	case 6:
+		a.Name[1] = byte(0x80 + rng.Intn(128)) // not ASCII
 	}
 }

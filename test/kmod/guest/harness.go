@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -84,12 +86,28 @@ func runTests() int {
 		{"soft-warns-once-per-crossing", testSoftRecross},
 		{"exit-removes-entry", testExit},
 		{"pid-reuse-not-hit", testPidReuse},
+		{"unregister-after-reap-by-id", testUnregisterAfterReap},
+		{"two-openers", testTwoOpeners},
+		{"close-drops-entries-handover-keeps", testCloseDropsEntries},
+		{"faulting-read-loses-nothing", testFaultingRead},
+		{"reserved-fields-einval", testReservedFields},
+		{"unprivileged-opener", testUnprivileged},
+		{"query-all", testQueryAll},
+		{"query-from-last-scan", testQueryFromScan},
+		{"idle-no-scan", testIdleNoScan},
 		{"concurrent-8-threads", testConcurrent},
 		{"fuzz-10000-ioctls", testFuzz},
 		{"rmmod-live-entries-and-reload", testRmmod},
 	}
+	var only *regexp.Regexp
+	if o := os.Getenv("KTEST_ONLY"); o != "" {
+		only = regexp.MustCompile(o)
+	}
 	pass, fail := 0, 0
 	for _, tc := range tests {
+		if only != nil && tc.name != "load" && !only.MatchString(tc.name) {
+			continue
+		}
 		if run(tc, k) {
 			pass++
 		} else {

@@ -15,7 +15,8 @@
 //	KTEST-DONE pass=N fail=M                 last line; absent means the run died
 //
 // Helper modes re-executed by the tests: `ktest hog ...` (paced memory hog)
-// and `ktest eperm PID` (tries REGISTER without CAP_KILL).
+// `ktest eperm PID` (tries REGISTER without CAP_KILL), `ktest noperm-fd ID PID` (the same
+// on an inherited open file) and `ktest holder` (receives an open file over SCM_RIGHTS).
 package main
 
 import (
@@ -39,6 +40,10 @@ func main() {
 		hogMain(os.Args[2:])
 	case "eperm":
 		epermMain(os.Args[2:])
+	case "noperm-fd":
+		nopermFdMain(os.Args[2:])
+	case "holder":
+		holderMain()
 	default:
 		fmt.Fprintf(os.Stderr, "ktest: unknown mode %q\n", os.Args[1])
 		os.Exit(2)

@@ -83,8 +83,9 @@ func testVersion(t *T) {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	if st.Entries != 0 || st.MaxEntries != 1024 || st.ScanIntervalMs != 100 {
-		t.Errorf("fresh module stats %+v, want 0 entries, max 1024, interval 100", st)
+	if st.Entries != 0 || st.FileEntries != 0 || st.MaxEntries != 1024 || st.ScanIntervalMs != 100 ||
+		st.EventQueueLen != 256 || st.ScanPending != 0 {
+		t.Errorf("fresh module stats %+v, want 0 entries, max 1024, interval 100, queue 256, no scan pending", st)
 	}
 }
 
@@ -105,42 +106,55 @@ func testRoundTrip(t *T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	pid := h.cmd.Process.Pid
-
-	if err := c.Register(pid, "roundtrip", 32*mib, 64*mib); err != nil {
-		t.Fatalf("%v", err)
+	fd, e0 := pidfdOf(pid)
+	if e0 != 0 {
+		t.Fatalf("pidfd_open: %v", e0)
 	}
-	e, err := c.Query(pid)
+	id, err := c.Register(fd, "roundtrip", 32*mib, 64*mib)
+	unix.Close(fd) // the module holds its own reference
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	if e.Pid != pid || e.Name != "roundtrip" || e.Soft != 32*mib || e.Hard != 64*mib ||
-		e.SoftWarned || e.Killed || e.Exited || e.Tasks != 1 || e.RSS < 8*mib || e.RSS > 32*mib {
+	if id == 0 {
+		t.Errorf("REGISTER returned id 0")
+	}
+	e, err := c.Query(id)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if e.ID != id || e.Pid != pid || e.Name != "roundtrip" || e.Soft != 32*mib || e.Hard != 64*mib ||
+		e.SoftWarned || e.Killed || e.Exited || e.Tasks != 1 || e.RSS < 8*mib || e.RSS > 32*mib || e.Sampled == 0 {
 		t.Errorf("query after register: %+v", e)
 	}
 	st, _ := c.Stats()
-	if st.Entries != 1 {
-		t.Errorf("stats entries %d, want 1", st.Entries)
+	if st.Entries != 1 || st.FileEntries != 1 {
+		t.Errorf("stats entries %d (this file %d), want 1 and 1", st.Entries, st.FileEntries)
 	}
-	evs, err := ev.readEvents(2*time.Second, func(e []monitor.Event) bool { return len(e) >= 1 })
-	if err != nil {
-		t.Fatalf("%v", err)
+	// Events go to the open file that registered, not to another one.
+	if n, _ := ev.readEvents(300*time.Millisecond, nil); len(n) != 0 {
+		t.Errorf("another open file got this file's events: %s", eventsString(n))
 	}
-	if evs[0].Type != monitor.EventRegistered || evs[0].Pid != pid || evs[0].Name != "roundtrip" ||
-		evs[0].Limit != 64*mib || evs[0].RSS < 8*mib || time.Since(evs[0].Time) > time.Minute {
-		t.Errorf("registered event %+v", evs[0])
+	evs := clientEvents(t, c, 1)
+	var now unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	mono := time.Duration(now.Nano())
+	if evs[0].Type != monitor.EventRegistered || evs[0].ID != id || evs[0].Pid != pid || evs[0].Name != "roundtrip" ||
+		evs[0].Limit != 64*mib || evs[0].RSS < 8*mib || time.Since(evs[0].Time) > time.Minute ||
+		evs[0].Mono <= 0 || evs[0].Mono > mono || mono-evs[0].Mono > time.Minute || evs[0].Seq != 1 {
+		t.Errorf("registered event %+v (CLOCK_MONOTONIC now %v)", evs[0], mono)
 	}
 	// Scans keep running while registered; the entry stays untouched.
 	time.Sleep(3 * scanDefault)
-	if e2, err := c.Query(pid); err != nil || e2.SoftWarned || e2.Killed {
-		t.Errorf("query after scans: %+v %v", e2, err)
+	if e2, err := c.Query(id); err != nil || e2.SoftWarned || e2.Killed || e2.Sampled <= e.Sampled {
+		t.Errorf("query after scans: %+v %v (want a newer sample than %v)", e2, err, e.Sampled)
 	}
-	if err := c.Unregister(pid); err != nil {
+	if err := c.Unregister(id); err != nil {
 		t.Fatalf("%v", err)
 	}
-	if _, err := c.Query(pid); !errors.Is(err, unix.ENOENT) {
+	if _, err := c.Query(id); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("query after unregister: %v, want ENOENT", err)
 	}
-	if err := c.Unregister(pid); !errors.Is(err, unix.ENOENT) {
+	if err := c.Unregister(id); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("second unregister: %v, want ENOENT", err)
 	}
 	if st := procState(pid); st == "" || st == "Z" {
@@ -154,35 +168,51 @@ func testErrnos(t *T) {
 	s := mustSleeper(t)
 	defer stopProc(s)
 	pid := s.Process.Pid
+	reg := func(pid int, name string, soft, hard uint64) unix.Errno {
+		_, e := d.register(pid, name, soft, hard)
+		return e
+	}
 
-	wantErrno(t, "soft > hard", d.register(pid, "x", 2*mib, mib), unix.EINVAL)
-	wantErrno(t, "hard == 0", d.register(pid, "x", 0, 0), unix.EINVAL)
-	wantErrno(t, "empty name", d.register(pid, "", 0, mib), unix.EINVAL)
-	wantErrno(t, "name starting with '-'", d.register(pid, "-x", 0, mib), unix.EINVAL)
-	wantErrno(t, "name with space", d.register(pid, "a b", 0, mib), unix.EINVAL)
-	wantErrno(t, "name with '='", d.register(pid, "a=b", 0, mib), unix.EINVAL)
-	wantErrno(t, "name with newline", d.register(pid, "a\nb", 0, mib), unix.EINVAL)
-	wantErrno(t, "pid 0", d.register(0, "x", 0, mib), unix.EINVAL)
-	wantErrno(t, "negative pid", d.register(-5, "x", 0, mib), unix.EINVAL)
-	wantErrno(t, "global init", d.register(1, "x", 0, mib), unix.EINVAL)
+	wantErrno(t, "soft > hard", reg(pid, "x", 2*mib, mib), unix.EINVAL)
+	wantErrno(t, "hard == 0", reg(pid, "x", 0, 0), unix.EINVAL)
+	wantErrno(t, "empty name", reg(pid, "", 0, mib), unix.EINVAL)
+	wantErrno(t, "name starting with '-'", reg(pid, "-x", 0, mib), unix.EINVAL)
+	wantErrno(t, "name with space", reg(pid, "a b", 0, mib), unix.EINVAL)
+	wantErrno(t, "name with '='", reg(pid, "a=b", 0, mib), unix.EINVAL)
+	wantErrno(t, "name with newline", reg(pid, "a\nb", 0, mib), unix.EINVAL)
+	wantErrno(t, "global init", reg(1, "x", 0, mib), unix.EINVAL)
 
-	a := monitor.RegisterArgs{Pid: int32(pid), HardLimit: mib}
+	// The pidfd: none, not a file, not a pidfd.
+	wantErrno(t, "pidfd -1", d.regFdErr(-1), unix.EBADF)
+	wantErrno(t, "pidfd not open", d.regFdErr(1000), unix.EBADF)
+	devnull, _ := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	wantErrno(t, "pidfd of /dev/null", d.regFdErr(devnull), unix.EBADF)
+	unix.Close(devnull)
+	wantErrno(t, "pidfd of the device itself", d.regFdErr(d.fd), unix.EBADF)
+	efd, _ := unix.Eventfd(0, unix.EFD_CLOEXEC) // another anonymous-inode file
+	wantErrno(t, "pidfd of an eventfd", d.regFdErr(efd), unix.EBADF)
+	unix.Close(efd)
+
+	a := monitor.RegisterArgs{HardLimit: mib}
+	fd, _ := pidfdOf(pid)
+	defer unix.Close(fd)
+	a.Pidfd = int32(fd)
 	for i := range a.Name {
 		a.Name[i] = 'a' // no terminator within 64 bytes
 	}
 	wantErrno(t, "unterminated name", d.ioctl(monitor.IocRegister, unsafe.Pointer(&a)), unix.EINVAL)
-	a = monitor.RegisterArgs{Pid: int32(pid), HardLimit: mib}
+	a = monitor.RegisterArgs{Pidfd: int32(fd), HardLimit: mib}
 	copy(a.Name[:], "ok\x00junk")
 	wantErrno(t, "garbage after the name", d.ioctl(monitor.IocRegister, unsafe.Pointer(&a)), unix.EINVAL)
-	a = monitor.RegisterArgs{Pid: int32(pid), HardLimit: mib, Flags: 1}
-	copy(a.Name[:], "ok")
-	wantErrno(t, "reserved flags", d.ioctl(monitor.IocRegister, unsafe.Pointer(&a)), unix.EINVAL)
 
-	// ESRCH: a reaped process, a zombie and a thread id.
+	// ESRCH: a reaped process (its pidfd kept), a zombie and a thread.
 	gone := mustSleeper(t)
 	gonePid := gone.Process.Pid
+	goneFd, _ := pidfdOf(gonePid)
+	defer unix.Close(goneFd)
 	stopProc(gone)
-	wantErrno(t, "reaped pid", d.register(gonePid, "x", 0, mib), unix.ESRCH)
+	_, e := d.registerFd(goneFd, "x", 0, mib)
+	wantErrno(t, "pidfd of a reaped process", e, unix.ESRCH)
 	z := exec.Command("/bin/busybox", "true")
 	if err := z.Start(); err != nil {
 		t.Fatalf("%v", err)
@@ -190,15 +220,17 @@ func testErrnos(t *T) {
 	for i := 0; i < 200 && procState(z.Process.Pid) != "Z"; i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	wantErrno(t, "zombie", d.register(z.Process.Pid, "x", 0, mib), unix.ESRCH)
+	wantErrno(t, "zombie", reg(z.Process.Pid, "x", 0, mib), unix.ESRCH)
 	_ = z.Wait()
-	if tid := threadID(); tid != os.Getpid() {
-		wantErrno(t, "thread id", d.register(tid, "x", 0, mib), unix.ESRCH)
-	}
 
-	// EEXIST.
-	wantErrno(t, "first register", d.register(pid, "dup", 0, bigLimit), 0)
-	wantErrno(t, "second register", d.register(pid, "dup2", 0, bigLimit), unix.EEXIST)
+	// EEXIST, from this file and from another one.
+	id, e := d.register(pid, "dup", 0, bigLimit)
+	wantErrno(t, "first register", e, 0)
+	wantErrno(t, "second register", reg(pid, "dup2", 0, bigLimit), unix.EEXIST)
+	other := mustRaw(t, true)
+	_, e = other.register(pid, "dup3", 0, bigLimit)
+	wantErrno(t, "register by another open file", e, unix.EEXIST)
+	other.Close()
 
 	// ENOSPC at the cap.
 	if err := setParam("max_entries", "2"); err != nil {
@@ -207,24 +239,27 @@ func testErrnos(t *T) {
 	s2, s3 := mustSleeper(t), mustSleeper(t)
 	defer stopProc(s2)
 	defer stopProc(s3)
-	wantErrno(t, "register at 1 of 2", d.register(s2.Process.Pid, "two", 0, bigLimit), 0)
-	wantErrno(t, "register over max_entries", d.register(s3.Process.Pid, "three", 0, bigLimit), unix.ENOSPC)
+	id2, e := d.register(s2.Process.Pid, "two", 0, bigLimit)
+	wantErrno(t, "register at 1 of 2", e, 0)
+	wantErrno(t, "register over max_entries", reg(s3.Process.Pid, "three", 0, bigLimit), unix.ENOSPC)
 	if err := setParam("max_entries", "1024"); err != nil {
 		t.Fatalf("%v", err)
 	}
-	wantErrno(t, "register after raising max_entries", d.register(s3.Process.Pid, "three", 0, bigLimit), 0)
+	id3, e := d.register(s3.Process.Pid, "three", 0, bigLimit)
+	wantErrno(t, "register after raising max_entries", e, 0)
+	if id == id2 || id2 == id3 || id == id3 {
+		t.Errorf("ids %d %d %d are not distinct", id, id2, id3)
+	}
 
 	// UNREGISTER / QUERY.
-	wantErrno(t, "unregister unknown", d.unregister(gonePid), unix.ENOENT)
-	wantErrno(t, "unregister pid 0", d.unregister(0), unix.EINVAL)
-	u := monitor.UnregisterArgs{Pid: int32(pid), Reserved: 7}
-	wantErrno(t, "unregister reserved", d.ioctl(monitor.IocUnregister, unsafe.Pointer(&u)), unix.EINVAL)
-	q := monitor.QueryArgs{Pid: int32(gonePid)}
-	wantErrno(t, "query unknown", d.ioctl(monitor.IocQuery, unsafe.Pointer(&q)), unix.ENOENT)
-	q = monitor.QueryArgs{Pid: -1}
-	wantErrno(t, "query pid -1", d.ioctl(monitor.IocQuery, unsafe.Pointer(&q)), unix.EINVAL)
-	for _, p := range []int{pid, s2.Process.Pid, s3.Process.Pid} {
-		wantErrno(t, "cleanup unregister", d.unregister(p), 0)
+	wantErrno(t, "unregister unknown id", d.unregister(id3+1000), unix.ENOENT)
+	wantErrno(t, "unregister id 0", d.unregister(0), unix.EINVAL)
+	_, e = d.query(id3 + 1000)
+	wantErrno(t, "query unknown id", e, unix.ENOENT)
+	_, e = d.query(0)
+	wantErrno(t, "query id 0", e, unix.EINVAL)
+	for _, i := range []uint64{id, id2, id3} {
+		wantErrno(t, "cleanup unregister", d.unregister(i), 0)
 	}
 
 	// Unknown commands and bad pointers.
@@ -233,6 +268,7 @@ func testErrnos(t *T) {
 	wantErrno(t, "register NULL", d.ioctlAddr(monitor.IocRegister, 0), unix.EFAULT)
 	wantErrno(t, "stats to kernel address", d.ioctlAddr(monitor.IocStats, 0xffffffff81000000), unix.EFAULT)
 	wantErrno(t, "version to NULL", d.ioctlAddr(monitor.IocGetVersion, 0), unix.EFAULT)
+	wantErrno(t, "query all NULL", d.ioctlAddr(monitor.IocQueryAll, 0), unix.EFAULT)
 
 	// read() semantics.
 	d.drain()
@@ -246,11 +282,11 @@ func testErrnos(t *T) {
 	// The Go client names the problem before the kernel sees it.
 	c := mustClient(t)
 	defer c.Close()
-	if err := c.Register(pid, "bad name", 0, mib); !errors.Is(err, unix.EINVAL) {
+	if _, err := c.Register(fd, "bad name", 0, mib); !errors.Is(err, unix.EINVAL) {
 		t.Errorf("client register with bad name: %v, want EINVAL", err)
 	}
-	if err := c.Register(gonePid, "x", 0, mib); !errors.Is(err, unix.ESRCH) {
-		t.Errorf("client register of reaped pid: %v, want ESRCH", err)
+	if _, err := c.Register(goneFd, "x", 0, mib); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("client register of a reaped process: %v, want ESRCH", err)
 	}
 }
 
@@ -290,7 +326,8 @@ func epermMain(args []string) {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	fmt.Printf("errno=%d\n", int(d.register(pid, "noperm", 0, mib)))
+	_, e := d.register(pid, "noperm", 0, mib)
+	fmt.Printf("errno=%d\n", int(e))
 	os.Exit(0)
 }
 
@@ -303,7 +340,7 @@ func testReadPoll(t *T) {
 		t.Errorf("poll on an empty queue: n=%d err=%v, want a timeout", n, err)
 	}
 
-	// A blocking reader through the Go client wakes on a new event.
+	// A blocking reader through the Go client wakes on a new event of its file.
 	c := mustClient(t)
 	got := make(chan monitor.Event, 1)
 	errc := make(chan error, 1)
@@ -318,8 +355,11 @@ func testReadPoll(t *T) {
 	time.Sleep(200 * time.Millisecond)
 	s := mustSleeper(t)
 	defer stopProc(s)
-	if e := d.register(s.Process.Pid, "pollme", 0, bigLimit); e != 0 {
-		t.Fatalf("register: %v", e)
+	sfd, _ := pidfdOf(s.Process.Pid)
+	defer unix.Close(sfd)
+	cid, err := c.Register(sfd, "pollme", 0, bigLimit)
+	if err != nil {
+		t.Fatalf("register: %v", err)
 	}
 	select {
 	case e := <-got:
@@ -333,10 +373,11 @@ func testReadPoll(t *T) {
 	}
 
 	// poll reports readable; a read of several slots returns whole records.
-	if e := d.unregister(s.Process.Pid); e != 0 {
-		t.Errorf("unregister: %v", e)
+	if err := c.Unregister(cid); err != nil {
+		t.Errorf("unregister: %v", err)
 	}
-	if e := d.register(s.Process.Pid, "pollme2", 0, bigLimit); e != 0 {
+	id, e := d.register(s.Process.Pid, "pollme2", 0, bigLimit)
+	if e != 0 {
 		t.Fatalf("register: %v", e)
 	}
 	if n, err := unix.Poll(fds, 2000); n != 1 || fds[0].Revents&unix.POLLIN == 0 {
@@ -347,7 +388,7 @@ func testReadPoll(t *T) {
 	if err != nil || n != monitor.EventSize {
 		t.Errorf("read of 3.x records with 1 queued: n=%d err=%v, want %d", n, err, monitor.EventSize)
 	}
-	_ = d.unregister(s.Process.Pid)
+	_ = d.unregister(id)
 
 	// Close unblocks a pending ReadEvent with an error.
 	go func() {
@@ -370,21 +411,20 @@ func testOverflow(t *T) {
 	d := mustRaw(t, true)
 	defer d.Close()
 	d.drain()
-	c := mustClient(t)
-	defer c.Close()
-	before, _ := c.Stats()
+	before := d.stats()
 	s := mustSleeper(t)
 	defer stopProc(s)
 	const n = 300 // queue holds event_queue_len=256
 	for i := 0; i < n; i++ {
-		if e := d.register(s.Process.Pid, fmt.Sprintf("ov%d", i), 0, bigLimit); e != 0 {
+		id, e := d.register(s.Process.Pid, fmt.Sprintf("ov%d", i), 0, bigLimit)
+		if e != 0 {
 			t.Fatalf("register %d: %v", i, e)
 		}
-		if e := d.unregister(s.Process.Pid); e != 0 {
+		if e := d.unregister(id); e != 0 {
 			t.Fatalf("unregister %d: %v", i, e)
 		}
 	}
-	after, _ := c.Stats()
+	after := d.stats()
 	if dropped := after.EventsDropped - before.EventsDropped; dropped != n-256 {
 		t.Errorf("events dropped %d, want %d", dropped, n-256)
 	}
@@ -425,17 +465,16 @@ func hogScenario(t *T, name string, viaShell bool) (latency time.Duration, softL
 	}
 	defer h.Kill()
 	pid := h.cmd.Process.Pid
-	if e := d.register(pid, name, hogSoft, hogHard); e != 0 {
+	id, e := d.register(pid, name, hogSoft, hogHard)
+	if e != 0 {
 		t.Fatalf("register hog: %v", e)
 	}
 	if viaShell {
 		// Wait until the hog runs under sh, then check both are counted.
 		time.Sleep(600 * time.Millisecond)
-		c := mustClient(t)
-		e, err := c.Query(pid)
-		c.Close()
-		if err != nil || e.Tasks < 2 {
-			t.Errorf("query of sh + hog: %+v %v, want at least 2 tasks", e, err)
+		q, e := d.query(id)
+		if e != 0 || q.NrTasks < 2 {
+			t.Errorf("query of sh + hog: %+v %v, want at least 2 tasks", q, e)
 		}
 	}
 	evs, err := d.readEvents(60*time.Second, func(e []monitor.Event) bool {
@@ -447,8 +486,8 @@ func hogScenario(t *T, name string, viaShell bool) (latency time.Duration, softL
 	types := make([]monitor.EventType, len(evs))
 	for i, e := range evs {
 		types[i] = e.Type
-		if e.Pid != pid || e.Name != name {
-			t.Errorf("event %d is for %s/%d, want %s/%d", i, e.Name, e.Pid, name, pid)
+		if e.Pid != pid || e.Name != name || e.ID != id {
+			t.Errorf("event %d is for %s/%d#%d, want %s/%d#%d", i, e.Name, e.Pid, e.ID, name, pid, id)
 		}
 	}
 	want := []monitor.EventType{monitor.EventRegistered, monitor.EventSoft, monitor.EventHard, monitor.EventExited}
@@ -544,7 +583,8 @@ func testSoftRecross(t *T) {
 	}
 	defer h.Kill()
 	pid := h.cmd.Process.Pid
-	if e := d.register(pid, "recross", 20*mib, 1<<30); e != 0 {
+	id, e := d.register(pid, "recross", 20*mib, 1<<30)
+	if e != 0 {
 		t.Fatalf("register: %v", e)
 	}
 	soft := func(evs []monitor.Event) int {
@@ -587,7 +627,7 @@ func testSoftRecross(t *T) {
 			t.Errorf("hard event below the hard limit: %+v", e)
 		}
 	}
-	if e := d.unregister(pid); e != 0 {
+	if e := d.unregister(id); e != 0 {
 		t.Errorf("unregister: %v", e)
 	}
 }
@@ -607,7 +647,8 @@ func testExit(t *T) {
 		t.Fatalf("%v", err)
 	}
 	pid := p.Process.Pid
-	if e := d.register(pid, "shortlived", 0, bigLimit); e != 0 {
+	id, e := d.register(pid, "shortlived", 0, bigLimit)
+	if e != 0 {
 		t.Fatalf("register: %v", e)
 	}
 	evs, err := d.readEvents(10*time.Second, func(e []monitor.Event) bool {
@@ -622,14 +663,35 @@ func testExit(t *T) {
 	if procState(pid) != "Z" {
 		t.Errorf("process %d state %q, want a zombie still (not reaped yet)", pid, procState(pid))
 	}
-	q := monitor.QueryArgs{Pid: int32(pid)}
-	wantErrno(t, "query after exit", d.ioctl(monitor.IocQuery, unsafe.Pointer(&q)), unix.ENOENT)
+	_, e = d.query(id)
+	wantErrno(t, "query after exit", e, unix.ENOENT)
+	wantErrno(t, "unregister after exit", d.unregister(id), unix.ENOENT)
 	_ = p.Wait()
-	c := mustClient(t)
-	defer c.Close()
-	if st, _ := c.Stats(); st.Entries != 0 {
-		t.Errorf("entries %d after exit, want 0", st.Entries)
+	if st := d.stats(); st.Entries != 0 || st.ScanPending != 0 {
+		t.Errorf("entries %d, scan pending %d after exit, want 0 and 0", st.Entries, st.ScanPending)
 	}
+}
+
+// spawnWithPid starts a 16 MiB hog that gets the pid number pid (reaped before), by
+// setting ns_last_pid; the caller stops it.
+func spawnWithPid(t *T, pid int) *exec.Cmd {
+	self, _ := os.Executable()
+	for try := 0; try < 50; try++ {
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(pid-1)), 0); err != nil {
+			t.Fatalf("set ns_last_pid: %v", err)
+		}
+		c := exec.Command(self, "hog", "-step-mib", "16", "-max-mib", "16", "-interval", "100ms")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatalf("%v", err)
+		}
+		if c.Process.Pid == pid {
+			return c
+		}
+		stopProc(c)
+	}
+	t.Fatalf("could not get pid %d reused", pid)
+	return nil
 }
 
 // testPidReuse registers A, lets it die, gives its pid number to a big hog B
@@ -640,7 +702,9 @@ func testPidReuse(t *T) {
 	d.drain()
 	a := mustSleeper(t)
 	apid := a.Process.Pid
-	if e := d.register(apid, "reuse-a", 0, 4*mib); e != 0 {
+	// A hard limit above A's own size (a busybox sleep, ~6 MiB) and below B's 16 MiB.
+	ida, e := d.register(apid, "reuse-a", 0, 12*mib)
+	if e != 0 {
 		t.Fatalf("register: %v", e)
 	}
 	// Park the scan far away so the stale entry survives A's death.
@@ -650,33 +714,14 @@ func testPidReuse(t *T) {
 	defer func() { _ = setParam("scan_interval_ms", "100") }()
 	time.Sleep(300 * time.Millisecond)
 	stopProc(a)
-
-	self, _ := os.Executable()
-	var b *exec.Cmd
-	for try := 0; try < 50 && b == nil; try++ {
-		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(apid-1)), 0); err != nil {
-			t.Fatalf("set ns_last_pid: %v", err)
-		}
-		c := exec.Command(self, "hog", "-step-mib", "16", "-max-mib", "16", "-interval", "100ms")
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := c.Start(); err != nil {
-			t.Fatalf("%v", err)
-		}
-		if c.Process.Pid == apid {
-			b = c
-		} else {
-			stopProc(c)
-		}
-	}
-	if b == nil {
-		t.Fatalf("could not get pid %d reused", apid)
-	}
+	b := spawnWithPid(t, apid)
 	defer stopProc(b)
-	time.Sleep(500 * time.Millisecond) // B is now well over A's 4 MiB hard limit
+	time.Sleep(500 * time.Millisecond) // B is now well over A's 12 MiB hard limit
 
-	q := monitor.QueryArgs{Pid: int32(apid)}
-	if e := d.ioctl(monitor.IocQuery, unsafe.Pointer(&q)); e != 0 || q.Flags&monitor.QueryExited == 0 || q.RSS != 0 {
-		t.Errorf("query of the reused number: errno %v flags %#x rss %d, want the stale entry, exited, rss 0", e, q.Flags, q.RSS)
+	// A's entry: exited, and still A's own sample (B holds 16 MiB).
+	if q, e := d.query(ida); e != 0 || q.Flags&monitor.QueryExited == 0 || q.Pid != int32(apid) || q.RSS >= 12*mib {
+		t.Errorf("query of A after its pid went to B: errno %v, flags %#x, pid %d, rss %d; want A's stale entry, exited, A's last sample",
+			e, q.Flags, q.Pid, q.RSS)
 	}
 	if err := setParam("scan_interval_ms", "100"); err != nil {
 		t.Fatalf("%v", err)
@@ -688,16 +733,56 @@ func testPidReuse(t *T) {
 		t.Fatalf("%v", err)
 	}
 	for _, e := range evs {
-		if e.Type == monitor.EventSoft || e.Type == monitor.EventHard {
-			t.Errorf("limit event %s for the recycled pid", eventsString([]monitor.Event{e}))
+		if e.Type == monitor.EventSoft || e.Type == monitor.EventHard || e.ID != ida {
+			t.Errorf("event %s: only A's registered and exited were expected", eventsString([]monitor.Event{e}))
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
 	if st := procState(apid); st == "" || st == "Z" {
 		t.Errorf("new process with the recycled pid %d was killed (state %q)", apid, st)
 	}
-	wantErrno(t, "register the new process", d.register(apid, "reuse-b", 0, bigLimit), 0)
-	wantErrno(t, "unregister it", d.unregister(apid), 0)
+	idb, e := d.register(apid, "reuse-b", 0, bigLimit)
+	wantErrno(t, "register the new process", e, 0)
+	wantErrno(t, "unregister it", d.unregister(idb), 0)
+}
+
+// testUnregisterAfterReap is what the supervisor does when a container ends: reap the init,
+// then unregister it. Meanwhile the pid number went to another registered process; the
+// old id must reach the old entry only.
+func testUnregisterAfterReap(t *T) {
+	d := mustRaw(t, true)
+	defer d.Close()
+	if err := setParam("scan_interval_ms", "60000"); err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer func() { _ = setParam("scan_interval_ms", "100") }()
+	a := mustSleeper(t)
+	apid := a.Process.Pid
+	afd, _ := pidfdOf(apid)
+	ida, e := d.registerFd(afd, "old", 0, bigLimit)
+	if e != 0 {
+		t.Fatalf("register: %v", e)
+	}
+	stopProc(a) // killed and reaped; the pidfd still names the dead process
+	b := spawnWithPid(t, apid)
+	defer stopProc(b)
+	// The dead process's pidfd cannot register the newcomer.
+	_, e = d.registerFd(afd, "stale", 0, bigLimit)
+	wantErrno(t, "register through the pidfd of the reaped process", e, unix.ESRCH)
+	unix.Close(afd)
+	idb, e := d.register(apid, "new", 0, bigLimit)
+	if e != 0 {
+		t.Fatalf("register the process that got the pid: %v", e)
+	}
+	wantErrno(t, "unregister the reaped one by id", d.unregister(ida), 0)
+	q, e := d.query(idb)
+	if e != 0 || q.Pid != int32(apid) || q.Flags&monitor.QueryExited != 0 || cString(q.Name[:]) != "new" {
+		t.Errorf("the newcomer's entry after the old one was unregistered: errno %v %+v", e, q)
+	}
+	if st := d.stats(); st.FileEntries != 1 {
+		t.Errorf("%d entries, want the newcomer's only", st.FileEntries)
+	}
+	wantErrno(t, "unregister the newcomer", d.unregister(idb), 0)
 }
 
 func testConcurrent(t *T) {
@@ -749,69 +834,90 @@ func testConcurrent(t *T) {
 				bad("open", err)
 				return
 			}
-			defer d.Close()
-			c, err := monitor.Open(monitor.DefaultDevice)
-			if err != nil {
-				bad("client open", err)
-				return
-			}
-			defer c.Close()
+			defer func() { d.Close() }()
+			var ids []uint64
 			buf := make([]byte, 4*monitor.EventSize)
 			for i := 0; time.Now().Before(stop); i++ {
 				pid := pidAt((w*7 + i) % poolSize)
 				ops.Add(1)
-				switch i % 6 {
+				switch i % 8 {
 				case 0, 1:
-					e := d.register(pid, fmt.Sprintf("w%d-%d", w, i), 1<<30, 2<<30)
-					if e != 0 && e != unix.EEXIST && e != unix.ESRCH {
+					pfd, e := pidfdOf(pid)
+					if e != 0 {
+						if e != unix.ESRCH {
+							bad("pidfd_open", e)
+						}
+						continue
+					}
+					link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", pfd))
+					id, e := d.registerFd(pfd, fmt.Sprintf("w%d-%d", w, i), 1<<30, 2<<30)
+					if e == unix.EBADF {
+						_, ferr := unix.FcntlInt(uintptr(pfd), unix.F_GETFD, 0)
+						after, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", pfd))
+						_, derr := unix.FcntlInt(uintptr(d.fd), unix.F_GETFD, 0)
+						t.Logf("EBADF: pidfd %d was %q, after %q (fcntl %v), device fd %d (fcntl %v)", pfd, link, after, ferr, d.fd, derr)
+					}
+					unix.Close(pfd)
+					if e == 0 {
+						ids = append(ids, id)
+					} else if e != unix.EEXIST && e != unix.ESRCH {
 						bad("register", e)
 					}
 				case 2:
-					if err := c.Unregister(pid); err != nil && !errors.Is(err, unix.ENOENT) {
-						bad("unregister", err)
+					if len(ids) > 0 {
+						id := ids[0]
+						ids = ids[1:]
+						if e := d.unregister(id); e != 0 && e != unix.ENOENT {
+							bad("unregister", e)
+						}
 					}
 				case 3:
-					if _, err := c.Query(pid); err != nil && !errors.Is(err, unix.ENOENT) {
-						bad("query", err)
+					if len(ids) > 0 {
+						if _, e := d.query(ids[i%len(ids)]); e != 0 && e != unix.ENOENT {
+							bad("query", e)
+						}
 					}
 				case 4:
-					if _, err := c.Stats(); err != nil {
-						bad("stats", err)
+					if _, _, e := d.queryAll(8); e != 0 {
+						bad("query all", e)
 					}
 				case 5:
+					var st monitor.Stats
+					if e := d.ioctl(monitor.IocStats, unsafe.Pointer(&st)); e != 0 {
+						bad("stats", e)
+					}
+				case 6:
 					if _, err := unix.Read(d.fd, buf); err != nil && err != unix.EAGAIN {
 						bad("read", err)
+					}
+				case 7:
+					// Now and then close with live entries (release races the scan).
+					if i%64 == 7 {
+						d.Close()
+						if d, err = openRaw(true); err != nil {
+							bad("reopen", err)
+							return
+						}
+						ids = nil
 					}
 				}
 			}
 		}(w)
 	}
 	wg.Wait()
-	d := mustRaw(t, true)
-	defer d.Close()
 	for i := range pool {
-		_ = d.unregister(pool[i].Process.Pid)
 		stopProc(pool[i])
 	}
 	t.Logf("%d operations by %d threads in %v", ops.Load(), workers, duration)
 	if unexpected.Load() > 0 {
 		t.Errorf("%d unexpected results, first: %v", unexpected.Load(), firstBad.Load())
 	}
-	// Dead processes' entries go at the next scan.
-	c := mustClient(t)
-	defer c.Close()
-	var st monitor.Stats
-	for i := 0; i < 50; i++ {
-		st, _ = c.Stats()
-		if st.Entries == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Every file is closed: nothing may be left, without waiting for a scan.
+	d := mustRaw(t, true)
+	defer d.Close()
+	if st := d.stats(); st.Entries != 0 || st.ScanPending != 0 {
+		t.Errorf("%d entries left (scan pending %d) after every file closed", st.Entries, st.ScanPending)
 	}
-	if st.Entries != 0 {
-		t.Errorf("%d entries left after cleanup", st.Entries)
-	}
-	d.drain()
 }
 
 func testRmmod(t *T) {
@@ -825,7 +931,7 @@ func testRmmod(t *T) {
 	for i := 0; i < 3; i++ {
 		p := mustSleeper(t)
 		procs = append(procs, p)
-		if e := d.register(p.Process.Pid, fmt.Sprintf("live%d", i), 0, bigLimit); e != 0 {
+		if _, e := d.register(p.Process.Pid, fmt.Sprintf("live%d", i), 0, bigLimit); e != 0 {
 			t.Fatalf("register: %v", e)
 		}
 	}
@@ -834,28 +940,28 @@ func testRmmod(t *T) {
 		t.Fatalf("%v", err)
 	}
 	defer h.Kill()
-	if e := d.register(h.cmd.Process.Pid, "live-ns", 0, bigLimit); e != 0 {
+	if _, e := d.register(h.cmd.Process.Pid, "live-ns", 0, bigLimit); e != 0 {
 		t.Fatalf("register: %v", e)
 	}
 	if err := rmmod(); !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EBUSY) {
 		t.Errorf("rmmod with the device open: %v, want EWOULDBLOCK or EBUSY", err)
 	}
-	d.Close()
 	k, _ := openKmsg()
 	defer unix.Close(k.fd)
 	k.next()
+	d.Close()
 	if err := rmmod(); err != nil {
-		t.Fatalf("rmmod with 4 live entries: %v", err)
+		t.Fatalf("rmmod after the last file closed: %v", err)
 	}
 	if _, err := os.Stat(monitor.DefaultDevice); !os.IsNotExist(err) {
 		t.Errorf("%s still there after rmmod: %v", monitor.DefaultDevice, err)
 	}
-	if n := len(grepMsgs(k.next(), "Unloading, dropping container=live")); n != 4 {
-		t.Errorf("%d entries dropped at unload, want 4", n)
+	if n := len(grepMsgs(k.next(), "Device file closed, dropping container=live")); n != 4 {
+		t.Errorf("%d entries dropped at close, want 4", n)
 	}
 	for _, p := range procs {
 		if procState(p.Process.Pid) == "" {
-			t.Errorf("process %d died at rmmod", p.Process.Pid)
+			t.Errorf("process %d died at close or rmmod", p.Process.Pid)
 		}
 	}
 	if err := insmod("scan_interval_ms=100"); err != nil {
@@ -867,10 +973,13 @@ func testRmmod(t *T) {
 	if err != nil || st.Entries != 0 || st.Scans != 0 {
 		t.Errorf("stats after reload %+v %v, want a fresh module", st, err)
 	}
-	if err := c.Register(procs[0].Process.Pid, "again", 0, bigLimit); err != nil {
+	fd, _ := pidfdOf(procs[0].Process.Pid)
+	defer unix.Close(fd)
+	id, err := c.Register(fd, "again", 0, bigLimit)
+	if err != nil {
 		t.Errorf("register after reload: %v", err)
 	}
-	if err := c.Unregister(procs[0].Process.Pid); err != nil {
+	if err := c.Unregister(id); err != nil {
 		t.Errorf("unregister after reload: %v", err)
 	}
 }

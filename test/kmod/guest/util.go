@@ -82,15 +82,59 @@ func (d *rawDev) ioctlAddr(cmd, addr uintptr) unix.Errno {
 	return e
 }
 
-func (d *rawDev) register(pid int, name string, soft, hard uint64) unix.Errno {
-	a := monitor.RegisterArgs{Pid: int32(pid), SoftLimit: soft, HardLimit: hard}
-	copy(a.Name[:], name)
-	return d.ioctl(monitor.IocRegister, unsafe.Pointer(&a))
+// pidfdOf opens a pidfd of pid; the caller closes it.
+func pidfdOf(pid int) (int, unix.Errno) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return -1, err.(unix.Errno)
+	}
+	return fd, 0
 }
 
-func (d *rawDev) unregister(pid int) unix.Errno {
-	a := monitor.UnregisterArgs{Pid: int32(pid)}
+// registerFd registers the process pidfd refers to and returns the id.
+func (d *rawDev) registerFd(pidfd int, name string, soft, hard uint64) (uint64, unix.Errno) {
+	a := monitor.RegisterArgs{Pidfd: int32(pidfd), SoftLimit: soft, HardLimit: hard}
+	copy(a.Name[:], name)
+	e := d.ioctl(monitor.IocRegister, unsafe.Pointer(&a))
+	return a.ID, e
+}
+
+// register registers pid through a pidfd opened for the call.
+func (d *rawDev) register(pid int, name string, soft, hard uint64) (uint64, unix.Errno) {
+	fd, e := pidfdOf(pid)
+	if e != 0 {
+		return 0, e
+	}
+	defer unix.Close(fd)
+	return d.registerFd(fd, name, soft, hard)
+}
+
+func (d *rawDev) unregister(id uint64) unix.Errno {
+	a := monitor.UnregisterArgs{ID: id}
 	return d.ioctl(monitor.IocUnregister, unsafe.Pointer(&a))
+}
+
+func (d *rawDev) query(id uint64) (monitor.QueryArgs, unix.Errno) {
+	q := monitor.QueryArgs{ID: id}
+	e := d.ioctl(monitor.IocQuery, unsafe.Pointer(&q))
+	return q, e
+}
+
+func (d *rawDev) stats() monitor.Stats {
+	var st monitor.Stats
+	_ = d.ioctl(monitor.IocStats, unsafe.Pointer(&st))
+	return st
+}
+
+// queryAll runs QUERY_ALL with an array of n records.
+func (d *rawDev) queryAll(n int) ([]monitor.QueryArgs, monitor.QueryAllArgs, unix.Errno) {
+	buf := make([]monitor.QueryArgs, n+1) // +1: never a nil address
+	var pin runtime.Pinner
+	pin.Pin(&buf[0])
+	defer pin.Unpin()
+	a := monitor.QueryAllArgs{Entries: uint64(uintptr(unsafe.Pointer(&buf[0]))), Count: uint32(n)}
+	e := d.ioctl(monitor.IocQueryAll, unsafe.Pointer(&a))
+	return buf[:a.Count], a, e
 }
 
 // readEvents reads events from a non-blocking descriptor until stop returns
@@ -151,7 +195,7 @@ func eventsString(evs []monitor.Event) string {
 		if i > 0 {
 			b.WriteString(" ")
 		}
-		fmt.Fprintf(&b, "%s:%s:%d", e.Type, e.Name, e.Pid)
+		fmt.Fprintf(&b, "%s:%s:%d#%d", e.Type, e.Name, e.Pid, e.ID)
 	}
 	b.WriteString("]")
 	return b.String()
@@ -187,20 +231,6 @@ func procState(pid int) string {
 		return ""
 	}
 	return s[i+2 : i+3]
-}
-
-// threadID returns the id of a thread of this process that is not its
-// leader (a valid pid number that is not a process).
-func threadID() int {
-	ch := make(chan int)
-	go func() {
-		runtime.LockOSThread()
-		// Stay on this thread until the id is used, then let it die.
-		ch <- unix.Gettid()
-		<-ch
-	}()
-	tid := <-ch
-	return tid
 }
 
 // kmsg reads the kernel log incrementally through /dev/kmsg.
@@ -266,4 +296,32 @@ func grepMsgs(msgs []string, sub string) []string {
 		}
 	}
 	return out
+}
+
+// regFdErr registers a valid request with the given (bad) pidfd.
+func (d *rawDev) regFdErr(pidfd int) unix.Errno {
+	_, e := d.registerFd(pidfd, "badfd", 0, mib)
+	return e
+}
+
+// clientEvents reads n events through the Go client, failing after 5 s.
+func clientEvents(t *T, c *monitor.Client, n int) []monitor.Event {
+	_ = c.File().SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.File().SetReadDeadline(time.Time{})
+	var evs []monitor.Event
+	for len(evs) < n {
+		e, err := c.ReadEvent()
+		if err != nil {
+			t.Fatalf("reading event %d of %d: %v (got %s)", len(evs)+1, n, err, eventsString(evs))
+		}
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+func cString(b []byte) string {
+	if i := strings.IndexByte(string(b), 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
 }
