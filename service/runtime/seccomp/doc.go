@@ -69,6 +69,9 @@
 //	f, err := seccomp.Unmarshal(blob)
 //	err = f.Install()
 //
+// DefaultOCI gives the same policy in the runtime-spec form, for runc or
+// crun (the benchmark's peers).
+//
 // Install does not set no_new_privs: the caller decides. Without it the
 // caller needs CAP_SYS_ADMIN, which the setup stage still has before it
 // drops the container's capabilities; install the filter last among the

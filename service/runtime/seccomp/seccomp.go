@@ -64,6 +64,29 @@ func Default(caps []string) (*Filter, error) {
 	return Compile(profiles.DefaultProfile(), Config{Caps: caps})
 }
 
+// specArches are the runtime-spec names of the supported architectures.
+var specArches = map[string]specs.Arch{"amd64": specs.ArchX86_64, "arm64": specs.ArchAARCH64}
+
+// DefaultOCI returns the policy Default compiles in the runtime-spec form
+// (config.json's linux.seccomp), for an OCI runtime such as runc or crun: the
+// default profile resolved for caps and the running kernel, on the native
+// architecture only. jackfruit's benchmark gives it to its peers so that
+// they run under the same filter.
+func DefaultOCI(caps []string) (*specs.LinuxSeccomp, error) {
+	p := profiles.DefaultProfile()
+	r, err := resolve(p, Config{Caps: caps})
+	if err != nil {
+		return nil, err
+	}
+	return &specs.LinuxSeccomp{
+		DefaultAction:   p.DefaultAction,
+		DefaultErrnoRet: p.DefaultErrnoRet,
+		Architectures:   []specs.Arch{specArches[r.arch.goarch]},
+		Flags:           p.Flags,
+		Syscalls:        r.rules,
+	}, nil
+}
+
 // rule is one resolved profile rule for one syscall.
 type rule struct {
 	ret   uint32 // SECCOMP_RET_* with its data
@@ -73,78 +96,16 @@ type rule struct {
 // Compile resolves profile for cfg and compiles it. The profile is not
 // modified.
 func Compile(profile *profiles.Seccomp, cfg Config) (*Filter, error) {
-	if profile == nil {
-		return nil, errors.New("seccomp: no profile")
-	}
-	goarch := cfg.Arch
-	if goarch == "" {
-		goarch = runtime.GOARCH
-	}
-	arch, ok := arches[goarch]
-	if !ok {
-		return nil, fmt.Errorf("seccomp: architecture %q is not supported (amd64, arm64)", goarch)
-	}
-	caps, err := canonicalCaps(cfg.Caps)
+	r, err := resolve(profile, cfg)
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := kernelVersion(cfg.Kernel)
-	if err != nil {
-		return nil, err
-	}
-	if len(profile.LinuxSeccomp.Syscalls) != 0 {
-		return nil, errors.New("seccomp: profile sets the runtime-spec syscalls field; use the profile's own syscalls list")
-	}
-	if profile.ListenerPath != "" || len(profile.ListenerMetadata) != 0 {
-		return nil, errors.New("seccomp: profile asks for a notification listener, which jackfruit does not support")
-	}
-	defRet, err := actionRet(profile.DefaultAction, profile.DefaultErrnoRet)
-	if err != nil {
-		return nil, fmt.Errorf("seccomp: default action: %w", err)
-	}
-	var flags uint32
-	for _, fl := range profile.Flags {
-		switch fl {
-		case specs.LinuxSeccompFlagLog:
-			flags |= unix.SECCOMP_FILTER_FLAG_LOG
-		case specs.LinuxSeccompFlagSpecAllow:
-			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
-		default:
-			return nil, fmt.Errorf("seccomp: profile flag %q is not supported", fl)
-		}
-	}
-
+	arch := r.arch
 	bySyscall := make(map[uint32][]rule)
 	skipped := make(map[string]bool)
-	for i, call := range profile.Syscalls {
-		names := call.Names
-		// Older JSON profiles name one syscall per rule; moby still reads them.
-		//lint:ignore SA1019 accepted for old profiles, as moby accepts them
-		if legacy := call.Name; legacy != "" {
-			if len(call.Names) != 0 {
-				return nil, fmt.Errorf("seccomp: syscall rule %d has both name and names", i)
-			}
-			names = []string{legacy}
-		}
-		if len(names) == 0 {
-			return nil, fmt.Errorf("seccomp: syscall rule %d names no syscall", i)
-		}
-		where := fmt.Sprintf("syscall rule %d (%s)", i, strings.Join(names, ", "))
-		keep, err := applies(call, arch.goarch, caps, kernel)
-		if err != nil {
-			return nil, fmt.Errorf("seccomp: %s: %w", where, err)
-		}
-		if !keep {
-			continue
-		}
-		ret, err := actionRet(call.Action, call.ErrnoRet)
-		if err != nil {
-			return nil, fmt.Errorf("seccomp: %s: %w", where, err)
-		}
-		if err := checkArgs(call.Args); err != nil {
-			return nil, fmt.Errorf("seccomp: %s: %w", where, err)
-		}
-		for _, name := range names {
+	for _, call := range r.rules {
+		ret, _ := actionRet(call.Action, call.ErrnoRet) // resolve checked it
+		for _, name := range call.Names {
 			nr, ok := arch.syscalls[name]
 			if !ok {
 				skipped[name] = true
@@ -173,16 +134,93 @@ func Compile(profile *profiles.Seccomp, cfg Config) (*Filter, error) {
 		verdicts[nr] = v
 	}
 
-	prog, err := generate(arch, defRet, verdicts)
+	prog, err := generate(arch, r.defRet, verdicts)
 	if err != nil {
 		return nil, err
 	}
-	f := &Filter{arch: arch, flags: flags, prog: prog}
+	f := &Filter{arch: arch, flags: r.flags, prog: prog}
 	for name := range skipped {
 		f.skipped = append(f.skipped, name)
 	}
 	sort.Strings(f.skipped)
 	return f, nil
+}
+
+// resolved is a profile resolved for one container: the rules that apply,
+// each checked, with Name folded into Names.
+type resolved struct {
+	arch   *archInfo
+	defRet uint32
+	flags  uint32 // SECCOMP_FILTER_FLAG_*
+	rules  []specs.LinuxSyscall
+}
+
+func resolve(profile *profiles.Seccomp, cfg Config) (*resolved, error) {
+	if profile == nil {
+		return nil, errors.New("seccomp: no profile")
+	}
+	goarch := cfg.Arch
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	arch, ok := arches[goarch]
+	if !ok {
+		return nil, fmt.Errorf("seccomp: architecture %q is not supported (amd64, arm64)", goarch)
+	}
+	caps, err := canonicalCaps(cfg.Caps)
+	if err != nil {
+		return nil, err
+	}
+	kernel, err := kernelVersion(cfg.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	if len(profile.LinuxSeccomp.Syscalls) != 0 {
+		return nil, errors.New("seccomp: profile sets the runtime-spec syscalls field; use the profile's own syscalls list")
+	}
+	if profile.ListenerPath != "" || len(profile.ListenerMetadata) != 0 {
+		return nil, errors.New("seccomp: profile asks for a notification listener, which jackfruit does not support")
+	}
+	r := &resolved{arch: arch}
+	if r.defRet, err = actionRet(profile.DefaultAction, profile.DefaultErrnoRet); err != nil {
+		return nil, fmt.Errorf("seccomp: default action: %w", err)
+	}
+	for _, fl := range profile.Flags {
+		switch fl {
+		case specs.LinuxSeccompFlagLog:
+			r.flags |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			r.flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		default:
+			return nil, fmt.Errorf("seccomp: profile flag %q is not supported", fl)
+		}
+	}
+	for i, call := range profile.Syscalls {
+		rule := call.LinuxSyscall
+		// Older JSON profiles name one syscall per rule; moby still reads them.
+		//lint:ignore SA1019 accepted for old profiles, as moby accepts them
+		if legacy := call.Name; legacy != "" {
+			if len(call.Names) != 0 {
+				return nil, fmt.Errorf("seccomp: syscall rule %d has both name and names", i)
+			}
+			rule.Names = []string{legacy}
+		}
+		if len(rule.Names) == 0 {
+			return nil, fmt.Errorf("seccomp: syscall rule %d names no syscall", i)
+		}
+		where := fmt.Sprintf("syscall rule %d (%s)", i, strings.Join(rule.Names, ", "))
+		if !applies(call, arch.goarch, caps, kernel) {
+			continue
+		}
+		if _, err := actionRet(rule.Action, rule.ErrnoRet); err != nil {
+			return nil, fmt.Errorf("seccomp: %s: %w", where, err)
+		}
+		if err := checkArgs(rule.Args); err != nil {
+			return nil, fmt.Errorf("seccomp: %s: %w", where, err)
+		}
+		r.rules = append(r.rules, rule)
+	}
+	return r, nil
 }
 
 // name returns the syscall name of nr, for messages.
@@ -200,34 +238,34 @@ func (a *archInfo) name(nr uint32) string {
 // listed ones and a kernel at least minKernel; excludes drop the rule if any
 // listed capability is held, the architecture is listed or the kernel is at
 // least minKernel.
-func applies(call *profiles.Syscall, goarch string, caps map[string]bool, kernel [2]uint64) (bool, error) {
+func applies(call *profiles.Syscall, goarch string, caps map[string]bool, kernel [2]uint64) bool {
 	if ex := call.Excludes; ex != nil {
 		if slices.Contains(ex.Arches, goarch) {
-			return false, nil
+			return false
 		}
 		for _, c := range ex.Caps {
 			if caps[c] {
-				return false, nil
+				return false
 			}
 		}
 		if ex.MinKernel != nil && kernelAtLeast(kernel, ex.MinKernel) {
-			return false, nil
+			return false
 		}
 	}
 	if in := call.Includes; in != nil {
 		if len(in.Arches) > 0 && !slices.Contains(in.Arches, goarch) {
-			return false, nil
+			return false
 		}
 		for _, c := range in.Caps {
 			if !caps[c] {
-				return false, nil
+				return false
 			}
 		}
 		if in.MinKernel != nil && !kernelAtLeast(kernel, in.MinKernel) {
-			return false, nil
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 func kernelAtLeast(k [2]uint64, min *profiles.KernelVersion) bool {

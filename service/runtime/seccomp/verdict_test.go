@@ -316,11 +316,7 @@ func resolveForTest(t *testing.T, p *profiles.Seccomp, goarch string, caps []str
 	}
 	out := p.LinuxSeccomp
 	for _, call := range p.Syscalls {
-		ok, err := applies(call, goarch, cm, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ok {
+		if applies(call, goarch, cm, k) {
 			out.Syscalls = append(out.Syscalls, call.LinuxSyscall)
 		}
 	}
