@@ -282,3 +282,33 @@ func TestExecJoinsCgroup(t *testing.T) {
 		t.Errorf("exec'd command's cgroups:\n%s\nwant 0::%s", out, rel)
 	}
 }
+
+func TestStartTty(t *testing.T) {
+	p, err := Start(Spec{Name: "tty", Rootfs: testRootfs(t), Tty: true,
+		Args: []string{"/bin/sh", "-c", "tty; [ -t 0 ] && [ -t 2 ] && echo all-terminal; read line; echo got-$line; nosuchcommand"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pty == nil {
+		t.Fatal("no pty master")
+	}
+	if _, err := p.Pty.WriteString("typed\n"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(p.Pty)
+	if !errors.Is(err, syscall.EIO) {
+		t.Errorf("reading the master after the end: %v, want EIO", err)
+	}
+	p.Pty.Close()
+	r := finish(t, p)
+	got := strings.ReplaceAll(string(out), "\r\n", "\n")
+	// The typed line is echoed by the terminal before the shell reads it.
+	for _, want := range []string{"/dev/pts/0\n", "all-terminal\n", "typed\n", "got-typed\n", "nosuchcommand: not found"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("terminal output %q lacks %q", got, want)
+		}
+	}
+	if r.exit.Code != 127 || r.stdout != "" || r.stderr != "" {
+		t.Errorf("exit %v, pipes %q %q", r.exit, r.stdout, r.stderr)
+	}
+}

@@ -71,7 +71,17 @@ func setupStage(sync *os.File) (code int) {
 	}
 	// Tell the parent the container is set up; the EOF that follows when exec closes the
 	// socket then means "exec'd", and an EOF without this byte means we died unreported.
-	if _, err := sync.Write([]byte{setupDone}); err != nil {
+	// With a terminal, the pty master goes to the parent with the same byte.
+	var rights []byte
+	if cfg.Tty {
+		master, err := setupTty()
+		if err != nil {
+			return fail(err)
+		}
+		rights = unix.UnixRights(master)
+		defer unix.Close(master)
+	}
+	if err := unix.Sendmsg(int(sync.Fd()), []byte{setupDone}, rights, nil, 0); err != nil {
 		return fail(fmt.Errorf("reporting setup done: %w", err))
 	}
 	env := buildEnv(cfg.Env)
@@ -418,4 +428,35 @@ func closeOnExecFrom(lowfd int) error {
 		}
 	}
 	return nil
+}
+
+// setupTty allocates a pty in the container's own devpts (mounted by setupDev), makes its
+// slave descriptors 0, 1 and 2 and the controlling terminal of this session (the setup stage
+// is a session leader), and returns the master for the parent.
+func setupTty() (int, error) {
+	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening /dev/pts/ptmx: %w", err)
+	}
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(master)
+		return -1, fmt.Errorf("unlocking the pty: %w", err)
+	}
+	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		unix.Close(master)
+		return -1, fmt.Errorf("opening the pty's slave: %w", errno)
+	}
+	defer unix.Close(int(slave))
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(int(slave), fd, 0); err != nil {
+			unix.Close(master)
+			return -1, fmt.Errorf("pty as descriptor %d: %w", fd, err)
+		}
+	}
+	if err := unix.IoctlSetInt(0, unix.TIOCSCTTY, 0); err != nil {
+		unix.Close(master)
+		return -1, fmt.Errorf("making the pty the controlling terminal: %w", err)
+	}
+	return master, nil
 }

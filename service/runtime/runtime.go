@@ -36,6 +36,9 @@ type Spec struct {
 	Rootfs   string   // directory that becomes "/"; must hold /proc and /dev directories
 	Args     []string // argv; Args[0] is resolved inside Rootfs using the container's PATH
 	Env      []string // KEY=VALUE entries; they override the defaults PATH, HOME and TERM
+	// Tty runs the command on a new pty of the container's devpts as its stdin, stdout,
+	// stderr and controlling terminal; Process.Pty is the master.
+	Tty bool
 }
 
 // defaultEnv is the environment every container starts with; Spec.Env overrides it by key.
@@ -76,6 +79,10 @@ type Process struct {
 	Pid    int           // host pid of the container's init
 	Stdout io.ReadCloser // read end of the container's stdout
 	Stderr io.ReadCloser // read end of the container's stderr
+	// Pty is the master of the container's terminal when Spec.Tty was set (Stdout and Stderr
+	// then see only what the setup stage wrote before the terminal existed). Reading it
+	// fails with EIO, not EOF, once every process has closed the slave.
+	Pty *os.File
 
 	mu     sync.Mutex
 	pidfd  int // -1 once reaped; refers to exactly this process, so pid reuse never matters
@@ -89,6 +96,7 @@ type setupConfig struct {
 	Rootfs   string   `json:"rootfs"`
 	Args     []string `json:"args"`
 	Env      []string `json:"env"`
+	Tty      bool     `json:"tty,omitempty"`
 }
 
 // setupReport is what the setup stage sends back when it fails before exec.
@@ -170,6 +178,7 @@ func Start(spec Spec) (*Process, error) {
 		Rootfs:   rootfs,
 		Args:     spec.Args,
 		Env:      spec.Env,
+		Tty:      spec.Tty,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
@@ -180,7 +189,14 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
 	defer syncSock.Close()
-	if err := handshake(syncSock, cfg); err != nil {
+	pty, err := handshake(syncSock, cfg)
+	if err == nil && spec.Tty && pty == nil {
+		err = errors.New("setup stage sent no pty")
+	}
+	if err != nil {
+		if pty != nil {
+			pty.Close()
+		}
 		// Whatever went wrong, the setup stage must not survive as a half-made container.
 		_ = p.Signal(syscall.SIGKILL)
 		_, _ = p.Wait()
@@ -193,6 +209,7 @@ func Start(spec Spec) (*Process, error) {
 		p.Stderr.Close()
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
+	p.Pty = pty
 	return p, nil
 }
 
@@ -287,9 +304,9 @@ func spawn(name string) (p *Process, syncSock *os.File, err error) {
 // handshake sends the config and waits until the setup stage reports the container set up
 // and then execs the command (the socket is close-on-exec there, so EOF follows), or reports
 // a failure.
-func handshake(sock *os.File, cfg []byte) error {
+func handshake(sock *os.File, cfg []byte) (pty *os.File, err error) {
 	if err := sock.SetDeadline(time.Now().Add(SetupTimeout)); err != nil {
-		return fmt.Errorf("sync socket deadline: %w", err)
+		return nil, fmt.Errorf("sync socket deadline: %w", err)
 	}
 	// A setup stage that dies before reading its config resets the connection.
 	diedEarly := func(err error) bool {
@@ -298,47 +315,61 @@ func handshake(sock *os.File, cfg []byte) error {
 	errDiedEarly := errors.New("setup stage exited before reporting a result")
 	if _, err := sock.Write(cfg); err != nil {
 		if diedEarly(err) {
-			return errDiedEarly
+			return nil, errDiedEarly
 		}
-		return fmt.Errorf("sending setup config: %w", err)
+		return nil, fmt.Errorf("sending setup config: %w", err)
 	}
 	// Half-close so the setup stage reads the config to EOF.
 	rc, err := sock.SyscallConn()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var shutErr error
 	if err := rc.Control(func(fd uintptr) { shutErr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err != nil {
-		return err
+		return nil, err
 	}
 	if shutErr != nil {
-		return fmt.Errorf("sync socket shutdown: %w", shutErr)
+		return nil, fmt.Errorf("sync socket shutdown: %w", shutErr)
 	}
-	reply, err := io.ReadAll(io.LimitReader(sock, 64<<10))
+	reply, fds, err := readWithFds(sock, 64<<10)
+	var master *os.File
+	for i, fd := range fds {
+		// Only the pty master travels this way, with the "set up" byte.
+		if i == 0 && len(reply) > 0 && reply[0] == setupDone {
+			master = os.NewFile(uintptr(fd), "pty-master")
+		} else {
+			unix.Close(fd)
+		}
+	}
+	defer func() {
+		if err != nil && master != nil {
+			master.Close()
+		}
+	}()
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("setup did not finish within %v", SetupTimeout)
+			return nil, fmt.Errorf("setup did not finish within %v", SetupTimeout)
 		}
 		if diedEarly(err) {
-			return errDiedEarly
+			return nil, errDiedEarly
 		}
-		return fmt.Errorf("reading setup result: %w", err)
+		return nil, fmt.Errorf("reading setup result: %w", err)
 	}
 	if len(reply) == 0 {
-		return errDiedEarly
+		return nil, errDiedEarly
 	}
 	if reply[0] == setupDone {
 		if len(reply) == 1 {
-			return nil
+			return master, nil
 		}
 		// The last steps before exec (descriptors, signals) failed after "set up".
 		reply = reply[1:]
 	}
 	var rep setupReport
 	if err := json.Unmarshal(reply, &rep); err != nil || rep.Error == "" {
-		return fmt.Errorf("setup failed with an unreadable report %q", reply)
+		return nil, fmt.Errorf("setup failed with an unreadable report %q", reply)
 	}
-	return fmt.Errorf("setup failed: %s", rep.Error)
+	return nil, fmt.Errorf("setup failed: %s", rep.Error)
 }
 
 // stderrTail returns the last few KiB a dead setup stage wrote to stderr.
@@ -477,4 +508,50 @@ func waitPidfd(fd int, info *siginfoChild) error {
 		return reap(0)
 	}
 	return werr
+}
+
+// readWithFds reads sock to EOF (at most max bytes) and collects the descriptors that came
+// with the data (SCM_RIGHTS), honouring sock's deadline.
+func readWithFds(sock *os.File, max int) ([]byte, []int, error) {
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []byte
+	var fds []int
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	for {
+		var n, oobn int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			for {
+				n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+				if rerr != unix.EINTR {
+					return rerr != unix.EAGAIN
+				}
+			}
+		}); err != nil {
+			return out, fds, err
+		}
+		if oobn > 0 {
+			if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+				for _, m := range msgs {
+					if got, err := unix.ParseUnixRights(&m); err == nil {
+						fds = append(fds, got...)
+					}
+				}
+			}
+		}
+		if rerr != nil {
+			return out, fds, rerr
+		}
+		if n == 0 {
+			return out, fds, nil
+		}
+		out = append(out, buf[:n]...)
+		if len(out) > max {
+			return out, fds, fmt.Errorf("setup stage sent more than %d bytes", max)
+		}
+	}
 }
