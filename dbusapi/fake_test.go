@@ -242,6 +242,10 @@ func (f *fakeManager) Exec(context.Context, service.Caller, service.ExecRequest)
 	return nil, service.Errorf(service.KindInternal, "the fake manager runs no commands")
 }
 
+func (f *fakeManager) Attach(context.Context, service.Caller, string, bool) (service.Attachment, error) {
+	return service.Attachment{}, service.Errorf(service.KindInternal, "the fake manager has no terminals")
+}
+
 func (f *fakeManager) Subscribe() (<-chan service.Event, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -65,6 +65,9 @@ type StartRequest struct {
 	// StopTimeout is how long a stop waits after SIGTERM before SIGKILL; 0 selects
 	// DefaultStopTimeout and NoGrace none at all.
 	StopTimeout time.Duration
+	// Tty runs the command on a terminal (a pty of the container's devpts): attach to type
+	// into it; its output still goes to the log and the journal (as stdout).
+	Tty bool
 }
 
 // ExecRequest asks the core to run a command inside a running container (`jackfruit exec`).
@@ -80,6 +83,18 @@ type ExecRequest struct {
 	// Stdin, Stdout and Stderr are the command's descriptors 0-2 when Tty is false (the
 	// client's own, passed over the socket); nil is /dev/null. The core does not close them.
 	Stdin, Stdout, Stderr *os.File
+}
+
+// Attachment connects a client to a terminal container (Manager.Attach).
+type Attachment struct {
+	// Output is the read end of what the container writes to its terminal; EOF when the
+	// container has ended. The caller owns it.
+	Output *os.File
+	// Input is the pty master: write keystrokes to it, resize it with TIOCSWINSZ. Never read
+	// it (the supervisor reads it for the log). The caller owns it.
+	Input *os.File
+	// Detach stops the output for this client (the container goes on).
+	Detach func()
 }
 
 // ExecExit is how an exec'd command ended.
@@ -123,6 +138,7 @@ type ContainerInfo struct {
 	StartedAt         time.Time     `json:"started_at"`
 	FinishedAt        time.Time     `json:"finished_at"`
 	LogPath           string        `json:"log_path"`
+	Tty               bool          `json:"tty,omitempty"` // the command runs on a terminal (start -t)
 	// Message explains a state the fields alone do not, e.g. a container whose process was
 	// lost when the supervisor restarted, or why limits are not enforced for it.
 	Message string `json:"message,omitempty"`
@@ -233,6 +249,9 @@ type Manager interface {
 	// confinement. It returns once the command runs; errors for a command that cannot be run
 	// are KindCommandNotFound and KindCommandNotExecutable, as for Start.
 	Exec(ctx context.Context, caller Caller, req ExecRequest) (ExecProcess, error)
+	// Attach connects to the terminal of a container started with Tty; with replay the
+	// output starts with the latest few KiB already written. Authorised as a write.
+	Attach(ctx context.Context, caller Caller, name string, replay bool) (Attachment, error)
 	// Subscribe delivers every event from now on until cancel is called. A subscriber that
 	// falls far behind loses events rather than stalling the core (the channel is buffered).
 	Subscribe() (events <-chan Event, cancel func())

@@ -111,7 +111,7 @@ changing containers needs root or membership in the jackfruit group.`,
 
 	for _, sub := range []*cobra.Command{
 		c.newStartCmd(), c.newRunCmd(), c.newStopCmd(), c.newKillCmd(), c.newRmCmd(),
-		c.newPsCmd(), c.newInspectCmd(), c.newLogsCmd(), c.newWaitCmd(), c.newExecCmd(),
+		c.newPsCmd(), c.newInspectCmd(), c.newLogsCmd(), c.newWaitCmd(), c.newExecCmd(), c.newAttachCmd(),
 	} {
 		sub.GroupID = "containers"
 		root.AddCommand(sub)

@@ -29,6 +29,7 @@ type startFlags struct {
 	hardMiB     uint64
 	env         []string
 	stopTimeout uint
+	tty         bool
 }
 
 func (f *startFlags) register(fs *pflag.FlagSet) {
@@ -38,6 +39,7 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.hardMiB, "hard-mib", service.DefaultHardLimit>>20, "hard memory limit in MiB: the container is killed when RSS exceeds it")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: take it from this environment); repeatable")
 	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL (0: none)")
+	fs.BoolVarP(&f.tty, "tty", "t", false, "run the command on a terminal (attach to it; its output is still logged)")
 }
 
 // request builds the StartRequest from the flags and positional arguments:
@@ -152,7 +154,7 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	}
 	return service.StartRequest{
 		Name: name, Rootfs: rootfs, Command: command, Env: env, Hostname: f.hostname,
-		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout,
+		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout, Tty: f.tty,
 	}, nil
 }
 
@@ -218,7 +220,8 @@ func (e errHelpShown) Error() string {
 
 func (c *cli) newRunCmd() *cobra.Command {
 	var f startFlags
-	var rm, detach bool
+	var rm, detach, interactive bool
+	var detachKeys string
 	cmd := &cobra.Command{
 		Use:   "run NAME [flags] [ROOTFS] [--] CMD [ARGS...]",
 		Short: "Start a container, show its output and exit with its exit code",
@@ -242,12 +245,24 @@ does not exist in the rootfs, 126 when it is not executable, 125 for any other e
 			if rm && detach {
 				return &exitError{code: 125, err: &usageError{cmd, errors.New("--rm and --detach exclude each other")}}
 			}
+			if interactive && !req.Tty {
+				return &exitError{code: 125, err: &usageError{cmd, errors.New("-i needs -t: a container's input is its terminal")}}
+			}
+			keys, err := parseDetachKeys(detachKeys)
+			if err != nil {
+				return &exitError{code: 125, err: &usageError{cmd, err}}
+			}
+			if req.Tty && !detach {
+				return c.runTty(cmdContext(cmd), req, rm, interactive, keys)
+			}
 			return c.run(cmd.Context(), req, rm, detach)
 		},
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().BoolVar(&rm, "rm", false, "remove the container once it has exited")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background and print the ID (like start)")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: send this terminal's input to the container")
+	cmd.Flags().StringVar(&detachKeys, "detach-keys", defaultDetachKeys, "with -it: key sequence that detaches (comma-separated: a character or ctrl-X each; empty: never)")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
@@ -353,4 +368,31 @@ func exitCode(i service.ContainerInfo) int {
 		return 137
 	}
 	return 125
+}
+
+// runTty is `jackfruit run -t`: start the container on a terminal and attach to it from the
+// start (the first output is replayed, so the first prompt is not lost).
+func (c *cli) runTty(ctx context.Context, req service.StartRequest, rm, interactive bool, keys []byte) error {
+	cl, err := c.dial(ctx)
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	defer cl.Close()
+	if _, err := cl.Start(ctx, req); err != nil {
+		code := 125
+		switch service.KindOf(err) {
+		case service.KindCommandNotFound:
+			code = 127
+		case service.KindCommandNotExecutable:
+			code = 126
+		}
+		return &exitError{code: code, err: err}
+	}
+	final, err := c.attachTerminal(ctx, cl, req.Name, true, interactive, keys)
+	if err == nil && rm {
+		if err := cl.Remove(ctx, req.Name); err != nil {
+			fmt.Fprintf(c.stderr, "Error: removing %q: %v\n", req.Name, err)
+		}
+	}
+	return c.attachResult(req.Name, final, err)
 }

@@ -752,7 +752,7 @@ func TestInterfaceDescription(t *testing.T) {
 	if parsed.Name != control.InterfaceName {
 		t.Fatalf("IDL name %q", parsed.Name)
 	}
-	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec"}
+	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec", "Attach"}
 	var got []string
 	for _, m := range parsed.Methods {
 		got = append(got, m.Name)

@@ -160,3 +160,91 @@ func (c *Client) Exec(ctx context.Context, req service.ExecRequest, started func
 	})
 	return exit, err
 }
+
+type (
+	attachIn struct {
+		Name   string `json:"name"`
+		Replay bool   `json:"replay,omitempty"`
+	}
+	attachOut struct {
+		Container *Container `json:"container,omitempty"`
+	}
+)
+
+// attach serves Attach: the first reply (continues) carries two descriptors, the output
+// stream's read end and the pty master for input and resizing; the final reply comes once
+// the container has ended and its output is drained.
+func (cn *conn) attach(c *call) {
+	var in attachIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	if !c.req.More {
+		c.fail(ErrExpectedMore, errorParams{Message: "Attach streams; call it with \"more\": true"})
+		return
+	}
+	a, err := cn.s.m.Attach(c.ctx, cn.caller, in.Name, in.Replay)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	defer a.Detach()
+	ok := c.streamFds(attachOut{}, []*os.File{a.Output, a.Input})
+	a.Output.Close()
+	a.Input.Close()
+	if !ok {
+		return
+	}
+	info, err := cn.s.m.Wait(c.ctx, cn.caller, in.Name)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.failErr(err)
+		}
+		return
+	}
+	w := containerToWire(info)
+	c.reply(attachOut{Container: &w})
+}
+
+// Attached is what Client.Attach hands over once attached.
+type Attached struct {
+	Output *os.File // the container's terminal output; EOF when it has ended
+	Input  *os.File // the pty master: write input, resize with TIOCSWINSZ; never read it
+}
+
+// Attach connects to the terminal of a container started with a tty. attached is called
+// once connected (it owns the files); Attach returns the container once it has ended, or
+// when ctx ends (the container goes on).
+func (c *Client) Attach(ctx context.Context, name string, replay bool, attached func(Attached)) (service.ContainerInfo, error) {
+	var info service.ContainerInfo
+	first := true
+	err := c.callFds(ctx, InterfaceName+".Attach", attachIn{Name: name, Replay: replay}, nil, true, func(raw json.RawMessage, fds []*os.File) error {
+		var out attachOut
+		if err := json.Unmarshal(raw, &out); err != nil {
+			closeFiles(fds)
+			return fmt.Errorf("malformed Attach reply: %w", err)
+		}
+		if first {
+			first = false
+			if len(fds) != 2 {
+				closeFiles(fds)
+				return fmt.Errorf("the supervisor's Attach reply carried %d descriptors, want 2", len(fds))
+			}
+			if attached != nil {
+				attached(Attached{Output: fds[0], Input: fds[1]})
+			} else {
+				closeFiles(fds)
+			}
+			return nil
+		}
+		closeFiles(fds)
+		if out.Container == nil {
+			return fmt.Errorf("the supervisor's final Attach reply has no container")
+		}
+		var err error
+		info, err = containerFromWire(*out.Container)
+		return err
+	})
+	return info, err
+}

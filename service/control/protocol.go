@@ -112,6 +112,7 @@ type Container struct {
 	FinishedAt        string   `json:"finished_at,omitempty"`
 	LogPath           string   `json:"log_path,omitempty"`
 	Message           string   `json:"message,omitempty"`
+	Tty               bool     `json:"tty,omitempty"`
 }
 
 // LogLine is the wire form of service.LogLine. Valid UTF-8 travels as "text" so that generic
@@ -169,6 +170,7 @@ type (
 		SoftLimit     uint64   `json:"soft_limit,omitempty"`
 		HardLimit     uint64   `json:"hard_limit,omitempty"`
 		StopTimeoutNs *int64   `json:"stop_timeout_ns,omitempty"`
+		Tty           bool     `json:"tty,omitempty"`
 	}
 	nameIn struct {
 		Name string `json:"name"`
@@ -258,7 +260,9 @@ type Container (
   finished_at: ?string,
   log_path: ?string,
   # Explains a state the other fields alone do not (e.g. why limits are not enforced).
-  message: ?string
+  message: ?string,
+  # The command runs on a terminal (started with tty): Attach to it.
+  tty: ?bool
 )
 
 # One line a container printed, or a 16 KiB piece of a longer one (partial: more follows).
@@ -308,7 +312,9 @@ method Start(
   hostname: ?string,
   soft_limit: ?int,
   hard_limit: ?int,
-  stop_timeout_ns: ?int
+  stop_timeout_ns: ?int,
+  # Run the command on a terminal (a pty of the container); its output is logged as stdout.
+  tty: ?bool
 ) -> (container: Container)
 
 # Sends SIGTERM, then SIGKILL after timeout_ns (absent: the container's stop timeout), and
@@ -357,6 +363,13 @@ method Exec(
   user: ?string,
   tty: ?bool
 ) -> (pid: int, exit_code: ?int, signal: ?string)
+
+# Connects to the terminal of a container started with tty. Requires more. The first reply
+# (continues, no parameters) carries two descriptors: the read end of the terminal's output
+# from now on (with replay, preceded by the latest few KiB) and the pty master, to write
+# input to and resize (never read it: the supervisor logs the output). The final reply comes
+# when the container has ended and its output is drained. Disconnecting detaches.
+method Attach(name: string, replay: ?bool) -> (container: ?Container)
 
 error NoSuchContainer (message: string)
 error AlreadyExists (message: string)
@@ -490,6 +503,7 @@ func containerToWire(c service.ContainerInfo) Container {
 		SoftLimitExceeded: c.SoftLimitExceeded, StopTimeoutNs: int64(c.StopTimeout),
 		CreatedAt: encodeTime(c.CreatedAt), StartedAt: encodeTime(c.StartedAt),
 		FinishedAt: encodeTime(c.FinishedAt), LogPath: c.LogPath, Message: c.Message,
+		Tty: c.Tty,
 	}
 }
 
@@ -500,7 +514,7 @@ func containerFromWire(w Container) (service.ContainerInfo, error) {
 		Hostname: w.Hostname, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
 		LimitsEnforced: w.LimitsEnforced, RSS: w.RSS, PeakRSS: w.PeakRSS,
 		SoftLimitExceeded: w.SoftLimitExceeded, StopTimeout: time.Duration(w.StopTimeoutNs),
-		LogPath: w.LogPath, Message: w.Message,
+		LogPath: w.LogPath, Message: w.Message, Tty: w.Tty,
 	}
 	var err error
 	for _, f := range []struct {

@@ -630,6 +630,7 @@ var handlers = map[string]func(*conn, *call){
 	"Events": (*conn).events,
 	"Status": (*conn).status,
 	"Exec":   (*conn).exec,
+	"Attach": (*conn).attach,
 }
 
 func (cn *conn) start(c *call) {
@@ -641,6 +642,7 @@ func (cn *conn) start(c *call) {
 	info, err := cn.s.m.Start(c.ctx, cn.caller, service.StartRequest{
 		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
 		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
+		Tty: in.Tty,
 	})
 	if err != nil {
 		c.failErr(err)

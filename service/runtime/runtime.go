@@ -336,6 +336,10 @@ func handshake(sock *os.File, cfg []byte) (pty *os.File, err error) {
 	for i, fd := range fds {
 		// Only the pty master travels this way, with the "set up" byte.
 		if i == 0 && len(reply) > 0 && reply[0] == setupDone {
+			// Non-blocking before NewFile: reads then park in the netpoller (no thread per
+			// terminal, deadlines work), and an attached client that sets O_NONBLOCK on its
+			// duplicate (one open file, one set of flags) changes nothing for us.
+			_ = unix.SetNonblock(fd, true)
 			master = os.NewFile(uintptr(fd), "pty-master")
 		} else {
 			unix.Close(fd)

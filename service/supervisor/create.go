@@ -117,7 +117,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	undo = append(undo, func() { clog.Close() })
 
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -140,6 +140,12 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	c.copies.Add(2)
 	go s.copyOutput(c, r.Name, proc.Stdout, service.Stdout, nil)
 	go s.copyOutput(c, r.Name, proc.Stderr, service.Stderr, nil)
+	if proc.Pty != nil {
+		// A terminal is one stream: all of it is logged as stdout, as docker and podman do.
+		c.tty = newTtyHub(proc.Pty)
+		c.copies.Add(1)
+		go s.copyOutput(c, r.Name, c.tty, service.Stdout, nil)
+	}
 	undo = append(undo[:len(undo)-1], func() {
 		// The process is ours now: kill it, reap it, drain it, then close the log.
 		c.announce()
@@ -167,6 +173,7 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 			CreatedAt:   created,
 			StartedAt:   time.Now(),
 			LogPath:     logPath,
+			Tty:         r.Tty,
 		},
 		InitStartTime: startTime,
 		BootID:        s.bootID,

@@ -102,3 +102,62 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec into a stopped container: %v", err)
 	}
 }
+
+// TestAttach: a terminal container's output reaches an attached client and the log alike,
+// input typed into the master reaches the container, and detaching leaves it running.
+func TestAttach(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.s.Start(ctx, root, service.StartRequest{Name: "term", Command: []string{"sh"}, Tty: true}); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := e.s.Get(ctx, root, "term"); !info.Tty {
+		t.Error("Tty not recorded")
+	}
+	a, err := e.s.Attach(ctx, root, "term", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Input.WriteString("echo typed-$((40+2))\n"); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(got.String(), "typed-42") {
+		_ = a.Output.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := a.Output.Read(buf)
+		if err != nil {
+			t.Fatalf("attached output %q: %v", got.String(), err)
+		}
+		got.Write(buf[:n])
+	}
+	a.Detach()
+	a.Output.Close()
+	// Detached: the container goes on; a second attachment ends it.
+	b, err := e.s.Attach(ctx, root, "term", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Input.WriteString("exit 5\n"); err != nil {
+		t.Fatal(err)
+	}
+	b.Input.Close()
+	a.Input.Close()
+	if out, err := io.ReadAll(b.Output); err != nil {
+		t.Errorf("output after exit: %q %v", out, err)
+	}
+	info := e.wait(t, "term")
+	if info.State != service.StateExited || info.ExitCode != 5 {
+		t.Errorf("final %s %d", info.State, info.ExitCode)
+	}
+	if out := stdoutText(e.logs(t, "term", service.LogOptions{})); !strings.Contains(out, "typed-42") {
+		t.Errorf("log lacks the terminal's output: %q", out)
+	}
+	if _, err := e.s.Attach(ctx, root, "term", false); service.KindOf(err) != service.KindInvalidState {
+		t.Errorf("attach to an exited container: %v", err)
+	}
+	e.start(t, "plain", "sleep", "1000")
+	if _, err := e.s.Attach(ctx, root, "plain", false); service.KindOf(err) != service.KindInvalidState || !strings.Contains(err.Error(), "no terminal") {
+		t.Errorf("attach to a container without a terminal: %v", err)
+	}
+}

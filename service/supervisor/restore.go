@@ -199,7 +199,13 @@ func (s *Supervisor) Detach() error {
 		}
 		now := time.Now()
 		for _, c := range running {
-			for _, rd := range []any{c.proc.Stdout, c.proc.Stderr} {
+			rds := []any{c.proc.Stdout, c.proc.Stderr}
+			if c.tty != nil {
+				// The terminal is not handed over: a next supervisor cannot read it, and the
+				// container sees a hangup when this process exits.
+				rds = append(rds, c.tty)
+			}
+			for _, rd := range rds {
 				if f, ok := rd.(interface{ SetReadDeadline(time.Time) error }); ok {
 					f.SetReadDeadline(now)
 				}

@@ -115,6 +115,7 @@ type container struct {
 	rec  record
 	proc *runtime.Process   // nil for containers loaded from disk
 	clog *logs.ContainerLog // nil for containers loaded from disk
+	tty  *ttyHub            // the terminal of a container started with Tty
 	// copies counts the two output copiers; the container is final only after both drained.
 	copies sync.WaitGroup
 	// announced is closed once the "started" journal entry is written (or the start failed);

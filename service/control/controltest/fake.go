@@ -491,3 +491,27 @@ func (e *fakeExec) Wait(ctx context.Context) (service.ExecExit, error) {
 		return service.ExecExit{}, ctx.Err()
 	}
 }
+
+// Attach implements service.Manager: the output is a pipe on which the fake writes
+// "attached NAME\n" and then EOF; the input is a pty master whose slave nobody reads.
+func (m *Manager) Attach(_ context.Context, caller service.Caller, name string, _ bool) (service.Attachment, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	_, err := m.lookup(name)
+	m.mu.Unlock()
+	if err != nil {
+		return service.Attachment{}, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return service.Attachment{}, service.Errorf(service.KindInternal, "fake attach: %v", err)
+	}
+	_, _ = w.WriteString("attached " + name + "\n")
+	w.Close()
+	in, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		r.Close()
+		return service.Attachment{}, service.Errorf(service.KindInternal, "fake attach: %v", err)
+	}
+	return service.Attachment{Output: r, Input: in, Detach: func() {}}, nil
+}
