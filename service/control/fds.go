@@ -4,6 +4,7 @@ package control
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -44,6 +45,10 @@ func (r *fdReader) Read(b []byte) (int, error) {
 	n, oobn, _, _, err := r.c.ReadMsgUnix(b, r.oob)
 	if n < 0 {
 		n = 0 // a failed recvmsg reports -1
+	}
+	if n == 0 && err == nil && len(b) > 0 {
+		// Unlike Read, ReadMsgUnix reports the peer's close as an empty read.
+		err = io.EOF
 	}
 	var fds []int
 	if oobn > 0 {
