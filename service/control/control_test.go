@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -1012,5 +1013,52 @@ func TestEventsEndOnRestart(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("restart=%v: Events still running after Close", restart)
 		}
+	}
+}
+
+// goroutinesIn lists the goroutines whose stacks mention any of funcs.
+func goroutinesIn(funcs ...string) []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, f := range funcs {
+			if strings.Contains(g, f) {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// When Close returns, every goroutine of every connection has returned: the dispatcher, its
+// reader, and the hang-up watcher of a half-closed client with a call in progress. Checked
+// at once, not eventually: "awaited" means nothing is left to finish later.
+func TestCloseAwaitsConnectionGoroutines(t *testing.T) {
+	// Repeated: a goroutine that merely ends soon after Close would slip through once.
+	for i := 0; i < 30; i++ {
+		t.Run(strconv.Itoa(i), closeAwaitsConnectionGoroutines)
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+func closeAwaitsConnectionGoroutines(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.client().Start(context.Background(), startReq("w")); err != nil {
+		t.Fatal(err)
+	}
+	f.raw() // idle
+	partial := f.raw()
+	partial.send(`{"method":"io.jackfruit.Jackfruit1.Sta`)
+	waiting := f.raw()
+	waiting.send(`{"method":"io.jackfruit.Jackfruit1.Wait","parameters":{"name":"w"}}` + "\x00")
+	waiting.c.(*net.UnixConn).CloseWrite() // half-close: the reader hands over to watchHangup
+	waitFor(t, "a hang-up watcher", func() bool { return len(goroutinesIn("control.watchHangup")) > 0 })
+	f.srv.Close()
+	if left := goroutinesIn("control.(*conn).readLoop", "control.watchHangup", "control.(*Server).serveConn"); len(left) > 0 {
+		t.Fatalf("%d connection goroutines still running after Close:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }

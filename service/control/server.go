@@ -253,8 +253,9 @@ type conn struct {
 	c      net.Conn
 	caller service.Caller
 	log    *slog.Logger
-	busy   atomic.Bool // a call is in progress: the connection is not idle
-	fdr    *fdReader   // nil when the connection cannot carry descriptors
+	busy   atomic.Bool    // a call is in progress: the connection is not idle
+	fdr    *fdReader      // nil when the connection cannot carry descriptors
+	bg     sync.WaitGroup // the reader and its hang-up watcher; serveConn waits for them
 }
 
 // incoming is what the reader goroutine hands the dispatcher: a request or a read failure.
@@ -282,9 +283,20 @@ func (s *Server) serveConn(c net.Conn) {
 	// A separate reader lets the dispatcher notice a vanished client while a long call
 	// (Wait, Logs follow, Events) is in progress: the reader cancels connCtx.
 	connCtx, cancelConn := context.WithCancel(s.ctx)
-	defer cancelConn()
 	reqs := make(chan incoming)
-	go cn.readLoop(connCtx, cancelConn, reqs)
+	cn.bg.Add(1)
+	go func() {
+		defer cn.bg.Done()
+		cn.readLoop(connCtx, cancelConn, reqs)
+	}()
+	// Every way out ends the reader and the hang-up watcher and waits for them, so that
+	// Close (which waits for serveConn) leaves no goroutine behind and no read runs on a
+	// descriptor being closed: the cancel ends their waits, closing the connection their reads.
+	defer func() {
+		cancelConn()
+		c.Close()
+		cn.bg.Wait()
+	}()
 
 	for in := range reqs {
 		if in.err != nil {
@@ -344,7 +356,11 @@ func (cn *conn) readLoop(ctx context.Context, cancel context.CancelFunc, reqs ch
 			}
 			if errors.Is(err, io.EOF) && !peerGone(cn.c) {
 				// Half-close: let queued calls finish, but watch for the peer going away.
-				go watchHangup(ctx, cn.c, cancel)
+				cn.bg.Add(1) // the reader itself is counted, so this cannot race bg.Wait
+				go func() {
+					defer cn.bg.Done()
+					watchHangup(ctx, cn.c, cancel)
+				}()
 			} else {
 				cancel()
 			}

@@ -27,6 +27,9 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 	if err := s.authorise(caller, "start containers"); err != nil {
 		return service.ContainerInfo{}, err
 	}
+	if err := gaveUp(ctx, "start container %q", req.Name); err != nil {
+		return service.ContainerInfo{}, err
+	}
 	r, err := validate(req, s.cfg.BaseRootfs)
 	if err != nil {
 		return service.ContainerInfo{}, err
@@ -49,10 +52,13 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 		s.mu.Unlock()
 		s.starts.Done()
 	}()
-	return s.create(r)
+	return s.create(ctx, r)
 }
 
-func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
+// create makes the container. A caller that gives up (ctx) before the process is started
+// gets its start undone; once the process runs, the start completes: the container then
+// exists and is the caller's to stop, as with any start whose reply was lost.
+func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerInfo, error) {
 	var undo []func()
 	fail := func(err error) (service.ContainerInfo, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -116,6 +122,9 @@ func (s *Supervisor) create(r request) (service.ContainerInfo, error) {
 	clog.SetLogger(s.log)
 	undo = append(undo, func() { clog.Close() })
 
+	if err := gaveUp(ctx, "start container %q", r.Name); err != nil {
+		return fail(err)
+	}
 	created := time.Now()
 	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty})
 	if err != nil {

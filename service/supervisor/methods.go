@@ -59,11 +59,15 @@ func (s *Supervisor) stop(c *container, timeout time.Duration) {
 		c.rec.State = service.StateStopping
 		s.publish(service.EventChanged, c, 0, 0)
 	}
+	// Under s.mu while the container is not final: Close waits for the escalations only
+	// after every container is final, so this Add never races its Wait.
+	s.escalations.Add(1)
 	s.mu.Unlock()
 	if err := c.proc.Signal(syscall.SIGTERM); err != nil {
 		s.log.Debug("SIGTERM", "container", c.rec.Name, "error", err.Error())
 	}
 	go func() {
+		defer s.escalations.Done()
 		t := time.NewTimer(timeout)
 		defer t.Stop()
 		select {
@@ -80,6 +84,9 @@ func (s *Supervisor) stop(c *container, timeout time.Duration) {
 // Kill sends sig to the container's init.
 func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name string, sig syscall.Signal) error {
 	if err := s.authorise(caller, "send signals to containers"); err != nil {
+		return err
+	}
+	if err := gaveUp(ctx, "send a signal to container %q", name); err != nil {
 		return err
 	}
 	if sig == 0 {
@@ -115,6 +122,9 @@ func (s *Supervisor) Kill(ctx context.Context, caller service.Caller, name strin
 // Remove deletes a final container with its writable layer and log file.
 func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name string) error {
 	if err := s.authorise(caller, "remove containers"); err != nil {
+		return err
+	}
+	if err := gaveUp(ctx, "remove container %q", name); err != nil {
 		return err
 	}
 	c, err := s.lookup(name)
@@ -283,4 +293,13 @@ func (s *Supervisor) Status() service.Status {
 		}
 	}
 	return st
+}
+
+// gaveUp returns an error when the caller has given up (ctx ended), so that a call nobody
+// waits for any more changes nothing; nil otherwise.
+func gaveUp(ctx context.Context, format string, args ...any) error {
+	if err := ctx.Err(); err != nil {
+		return &service.Error{Kind: service.KindInternal, Msg: fmt.Sprintf(format, args...) + ": the caller gave up", Err: err}
+	}
+	return nil
 }

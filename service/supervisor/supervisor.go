@@ -105,6 +105,9 @@ type Supervisor struct {
 	// shutdown is closed once no container runs any more, and tells them to hurry up.
 	savers   sync.WaitGroup
 	shutdown chan struct{}
+	// escalations counts the TERM→KILL timers of stops in progress; each ends once its
+	// container is final, and Close waits for them.
+	escalations sync.WaitGroup
 }
 
 var _ service.Manager = (*Supervisor)(nil)
@@ -316,6 +319,7 @@ func (s *Supervisor) Close() error {
 		// before closing and is in running above); then no new reaper can appear.
 		s.starts.Wait()
 		s.reapers.Wait()
+		s.escalations.Wait()
 		close(s.shutdown)
 		s.savers.Wait()
 		close(s.stopBg)
