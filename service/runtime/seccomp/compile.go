@@ -121,7 +121,39 @@ func (a *asm) body(v verdict, defRet uint32) {
 		return
 	}
 	match := a.newLabel()
+	// Alternatives that are one equality each form sets (socket's allowed
+	// domains, personality's allowed values): per argument and high half,
+	// check the high half once and then compare the low half with each
+	// value, instead of repeating the whole 64-bit comparison per value.
+	type setKey struct {
+		index uint
+		hi    uint32
+	}
+	var keys []setKey
+	sets := make(map[setKey][]uint32)
+	var rest [][]specs.LinuxSeccompArg
 	for _, conds := range v.alts {
+		if len(conds) != 1 || conds[0].Op != specs.OpEqualTo {
+			rest = append(rest, conds)
+			continue
+		}
+		k := setKey{conds[0].Index, uint32(conds[0].Value >> 32)}
+		if _, seen := sets[k]; !seen {
+			keys = append(keys, k)
+		}
+		sets[k] = append(sets[k], uint32(conds[0].Value))
+	}
+	for _, k := range keys {
+		fail := a.newLabel()
+		a.emit(bpf.LoadAbsolute{Off: offArgs + 8*uint32(k.index) + 4, Size: 4})
+		a.jump(bpf.JumpEqual, k.hi, next, fail)
+		a.emit(bpf.LoadAbsolute{Off: offArgs + 8*uint32(k.index), Size: 4})
+		for _, lo := range sets[k] {
+			a.jump(bpf.JumpEqual, lo, match, next)
+		}
+		a.label(fail)
+	}
+	for _, conds := range rest {
 		fail := a.newLabel()
 		for i, c := range conds {
 			pass := next

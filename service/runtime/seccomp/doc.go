@@ -48,7 +48,7 @@
 // refuses unknown names instead of skipping them, it matches syscalls by a
 // linear scan (about 350 comparisons for the last one in the profile) and it
 // brings go-ucfg, yaml and testify into the module graph. The generator here
-// is about 300 lines over golang.org/x/net/bpf: it merges neighbouring syscall
+// is about 350 lines over golang.org/x/net/bpf: it merges neighbouring syscall
 // numbers with the same verdict into ranges and finds the range by binary
 // search (7 comparisons deep for the default profile on amd64), and its jump
 // assembler inserts long jumps where a conditional branch would exceed 255

@@ -112,40 +112,46 @@ func TestKernelCondition(t *testing.T) {
 	}
 }
 
-// TestLongJumps: a profile whose argument checks are far longer than a
-// conditional jump reaches (255 instructions) still compiles, and every
-// verdict holds.
+// TestLongJumps: profiles whose argument checks are far longer than a
+// conditional jump reaches (255 instructions) still compile, and every
+// verdict holds: one with many two-condition alternatives, one with a set
+// of 300 values for one argument.
 func TestLongJumps(t *testing.T) {
-	var calls []*profiles.Syscall
+	var pairs, set []*profiles.Syscall
 	for _, name := range []string{"ioctl", "fcntl", "prctl"} {
-		for v := range uint64(150) {
-			calls = append(calls, &profiles.Syscall{LinuxSyscall: specs.LinuxSyscall{Names: []string{name}, Action: specs.ActAllow,
-				Args: []specs.LinuxSeccompArg{{Index: 1, Value: v*3 + 1<<33, Op: specs.OpEqualTo}}}})
+		for v := range uint64(100) {
+			pairs = append(pairs, &profiles.Syscall{LinuxSyscall: specs.LinuxSyscall{Names: []string{name}, Action: specs.ActAllow,
+				Args: []specs.LinuxSeccompArg{{Index: 1, Value: v*3 + 1<<33, Op: specs.OpEqualTo}, {Index: 2, Value: v, Op: specs.OpLessEqual}}}})
 		}
 	}
-	calls = append(calls, allow("read", "write", "getpid", "exit_group"),
-		&profiles.Syscall{LinuxSyscall: specs.LinuxSyscall{Names: []string{"openat"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.ENOSYS))}})
-	p := profileOf(calls...)
-	f, err := Compile(p, Config{Arch: "amd64"})
-	if err != nil {
-		t.Fatal(err)
+	for v := range uint64(300) {
+		set = append(set, &profiles.Syscall{LinuxSyscall: specs.LinuxSyscall{Names: []string{"ioctl"}, Action: specs.ActAllow,
+			Args: []specs.LinuxSeccompArg{{Index: 1, Value: v*3 + 1<<33, Op: specs.OpEqualTo}}}})
 	}
-	t.Logf("%d instructions", f.Len())
-	if f.Len() < 3*150*4 {
-		t.Fatalf("only %d instructions: the test does not exercise long jumps", f.Len())
-	}
-	insns, _ := bpf.Disassemble(f.prog)
-	if !slices.ContainsFunc(insns, func(in bpf.Instruction) bool { _, ja := in.(bpf.Jump); return ja }) {
-		t.Fatal("no long jump in the program: the test does not exercise them")
-	}
-	vm := newVM(t, f)
-	ref := newRef(resolveForTest(t, p, "amd64", nil), syscallsAMD64)
-	rng := rand.New(rand.NewPCG(7, 7))
-	for nr := range uint32(500) {
-		for _, v := range []uint64{0, 1<<33 + 3, 1<<33 + 447, 1<<33 + 448, 447, rng.Uint64(), 1<<33 + rng.Uint64N(450)} {
-			args := [6]uint64{1, v}
-			if got, want := run(t, vm, nr, unix.AUDIT_ARCH_X86_64, args), ref.verdict(nr, args); got != want {
-				t.Fatalf("nr %d args %#x: filter %s, profile %s", nr, args, retString(got), retString(want))
+	common := []*profiles.Syscall{allow("read", "write", "getpid", "exit_group"),
+		{LinuxSyscall: specs.LinuxSyscall{Names: []string{"openat"}, Action: specs.ActErrno, ErrnoRet: uintp(uint(unix.ENOSYS))}}}
+	for name, calls := range map[string][]*profiles.Syscall{"pairs": pairs, "set": set} {
+		p := profileOf(append(calls, common...)...)
+		f, err := Compile(p, Config{Arch: "amd64"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d instructions", name, f.Len())
+		insns, _ := bpf.Disassemble(f.prog)
+		if !slices.ContainsFunc(insns, func(in bpf.Instruction) bool { _, ja := in.(bpf.Jump); return ja }) {
+			t.Fatalf("%s: no long jump in the program: the test does not exercise them", name)
+		}
+		vm := newVM(t, f)
+		ref := newRef(resolveForTest(t, p, "amd64", nil), syscallsAMD64)
+		rng := rand.New(rand.NewPCG(7, 7))
+		for nr := range uint32(500) {
+			for _, v := range []uint64{0, 1<<33 + 3, 1<<33 + 447, 1<<33 + 448, 1<<33 + 897, 447, rng.Uint64(), 1<<33 + rng.Uint64N(900)} {
+				for _, w := range []uint64{0, 100, 149, 150, rng.Uint64N(200)} {
+					args := [6]uint64{1, v, w}
+					if got, want := run(t, vm, nr, unix.AUDIT_ARCH_X86_64, args), ref.verdict(nr, args); got != want {
+						t.Fatalf("%s: nr %d args %#x: filter %s, profile %s", name, nr, args, retString(got), retString(want))
+					}
+				}
 			}
 		}
 	}
