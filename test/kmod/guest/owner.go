@@ -301,8 +301,17 @@ func testUnprivileged(t *T) {
 	}
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "noperm-fd", fmt.Sprint(id), fmt.Sprint(x.Process.Pid))
-	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(d.fd), "dev")} // shares d's open file
+	// A duplicate shares d's open file. It gets its own *os.File, closed here: wrapping
+	// d.fd itself would leave a finalizer that closes that number again later, whatever
+	// it is by then.
+	dup, err := unix.Dup(d.fd)
+	if err != nil {
+		t.Fatalf("dup: %v", err)
+	}
+	df := os.NewFile(uintptr(dup), "dev")
+	cmd.ExtraFiles = []*os.File{df}
 	out, err := cmd.CombinedOutput()
+	df.Close()
 	if want := "unregister=1 register=1 query=0"; err != nil || strings.TrimSpace(string(out)) != want {
 		t.Errorf("without CAP_KILL on the registrant's file: %q %v, want %q (1 = EPERM)", out, err, want)
 	}

@@ -849,14 +849,7 @@ func testConcurrent(t *T) {
 						}
 						continue
 					}
-					link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", pfd))
 					id, e := d.registerFd(pfd, fmt.Sprintf("w%d-%d", w, i), 1<<30, 2<<30)
-					if e == unix.EBADF {
-						_, ferr := unix.FcntlInt(uintptr(pfd), unix.F_GETFD, 0)
-						after, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", pfd))
-						_, derr := unix.FcntlInt(uintptr(d.fd), unix.F_GETFD, 0)
-						t.Logf("EBADF: pidfd %d was %q, after %q (fcntl %v), device fd %d (fcntl %v)", pfd, link, after, ferr, d.fd, derr)
-					}
 					unix.Close(pfd)
 					if e == 0 {
 						ids = append(ids, id)
