@@ -148,6 +148,9 @@ func (m *msgReader) next(max int) ([]byte, error) {
 			scanned = m.w
 		}
 		n, err := m.src.Read(m.buf[m.w:])
+		if n == 0 && err == nil {
+			err = io.EOF // a reader that reports the peer's close as an empty read
+		}
 		m.w += n
 		if err != nil {
 			if errors.Is(err, io.EOF) {

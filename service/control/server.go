@@ -898,28 +898,50 @@ func (cn *conn) events(c *call) {
 	}
 }
 
-// ListenUnix binds a UNIX stream socket at path with the given mode, replacing a stale socket
-// file left by a previous run (but never a live one or a non-socket file).
+// ListenUnix binds a UNIX stream socket at path with the given mode. A socket file left by a
+// supervisor that died is replaced; a socket someone still answers on, and anything that is
+// not a socket, are refused. This is the one place that decides what "stale" means: the
+// daemon's self-bound socket (sdglue) goes through it too.
 func ListenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control socket %s: another supervisor is listening on it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("control socket %s: removing stale socket: %w", path, err)
-		}
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("control socket %s: chmod: %w", path, err)
 	}
 	return l, nil
+}
+
+// removeStale removes a socket file nobody answers on (connection refused), and refuses to
+// take over one that is served, or to delete anything that is not a socket.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("control socket %s: exists and is not a socket; refusing to replace it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s: another supervisor is already listening on it", path)
+	}
+	// Only a refused connection proves nobody serves it; a timeout or a permission error
+	// proves nothing, and the socket is left alone.
+	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("control socket %s: cannot tell whether it is in use: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("control socket %s: removing stale socket: %w", path, err)
+	}
+	return nil
 }

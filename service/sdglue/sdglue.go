@@ -17,10 +17,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/jackfruit/jackfruit/service/control"
 )
 
 // Listen returns the control socket listener, binding path itself (see
@@ -69,19 +70,12 @@ func bind(path, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
-	if err := removeStale(path); err != nil {
-		return nil, err
-	}
-	ul, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	ul, err := control.ListenUnix(path, 0o660)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, err
 	}
 	// Close removes the socket file again, as a socket unit would on stop.
 	ul.SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o660); err != nil {
-		ul.Close()
-		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
-	}
 	if group != "" {
 		if g, err := user.LookupGroup(group); err == nil {
 			gid, _ := strconv.Atoi(g.Gid)
@@ -92,34 +86,6 @@ func bind(path, group string) (net.Listener, error) {
 		}
 	}
 	return ul, nil
-}
-
-// removeStale removes a socket file left behind by a supervisor that died, but refuses to
-// take over a socket another supervisor still serves, or to delete anything that is not a
-// socket.
-func removeStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("check socket path: %w", err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("socket path %s exists and is not a socket; refusing to replace it", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("another process is already listening on %s", path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("check whether %s is in use: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale socket %s: %w", path, err)
-	}
-	return nil
 }
 
 // Notify sends one sd_notify message ("READY=1", "STATUS=...", ...). It reports whether
