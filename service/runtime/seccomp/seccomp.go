@@ -118,17 +118,17 @@ func Compile(profile *profiles.Seccomp, cfg Config) (*Filter, error) {
 	verdicts := make(map[uint32]verdict, len(bySyscall))
 	for nr, rules := range bySyscall {
 		v := verdict{ret: rules[0].ret}
-		for _, r := range rules {
-			if r.ret != v.ret {
+		for _, ru := range rules {
+			if ru.ret != v.ret {
 				return nil, fmt.Errorf("seccomp: syscall %s has rules with different actions (%s and %s), which is ambiguous",
-					arch.name(nr), retString(v.ret), retString(r.ret))
+					arch.name(nr), retString(v.ret), retString(ru.ret))
 			}
-			if len(r.conds) == 0 {
+			if len(ru.conds) == 0 {
 				v.alts = nil
 				v.always = true
 			}
 			if !v.always {
-				v.alts = append(v.alts, r.conds)
+				v.alts = append(v.alts, ru.conds)
 			}
 		}
 		verdicts[nr] = v
