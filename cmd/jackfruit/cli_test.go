@@ -253,10 +253,10 @@ func TestStartPsLogsStopRm(t *testing.T) {
 	if q.Hostname != "box" || q.SoftLimit != 8<<20 || q.HardLimit != 16<<20 || !q.Overlay || q.StopTimeoutNs != int64(time.Second) {
 		t.Errorf("inspect quiet: %+v", q)
 	}
-	time.Sleep(600 * time.Millisecond)
-	if l := e.ok("logs", "quiet"); l.stdout != "hi from box\n" {
-		t.Errorf("logs quiet: %s", l)
-	}
+	// Its one line is in the log once the copier has read it.
+	e.eventually(func(r result) bool { return r.code == 0 && r.stdout == "hi from box\n" }, "logs", "quiet")
+	// web has printed a few lines (the checks below and logs -f want tick 3).
+	e.eventually(func(r result) bool { return strings.Contains(r.stdout, "tick 3\n") }, "logs", "web")
 	l := e.ok("logs", "web")
 	if !strings.HasPrefix(l.stdout, "tick 0\ntick 1\n") || !strings.HasPrefix(l.stderr, "err 0\n") {
 		t.Errorf("logs web: %s", l)
@@ -281,8 +281,9 @@ func TestStartPsLogsStopRm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	follow := make(chan result, 1)
+	// Whether the follower attaches before the stop or after it, it prints the whole log and
+	// returns once web is final; no need to wait for it to attach.
 	go func() { follow <- e.jfCtx(ctx, "logs", "-f", "web") }()
-	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	if s := e.ok("stop", "--time", "1", "web", "quiet"); s.stdout != "web\nquiet\n" {
 		t.Errorf("stop: %s", s)

@@ -7,6 +7,7 @@ package testutil
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -14,17 +15,26 @@ import (
 // RootfsEnv names the environment variable that points the tests at `make rootfs`'s output.
 const RootfsEnv = "JACKFRUIT_TEST_ROOTFS"
 
-// Rootfs returns the busybox test rootfs that `make rootfs` builds. It skips the test, saying
-// why, when not running as root (containers need namespaces and mounts) or when the rootfs
-// was not given; `make test-host` always gives it.
+// Rootfs returns the busybox test rootfs that `make rootfs` builds.
+//
+// `make test-host` (and so `make test`) always sets JACKFRUIT_TEST_ROOTFS, and then nothing
+// is skipped: running without root or with a directory that is not the test rootfs fails the
+// test, naming the problem. Only a hand-run `go test` without the variable skips, saying how
+// to run the test.
 func Rootfs(t testing.TB) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: containers use namespaces and mounts")
-	}
 	p := os.Getenv(RootfsEnv)
 	if p == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root (containers use namespaces and mounts) and " + RootfsEnv + "=build/rootfs from `make rootfs`")
+		}
 		t.Skip(RootfsEnv + " is not set; run `make rootfs` and point it at build/rootfs (make test-host does)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s is set, so this test must run, but it needs root: containers use namespaces and mounts (running as uid %d)", RootfsEnv, os.Geteuid())
+	}
+	if _, err := os.Stat(filepath.Join(p, "bin", "busybox")); err != nil {
+		t.Fatalf("%s=%s is not the test rootfs (run `make rootfs`): %v", RootfsEnv, p, err)
 	}
 	return p
 }

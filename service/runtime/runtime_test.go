@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/internal/testutil"
 )
 
 // The test binary is also the container setup stage: Start re-executes /proc/self/exe.
@@ -32,21 +34,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testRootfs returns the busybox rootfs built by `make rootfs`, skipping when it is absent
-// or when the test cannot create namespaces.
+// testRootfs returns the busybox rootfs built by `make rootfs`; under make test a missing or
+// unusable one fails the test (testutil.Rootfs).
 func testRootfs(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("container tests need root (namespaces, mounts)")
-	}
-	dir := os.Getenv("JACKFRUIT_TEST_ROOTFS")
-	if dir == "" {
-		t.Skip("JACKFRUIT_TEST_ROOTFS is not set: run `make rootfs` and set it to build/rootfs (make test-host does both)")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bin", "busybox")); err != nil {
-		t.Fatalf("JACKFRUIT_TEST_ROOTFS=%s is not a test rootfs: %v", dir, err)
-	}
-	return dir
+	return testutil.Rootfs(t)
 }
 
 // result is everything a finished container produced.
