@@ -429,12 +429,15 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--bogus", "x", "/bin/true"}, 1, "unknown flag: --bogus"},
 		{[]string{"start", "z", "-e", "NOT_SET_ANYWHERE_42", "/bin/true"}, 1, "NOT_SET_ANYWHERE_42"},
 		// 0 is not "the default": it is refused, whatever the other limit.
-		{[]string{"start", "z", "--soft-mib", "0", "/bin/true"}, 1, "--soft-mib 0: must be at least 1"},
-		{[]string{"start", "z", "--soft-mib", "0", "--hard-mib", "0", "/bin/true"}, 1, "--soft-mib 0: must be at least 1"},
-		{[]string{"start", "z", "--hard-mib", "0", "/bin/true"}, 1, "--hard-mib 0: must be at least 1"},
-		{[]string{"run", "z", "--hard-mib", "0", "/bin/true"}, 125, "--hard-mib 0: must be at least 1"},
+		{[]string{"start", "z", "--soft-mib", "0", "/bin/true"}, 1, "--soft-mib 0: not a limit"},
+		{[]string{"start", "z", "--soft-mib", "0", "--hard-mib", "0", "/bin/true"}, 1, "--soft-mib 0: not a limit"},
+		{[]string{"start", "z", "--hard-mib", "0", "/bin/true"}, 1, "--hard-mib 0: not a limit"},
+		{[]string{"run", "z", "--hard-mib", "0", "/bin/true"}, 125, "--hard-mib 0: not a limit"},
 		// Only given limits are sent: a clash with a default names the default as such.
 		{[]string{"start", "z", "--soft-mib", "100", "/bin/true"}, 1, "soft memory limit 100 MiB exceeds hard memory limit 64 MiB (the default)"},
+		// Ranges are the core's; the CLI only refuses what cannot be converted to bytes.
+		{[]string{"start", "z", "--hard-mib", "2000000000", "/bin/true"}, 1, "hard memory limit 2000000000 MiB is out of range"},
+		{[]string{"start", "z", "--hard-mib", "18446744073709551615", "/bin/true"}, 1, "--hard-mib 18446744073709551615: too large to be a number of bytes"},
 		// The seed's form with the command forgotten: the directory is not taken for the command.
 		{[]string{"start", "z", e.rootfs}, 1, "no command given after ROOTFS " + e.rootfs},
 		{[]string{"start", "z", "--hard-mib", "100", e.rootfs}, 1, "no command given after ROOTFS"},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -111,7 +112,7 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	}
 	// Only limits the user gave are sent: the core fills in its defaults and, when a default
 	// clashes with a given limit, says "(the default)" instead of blaming a value nobody typed.
-	const maxMiB = service.MaxLimit >> 20
+	const maxMiB = math.MaxUint64 >> 20 // the most MiB a byte count can hold
 	var limits [2]uint64
 	for i, l := range []struct {
 		name string
@@ -120,13 +121,13 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 		if !fs.Changed(l.name) {
 			continue
 		}
-		// 0 is refused rather than read as "default": whoever typed it asked for something
-		// else, and the core's smallest limit is 1 MiB.
-		if l.v < service.MinLimit>>20 {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d: must be at least %d (MiB)", l.name, l.v, service.MinLimit>>20)}
+		// 0 cannot be sent: on the wire it means "not given" (the default), which is not
+		// what whoever typed it asked for. Every other range rule is the core's.
+		if l.v == 0 {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s 0: not a limit (leave the flag out for the default)", l.name)}
 		}
 		if l.v > maxMiB {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d is too large (at most %d)", l.name, l.v, maxMiB)}
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d: too large to be a number of bytes", l.name, l.v)}
 		}
 		limits[i] = l.v << 20
 	}
