@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/logs"
@@ -150,7 +152,9 @@ func (e *restoreEnv) logLines(t *testing.T) []string {
 	return out
 }
 
-// waitGone waits until pid has exited (gone, or a zombie nobody reaps).
+// waitGone waits until pid has exited (gone, or a zombie nobody reaps). The orphaned init
+// of a killed helper supervisor becomes this process's child when this process is a child
+// subreaper (runtime.Exec makes it one); it is reaped here then.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -160,6 +164,10 @@ func waitGone(t *testing.T, pid int) {
 			return
 		}
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			if f := strings.Fields(string(b[i+2:])); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+				var ws unix.WaitStatus
+				unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			}
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
