@@ -275,6 +275,7 @@ func (s *Supervisor) register(c *container) {
 	// event with the RSS at once), so from here on c.rec is only touched under s.mu.
 	s.mu.Lock()
 	c.watch, c.registered = h, true
+	c.rec.WatchHandle = uint64(h)
 	c.rec.LimitsEnforced = true
 	s.mu.Unlock()
 }

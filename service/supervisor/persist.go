@@ -30,6 +30,9 @@ type record struct {
 	BootID        string `json:"boot_id,omitempty"`
 	// MergedDir is where the overlay is mounted while the container runs.
 	MergedDir string `json:"merged_dir,omitempty"`
+	// WatchHandle is the container's registration with the kernel monitor (its id), valid
+	// for the monitor file that systemd's fd store keeps across a restart; 0 when none.
+	WatchHandle uint64 `json:"monitor_id,omitempty"`
 }
 
 // save writes dir/state.json atomically, so a crash leaves either the old or the new state.

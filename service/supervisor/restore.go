@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/logs"
+	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/sdglue"
 )
 
@@ -226,9 +227,10 @@ func (s *Supervisor) Detach() error {
 		s.savers.Wait()
 		close(s.stopBg)
 		if s.mem != nil {
-			// The module drops this file's registrations once no process holds it: the
-			// containers left running are unwatched until the next supervisor registers
-			// them (or, later, adopts this file from the fd store: monitor.FromFile).
+			// The fd store holds the file too (openMonitor), so its registrations and
+			// event queue live on for the next supervisor. Without the store the module
+			// drops them with this last descriptor, and the next supervisor registers the
+			// containers it takes over anew.
 			s.mem.Close()
 		}
 		s.events.close()
@@ -314,4 +316,44 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 // the next supervisor could not learn how they end.
 func (s *Supervisor) ContainersOutlive() bool {
 	return false // containers run as the supervisor's children (manual mode)
+}
+
+// monitorFDName is the fd store name of the kernel monitor's open file. The module ties
+// registrations and their event queue to the open file, so keeping it keeps both: the
+// containers stay watched (and are killed at their hard limits) while no supervisor runs,
+// and the next supervisor reads what happened meanwhile.
+const monitorFDName = "monitor"
+
+// openMonitor opens the kernel monitor: the previous supervisor's file when the fd store
+// kept it, else the device, whose file it then puts in the store.
+func (s *Supervisor) openMonitor(device string) (*moduleWatcher, error) {
+	if f := s.takeInherited(monitorFDName); f != nil {
+		c, err := monitor.FromFile(f)
+		if err == nil {
+			s.memKept = true
+			s.log.Info("took over the kernel monitor file of the previous supervisor (its registrations and queued events)")
+			return &moduleWatcher{c: c}, nil
+		}
+		f.Close()
+		s.log.Warn("the kernel monitor file in the fd store is not usable; opening the device again (containers of the previous supervisor are registered anew)", "error", err.Error())
+		if s.cfg.FDStore != nil {
+			if err := s.cfg.FDStore.Remove(monitorFDName); err != nil {
+				s.log.Warn("removing from the fd store", "name", monitorFDName, "error", err.Error())
+			}
+		}
+	}
+	m, err := openModuleWatcher(device)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.FDStore != nil {
+		err := withFD(m.c.File(), func(fd int) error {
+			_, err := s.cfg.FDStore.Store(monitorFDName, fd)
+			return err
+		})
+		if err != nil && !errors.Is(err, sdglue.ErrStoreFull) {
+			s.log.Warn("the kernel monitor file is not kept in the fd store: a restart of the supervisor leaves its containers unwatched until it is back", "error", err.Error())
+		}
+	}
+	return m, nil
 }

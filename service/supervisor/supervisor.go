@@ -75,6 +75,10 @@ type Supervisor struct {
 	journal *logs.Journal // nil when journald is unavailable
 	mem     memoryWatcher // nil when memory limits cannot be enforced
 	memMsg  string        // why mem is nil
+	// memKept is true when mem is the previous supervisor's monitor file, from the fd store:
+	// the registrations (watch handles) recorded by that supervisor are still valid, and
+	// the events queued while no supervisor ran are read first.
+	memKept bool
 	bootID  string
 	lock    *os.File // flock on the state directory, held until Close
 
@@ -227,7 +231,7 @@ func New(cfg Config) (*Supervisor, error) {
 	} else if cfg.MonitorDevice == MonitorDisabled {
 		s.memMsg = "memory limits are not enforced: the kernel memory monitor is disabled by configuration"
 		s.log.Warn(s.memMsg)
-	} else if m, err := openModuleWatcher(cfg.MonitorDevice); err != nil {
+	} else if m, err := s.openMonitor(cfg.MonitorDevice); err != nil {
 		// The monitor's errors name the device and the remedy (ABI versions, modprobe).
 		s.memMsg = "memory limits are not enforced: " + err.Error()
 		s.log.Warn(s.memMsg)
