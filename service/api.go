@@ -68,6 +68,9 @@ type StartRequest struct {
 	// Tty runs the command on a terminal (a pty of the container's devpts): attach to type
 	// into it; its output still goes to the log and the journal (as stdout).
 	Tty bool
+	// Init runs a tiny init (tini) as PID 1 with the command as its child: signals reach the
+	// command with their default actions and orphaned processes are reaped.
+	Init bool
 }
 
 // ExecRequest asks the core to run a command inside a running container (`jackfruit exec`).
@@ -138,7 +141,8 @@ type ContainerInfo struct {
 	StartedAt         time.Time     `json:"started_at"`
 	FinishedAt        time.Time     `json:"finished_at"`
 	LogPath           string        `json:"log_path"`
-	Tty               bool          `json:"tty,omitempty"` // the command runs on a terminal (start -t)
+	Tty               bool          `json:"tty,omitempty"`  // the command runs on a terminal (start -t)
+	Init              bool          `json:"init,omitempty"` // tini is PID 1 with the command as its child
 	// Message explains a state the fields alone do not, e.g. a container whose process was
 	// lost when the supervisor restarted, or why limits are not enforced for it.
 	Message string `json:"message,omitempty"`

@@ -20,7 +20,7 @@ pkgs=(
 	debhelper dh-dkms dkms lintian dpkg-dev
 	systemd dbus libglib2.0-bin
 	crun runc conmon linux-perf
-	tmux
+	tmux tini
 )
 check_only=0
 case ${1:-} in

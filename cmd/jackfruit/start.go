@@ -31,6 +31,7 @@ type startFlags struct {
 	env         []string
 	stopTimeout uint
 	tty         bool
+	init        bool
 }
 
 func (f *startFlags) register(fs *pflag.FlagSet) {
@@ -41,6 +42,7 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: take it from this environment); repeatable")
 	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL (0: none)")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "run the command on a terminal (attach to it; its output is still logged)")
+	fs.BoolVar(&f.init, "init", false, "run a tiny init (tini) as PID 1 that forwards signals to the command and reaps orphaned processes")
 }
 
 // request builds the StartRequest from the flags and positional arguments:
@@ -155,7 +157,7 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	}
 	return service.StartRequest{
 		Name: name, Rootfs: rootfs, Command: command, Env: env, Hostname: f.hostname,
-		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout, Tty: f.tty,
+		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout, Tty: f.tty, Init: f.init,
 	}, nil
 }
 

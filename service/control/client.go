@@ -238,7 +238,7 @@ func (c *Client) Start(ctx context.Context, req service.StartRequest) (service.C
 	return c.containerCall(ctx, "Start", startIn{
 		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
 		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: stopTimeoutToWire(req.StopTimeout),
-		Tty: req.Tty,
+		Tty: req.Tty, Init: req.Init,
 	})
 }
 

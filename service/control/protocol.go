@@ -113,6 +113,7 @@ type Container struct {
 	LogPath           string   `json:"log_path,omitempty"`
 	Message           string   `json:"message,omitempty"`
 	Tty               bool     `json:"tty,omitempty"`
+	Init              bool     `json:"init,omitempty"`
 }
 
 // LogLine is the wire form of service.LogLine. Valid UTF-8 travels as "text" so that generic
@@ -171,6 +172,7 @@ type (
 		HardLimit     uint64   `json:"hard_limit,omitempty"`
 		StopTimeoutNs *int64   `json:"stop_timeout_ns,omitempty"`
 		Tty           bool     `json:"tty,omitempty"`
+		Init          bool     `json:"init,omitempty"`
 	}
 	nameIn struct {
 		Name string `json:"name"`
@@ -262,7 +264,9 @@ type Container (
   # Explains a state the other fields alone do not (e.g. why limits are not enforced).
   message: ?string,
   # The command runs on a terminal (started with tty): Attach to it.
-  tty: ?bool
+  tty: ?bool,
+  # A tiny init (tini) is PID 1 with the command as its child.
+  init: ?bool
 )
 
 # One line a container printed, or a 16 KiB piece of a longer one (partial: more follows).
@@ -314,7 +318,9 @@ method Start(
   hard_limit: ?int,
   stop_timeout_ns: ?int,
   # Run the command on a terminal (a pty of the container); its output is logged as stdout.
-  tty: ?bool
+  tty: ?bool,
+  # Run a tiny init (tini) as PID 1 that forwards signals to the command and reaps orphans.
+  init: ?bool
 ) -> (container: Container)
 
 # Sends SIGTERM, then SIGKILL after timeout_ns (absent: the container's stop timeout), and
@@ -503,7 +509,7 @@ func containerToWire(c service.ContainerInfo) Container {
 		SoftLimitExceeded: c.SoftLimitExceeded, StopTimeoutNs: int64(c.StopTimeout),
 		CreatedAt: encodeTime(c.CreatedAt), StartedAt: encodeTime(c.StartedAt),
 		FinishedAt: encodeTime(c.FinishedAt), LogPath: c.LogPath, Message: c.Message,
-		Tty: c.Tty,
+		Tty: c.Tty, Init: c.Init,
 	}
 }
 
@@ -514,7 +520,7 @@ func containerFromWire(w Container) (service.ContainerInfo, error) {
 		Hostname: w.Hostname, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
 		LimitsEnforced: w.LimitsEnforced, RSS: w.RSS, PeakRSS: w.PeakRSS,
 		SoftLimitExceeded: w.SoftLimitExceeded, StopTimeout: time.Duration(w.StopTimeoutNs),
-		LogPath: w.LogPath, Message: w.Message, Tty: w.Tty,
+		LogPath: w.LogPath, Message: w.Message, Tty: w.Tty, Init: w.Init,
 	}
 	var err error
 	for _, f := range []struct {

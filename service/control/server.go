@@ -658,7 +658,7 @@ func (cn *conn) start(c *call) {
 	info, err := cn.s.m.Start(c.ctx, cn.caller, service.StartRequest{
 		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
 		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
-		Tty: in.Tty,
+		Tty: in.Tty, Init: in.Init,
 	})
 	if err != nil {
 		c.failErr(err)

@@ -104,7 +104,12 @@ func setupStage(sync *os.File) (code int) {
 	if err := resetSignals(); err != nil {
 		return fail(err)
 	}
-	err = unix.Exec(path, cfg.Args, env)
+	argv := cfg.Args
+	if cfg.Init != "" {
+		// The init finds the command in PATH as we just did, and runs it as its child.
+		path, argv = InitPath, append([]string{InitPath, "--"}, cfg.Args...)
+	}
+	err = unix.Exec(path, argv, env)
 	// Exec only returns on failure. ENOENT after a successful lookup means the file's
 	// interpreter or dynamic loader is missing from the rootfs.
 	if errors.Is(err, unix.ENOENT) {
@@ -158,6 +163,17 @@ func setupContainer(cfg *setupConfig) error {
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind-mounting rootfs %s: %w", cfg.Rootfs, err)
 	}
+	// The init binary is a host file: take a detached bind mount of it (open_tree) before
+	// the host's tree goes away; a bind from a path of the detached old root would fail.
+	initFd := -1
+	if cfg.Init != "" {
+		fd, err := unix.OpenTree(unix.AT_FDCWD, cfg.Init, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("init binary %s: %w", cfg.Init, err)
+		}
+		initFd = fd
+		defer unix.Close(initFd)
+	}
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
@@ -168,6 +184,11 @@ func setupContainer(cfg *setupConfig) error {
 	}
 	if err := setupDev(cfg.Rootfs); err != nil {
 		return err
+	}
+	if initFd >= 0 {
+		if err := mountInit(initFd); err != nil {
+			return err
+		}
 	}
 	if err := mountSys(); err != nil {
 		return err
@@ -459,4 +480,22 @@ func setupTty() (int, error) {
 		return -1, fmt.Errorf("making the pty the controlling terminal: %w", err)
 	}
 	return master, nil
+}
+
+// mountInit attaches the detached bind mount of the init binary (from open_tree) read-only at
+// InitPath, on the container's own /dev tmpfs.
+func mountInit(fd int) error {
+	f, err := unix.Open(InitPath, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o755)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", InitPath, err)
+	}
+	unix.Close(f)
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, InitPath, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("mounting the init at %s: %w", InitPath, err)
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	if err := unix.Mount("", InitPath, "", flags, ""); err != nil {
+		return fmt.Errorf("making %s read-only: %w", InitPath, err)
+	}
+	return nil
 }

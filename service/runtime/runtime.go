@@ -39,7 +39,15 @@ type Spec struct {
 	// Tty runs the command on a new pty of the container's devpts as its stdin, stdout,
 	// stderr and controlling terminal; Process.Pty is the master.
 	Tty bool
+	// Init is the host path of a static init (tini-static) to run as PID 1 with the command
+	// as its child, forwarding signals and reaping orphans; "" runs the command as PID 1.
+	// It is bind-mounted read-only at InitPath in the container.
+	Init string
 }
+
+// InitPath is where a container started with Spec.Init sees its init (as docker's --init:
+// /dev is the container's own tmpfs, so the rootfs needs no such file and may be read-only).
+const InitPath = "/dev/init"
 
 // defaultEnv is the environment every container starts with; Spec.Env overrides it by key.
 var defaultEnv = []string{"PATH=" + DefaultPath, "HOME=/root", "TERM=xterm"}
@@ -97,6 +105,7 @@ type setupConfig struct {
 	Args     []string `json:"args"`
 	Env      []string `json:"env"`
 	Tty      bool     `json:"tty,omitempty"`
+	Init     string   `json:"init,omitempty"`
 }
 
 // setupReport is what the setup stage sends back when it fails before exec.
@@ -179,6 +188,7 @@ func Start(spec Spec) (*Process, error) {
 		Args:     spec.Args,
 		Env:      spec.Env,
 		Tty:      spec.Tty,
+		Init:     spec.Init,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)

@@ -34,6 +34,12 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 	if err != nil {
 		return service.ContainerInfo{}, err
 	}
+	if r.Init {
+		if fi, err := os.Stat(s.cfg.InitBinary); err != nil || !fi.Mode().IsRegular() {
+			return service.ContainerInfo{}, &service.Error{Kind: service.KindInvalidArgument,
+				Msg: fmt.Sprintf("container %q: --init needs the static init %s (Debian package tini)", r.Name, s.cfg.InitBinary), Err: err}
+		}
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -125,8 +131,12 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 	if err := gaveUp(ctx, "start container %q", r.Name); err != nil {
 		return fail(err)
 	}
+	initBinary := ""
+	if r.Init {
+		initBinary = s.cfg.InitBinary
+	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -183,6 +193,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 			StartedAt:   time.Now(),
 			LogPath:     logPath,
 			Tty:         r.Tty,
+			Init:        r.Init,
 		},
 		InitStartTime: startTime,
 		BootID:        s.bootID,

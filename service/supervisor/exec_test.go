@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -159,5 +160,37 @@ func TestAttach(t *testing.T) {
 	e.start(t, "plain", "sleep", "1000")
 	if _, err := e.s.Attach(ctx, root, "plain", false); service.KindOf(err) != service.KindInvalidState || !strings.Contains(err.Error(), "no terminal") {
 		t.Errorf("attach to a container without a terminal: %v", err)
+	}
+}
+
+// TestInitStop: with Init, a command that as PID 1 would shrug SIGTERM off (sleep) stops on
+// Stop at once instead of after the SIGKILL timeout; a missing init binary is a clear error.
+func TestInitStop(t *testing.T) {
+	if _, err := os.Stat(DefaultInitBinary); err != nil {
+		t.Skip("tini is not installed (test/deps.sh installs it)")
+	}
+	e := newEnv(t)
+	ctx := context.Background()
+	info, err := e.s.Start(ctx, root, service.StartRequest{Name: "i", Command: []string{"sleep", "1000"}, Init: true, StopTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A signal that reaches tini before it has blocked signals (its first instructions) is
+	// lost, as with docker --init: stop once the command runs under it.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", info.Pid, info.Pid)); len(strings.TrimSpace(string(b))) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t0 := time.Now()
+	info, err = e.s.Stop(ctx, root, "i", 0)
+	if err != nil || !info.Init || time.Since(t0) > 10*time.Second {
+		t.Errorf("stop with --init: %+v %v after %v", info.State, err, time.Since(t0))
+	}
+	e2 := newEnv(t, func(c *Config) { c.InitBinary = "/nonexistent/tini" })
+	if _, err := e2.s.Start(ctx, root, service.StartRequest{Name: "j", Command: []string{"true"}, Init: true}); service.KindOf(err) != service.KindInvalidArgument || !strings.Contains(err.Error(), "tini") {
+		t.Errorf("--init without the binary: %v", err)
 	}
 }

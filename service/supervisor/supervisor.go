@@ -38,6 +38,8 @@ const (
 	DefaultLogMaxBytes = logs.DefaultMaxBytes // per file; one rotated file is kept besides
 	// MonitorDisabled as Config.MonitorDevice runs without the kernel monitor on purpose.
 	MonitorDisabled = "none"
+	// DefaultInitBinary is tini's static build, from Debian's tini package.
+	DefaultInitBinary = "/usr/bin/tini-static"
 )
 
 // sampleInterval is how often the RSS shown by ps and inspect is refreshed.
@@ -55,6 +57,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// DisableJournal keeps container output out of journald (log files only).
 	DisableJournal bool
+	// InitBinary is the static init that containers started with Init get as PID 1;
+	// default DefaultInitBinary (Debian's tini package).
+	InitBinary string
 	// FDStore keeps descriptors across a restart of the supervisor (systemd's fd store,
 	// *sdglue.FDStore); nil: nothing is kept.
 	FDStore FDKeeper
@@ -152,6 +157,9 @@ type container struct {
 func New(cfg Config) (*Supervisor, error) {
 	if err := checkPrivileges(os.Geteuid()); err != nil {
 		return nil, err
+	}
+	if cfg.InitBinary == "" {
+		cfg.InitBinary = DefaultInitBinary
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir
