@@ -17,8 +17,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_LD) -o $(BIN)/jackfruit ./cmd/jackfruit
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/memory_hog ./cmd/memory_hog
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/jfprobe ./cmd/jfprobe
 
-# The test rootfs: Debian's busybox-static plus the static memory_hog.
+# The test rootfs: Debian's busybox-static plus the static memory_hog and jfprobe (the
+# isolation tests' syscall probe).
 rootfs: build
 	test/rootfs/build.sh $(BIN) build/rootfs
 

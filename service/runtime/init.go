@@ -66,7 +66,16 @@ func setupStage(sync *os.File) (code int) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return fail(fmt.Errorf("decoding setup config: %w", err))
 	}
+	// Capabilities, no_new_privs, the seccomp filter and the signal mask are all per thread
+	// and survive exec only on the thread that execs: from here to the exec this goroutine
+	// owns its thread, and every one of them is set on it.
+	goruntime.LockOSThread()
 	if err := setupContainer(&cfg); err != nil {
+		return fail(err)
+	}
+	// Last before "set up": from here on the process holds only what the container keeps,
+	// and a failure is still reported as a setup failure.
+	if err := confine(cfg.Security); err != nil {
 		return fail(err)
 	}
 	// Tell the parent the container is set up; the EOF that follows when exec closes the
@@ -98,9 +107,7 @@ func setupStage(sync *os.File) (code int) {
 	if err := closeOnExecFrom(3); err != nil {
 		return fail(err)
 	}
-	// The signal mask is per thread and survives exec: the thread that resets it must be
-	// the one that execs.
-	goruntime.LockOSThread()
+	// The signal mask is per thread and survives exec: this is the locked thread that execs.
 	if err := resetSignals(); err != nil {
 		return fail(err)
 	}
@@ -135,17 +142,6 @@ func buildEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
-}
-
-// device is one node of the container's minimal /dev.
-type device struct {
-	name         string
-	major, minor uint32
-}
-
-var devices = []device{
-	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
-	{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
 }
 
 // setupContainer turns this process's fresh namespaces into the container: it runs with the
@@ -195,6 +191,15 @@ func setupContainer(cfg *setupConfig) error {
 	}
 	if err := protectKernelFiles(); err != nil {
 		return err
+	}
+	// Last of the mounts: every mount made above, and any the rootfs brought, is nodev now.
+	if err := mountAllNodev(); err != nil {
+		return err
+	}
+	if cfg.Security.Network == NetworkNone {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
 	}
 	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 		return fmt.Errorf("setting hostname %q: %w", cfg.Hostname, err)
@@ -303,20 +308,25 @@ func mountProc(rootfs string) error {
 	return nil
 }
 
-// setupDev mounts a tmpfs on /dev holding only the harmless device nodes, a private devpts,
-// /dev/shm, /dev/mqueue and the usual /proc/self/fd symlinks: no host disks or consoles.
+// setupDev mounts a nodev tmpfs on /dev holding only the allowed device nodes, a private
+// devpts, /dev/shm, /dev/mqueue and the usual /proc/self/fd symlinks: no host disks or
+// consoles.
+//
+// The /dev tmpfs is nodev, so a node the container makes there with mknod (it keeps
+// CAP_MKNOD, as in the OCI default) cannot be opened. The allowed nodes are created on a
+// separate, short-lived tmpfs without nodev and each is bind-mounted onto /dev/NAME: a bind
+// mount keeps the flags of the mount it came from, so these nodes work. That staging tmpfs is
+// then detached, so nothing the container can reach both allows device nodes and is writable.
+// The container cannot undo any of it: mount and umount need CAP_SYS_ADMIN.
 func setupDev(rootfs string) error {
 	if err := mountPoint("/dev", rootfs); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	if err := unix.Mount("tmpfs", "/dev", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return fmt.Errorf("mounting tmpfs on /dev: %w", err)
 	}
-	for _, d := range devices {
-		p := "/dev/" + d.name
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
-			return fmt.Errorf("creating %s: %w", p, err)
-		}
+	if err := bindDeviceNodes(); err != nil {
+		return err
 	}
 	type mnt struct {
 		dir, fstype, data string
@@ -324,8 +334,9 @@ func setupDev(rootfs string) error {
 		flags             uintptr
 	}
 	for _, m := range []mnt{
-		// newinstance: the container's ptys are its own, not the host's.
-		{"/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620", 0o755, unix.MS_NOSUID | unix.MS_NOEXEC},
+		// newinstance: the container's ptys are its own, not the host's. devpts holds only
+		// pty nodes and refuses mknod, so it alone stays without nodev.
+		{"/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620,gid=5", 0o755, unix.MS_NOSUID | unix.MS_NOEXEC},
 		{"/dev/shm", "tmpfs", "mode=1777,size=65536k", 0o1777, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 		{"/dev/mqueue", "mqueue", "", 0o755, unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 	} {
@@ -350,6 +361,134 @@ func setupDev(rootfs string) error {
 	return nil
 }
 
+// bindDeviceNodes creates the allowed nodes on a staging tmpfs that permits devices, binds
+// each onto an empty file in the nodev /dev, and detaches the staging tmpfs again.
+func bindDeviceNodes() error {
+	const staging = "/dev/.jackfruit-nodes"
+	if err := unix.Mkdir(staging, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", staging, err)
+	}
+	if err := unix.Mount("tmpfs", staging, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=700,size=4k"); err != nil {
+		return fmt.Errorf("mounting the device staging tmpfs: %w", err)
+	}
+	for _, d := range devices {
+		src, dst := staging+"/"+d.name, "/dev/"+d.name
+		if err := unix.Mknod(src, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			return fmt.Errorf("creating %s: %w", dst, err)
+		}
+		fd, err := unix.Open(dst, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o666)
+		if err != nil {
+			return fmt.Errorf("creating mount point %s: %w", dst, err)
+		}
+		unix.Close(fd)
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind-mounting %s: %w", dst, err)
+		}
+	}
+	if err := unix.Unmount(staging, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the device staging tmpfs: %w", err)
+	}
+	if err := unix.Rmdir(staging); err != nil {
+		return fmt.Errorf("removing %s: %w", staging, err)
+	}
+	return nil
+}
+
+// mountAllNodev adds nodev to every mount of the container that lacks it (the rootfs and any
+// mounts under it, whatever their origin), keeping each one's other flags. Only devpts and
+// mounts whose root is a character device (the allowed nodes and the /dev/null masks, all
+// made by setupDev and protectKernelFiles) keep working device nodes. Where the container has
+// no device cgroup this is what makes a node it creates with mknod useless: open fails with
+// EACCES on a nodev mount, and without CAP_SYS_ADMIN no mount can be remounted or added.
+func mountAllNodev() error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("reading mountinfo: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
+		f := strings.Fields(line)
+		before, after, ok := strings.Cut(line, " - ")
+		if len(f) < 6 || !ok {
+			continue
+		}
+		if rest := strings.Fields(after); len(rest) > 0 && rest[0] == "devpts" {
+			continue
+		}
+		mp := unescapeMountinfo(strings.Fields(before)[4])
+		var flags uintptr = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NODEV
+		nodev := false
+		for _, o := range strings.Split(strings.Fields(before)[5], ",") {
+			switch o {
+			case "nodev":
+				nodev = true
+			case "ro":
+				flags |= unix.MS_RDONLY
+			case "nosuid":
+				flags |= unix.MS_NOSUID
+			case "noexec":
+				flags |= unix.MS_NOEXEC
+			}
+		}
+		if nodev {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(mp, &st); err != nil {
+			return fmt.Errorf("nodev for %s: %w", mp, err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR {
+			continue
+		}
+		// Without an atime flag a remount keeps the mount's atime mode.
+		if err := unix.Mount("", mp, "", flags, ""); err != nil {
+			return fmt.Errorf("remounting %s nodev: %w", mp, err)
+		}
+	}
+	return nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space and so on).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// loopbackUp brings up "lo" in the container's own network namespace (--network none), so
+// programs that talk to 127.0.0.1 work; it is the only interface there.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bringing up lo: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing up lo: reading flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	return nil
+}
+
 // mountSys mounts a read-only sysfs when the rootfs has a /sys directory; unlike /proc and
 // /dev it is optional, as many small images have no use for it.
 func mountSys() error {
@@ -363,16 +502,6 @@ func mountSys() error {
 	}
 	return nil
 }
-
-// Paths under /proc and /sys that podman and Docker hide or make read-only by default. The
-// container's root is the host's root (no user namespace), so this is a guard against
-// accidents (a stray write to /proc/sysrq-trigger or /proc/sys), not a security boundary.
-var (
-	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
-	maskedPaths   = []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-		"/sys/firmware", "/sys/devices/virtual/powercap"}
-)
 
 // protectKernelFiles makes readonlyPaths read-only and hides maskedPaths: a file under
 // /dev/null, a directory under an empty read-only tmpfs. Paths this kernel lacks are skipped.
@@ -403,6 +532,51 @@ func protectKernelFiles() error {
 		if err != nil {
 			return fmt.Errorf("masking %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// confine drops everything the container may not keep, on the calling (locked, exec'ing)
+// thread: the ambient set is cleared, the bounding set cut down to sec.Capabilities,
+// no_new_privs set when asked, and the permitted, effective and inheritable sets made the
+// same capabilities. Order matters: dropping from the bounding set needs CAP_SETPCAP, so
+// capset comes last. On exec the kernel recomputes the sets; for a root process it keeps
+// permitted = effective = inheritable | bounding, which is exactly sec.Capabilities.
+func confine(sec Security) error {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		// EINVAL: a kernel before 4.3 has no ambient set to clear.
+		return fmt.Errorf("clearing the ambient capabilities: %w", err)
+	}
+	for c := Cap(0); c < 64; c++ {
+		if sec.Capabilities.Has(c) {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			if errors.Is(err, unix.EINVAL) {
+				break // past the kernel's last capability
+			}
+			return fmt.Errorf("dropping %s from the bounding set: %w", c, err)
+		}
+	}
+	if sec.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("setting no_new_privs: %w", err)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("reading capabilities: %w", err)
+	}
+	// What the supervisor itself lacks cannot be granted; Start reports the intersection.
+	held := CapSet(data[0].Permitted) | CapSet(data[1].Permitted)<<32
+	keep := sec.Capabilities & held
+	for i := range data {
+		v := uint32(keep >> (32 * i))
+		data[i] = unix.CapUserData{Effective: v, Permitted: v, Inheritable: v}
+	}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("setting capabilities %s: %w", keep, err)
 	}
 	return nil
 }

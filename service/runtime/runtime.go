@@ -43,6 +43,8 @@ type Spec struct {
 	// as its child, forwarding signals and reaping orphans; "" runs the command as PID 1.
 	// It is bind-mounted read-only at InitPath in the container.
 	Init string
+	// Security is the container's confinement; nil means DefaultSecurity().
+	Security *Security
 }
 
 // InitPath is where a container started with Spec.Init sees its init (as docker's --init:
@@ -91,6 +93,9 @@ type Process struct {
 	// then see only what the setup stage wrote before the terminal existed). Reading it
 	// fails with EIO, not EOF, once every process has closed the slave.
 	Pty *os.File
+	// Security is the confinement the container got: the one asked for, with Capabilities
+	// cut down to those the caller itself held (a capability nobody has cannot be given).
+	Security Security
 
 	mu     sync.Mutex
 	pidfd  int // -1 once reaped; refers to exactly this process, so pid reuse never matters
@@ -106,6 +111,7 @@ type setupConfig struct {
 	Env      []string `json:"env"`
 	Tty      bool     `json:"tty,omitempty"`
 	Init     string   `json:"init,omitempty"`
+	Security Security `json:"security"`
 }
 
 // setupReport is what the setup stage sends back when it fails before exec.
@@ -154,7 +160,22 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("invalid environment entry %q: want KEY=VALUE", kv)
 		}
 	}
+	if s.Security != nil {
+		if _, err := ParseNetwork(string(s.Security.Network)); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// security returns the confinement to apply, with every default filled in.
+func (s *Spec) security() Security {
+	if s.Security == nil {
+		return DefaultSecurity()
+	}
+	sec := *s.Security
+	sec.Network, _ = ParseNetwork(string(sec.Network))
+	return sec
 }
 
 func (s *Spec) hostname() string {
@@ -181,6 +202,7 @@ func Start(spec Spec) (*Process, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("container %q: rootfs %s is not a directory", spec.Name, rootfs)
 	}
+	sec := spec.security()
 	cfg, err := json.Marshal(setupConfig{
 		Name:     spec.Name,
 		Hostname: spec.hostname(),
@@ -189,15 +211,18 @@ func Start(spec Spec) (*Process, error) {
 		Env:      spec.Env,
 		Tty:      spec.Tty,
 		Init:     spec.Init,
+		Security: sec,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
 	}
 
-	p, syncSock, err := spawn(spec.Name)
+	p, syncSock, err := spawn(spec.Name, sec.Network)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
+	p.Security = sec
+	p.Security.Capabilities &= BoundingSet()
 	defer syncSock.Close()
 	pty, err := handshake(syncSock, cfg)
 	if err == nil && spec.Tty && pty == nil {
@@ -225,7 +250,7 @@ func Start(spec Spec) (*Process, error) {
 
 // spawn clones the setup stage into new namespaces and returns it with the parent's end of
 // the sync socket.
-func spawn(name string) (p *Process, syncSock *os.File, err error) {
+func spawn(name string, network Network) (p *Process, syncSock *os.File, err error) {
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -269,6 +294,10 @@ func spawn(name string) (p *Process, syncSock *os.File, err error) {
 	closers = append(closers, devNull)
 
 	pidfd := -1
+	cloneflags := uintptr(syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if network == NetworkNone {
+		cloneflags |= syscall.CLONE_NEWNET
+	}
 	attr := &syscall.ProcAttr{
 		Dir: "/",
 		// The setup stage builds the container's environment from the config; nothing of
@@ -276,7 +305,7 @@ func spawn(name string) (p *Process, syncSock *os.File, err error) {
 		Env:   []string{fmt.Sprintf("%s=%d", initEnv, syncFd)},
 		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd(), childFd},
 		Sys: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			Cloneflags: cloneflags,
 			// Its own session: a Ctrl-C on the supervisor's terminal must not reach containers.
 			Setsid: true,
 			PidFD:  &pidfd,

@@ -137,6 +137,10 @@ func TestOwnMounts(t *testing.T) {
 	for _, p := range append(append([]string{}, readonlyPaths...), maskedPaths...) {
 		protected[p] = true
 	}
+	// The allowed device nodes are bind mounts (see setupDev).
+	for _, d := range devices {
+		want["/dev/"+d.name+":tmpfs"] = true
+	}
 	for _, p := range points {
 		mp, _, _ := strings.Cut(p, ":")
 		if mp == "/" || protected[mp] {

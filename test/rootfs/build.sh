@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Builds the test rootfs: Debian's static busybox with an applet symlink for each command in
-# /bin, the static memory_hog as /usr/bin/memory_hog, minimal /etc files and the mount-point
+# /bin, the static memory_hog as /usr/bin/memory_hog, the isolation tests' static syscall probe
+# as /usr/bin/jfprobe, minimal /etc files and the mount-point
 # directories the runtime needs (proc, dev, sys). Idempotent and fast: files are only
 # rewritten when their content changed, stale applet links are removed.
 #
@@ -16,6 +17,7 @@ out=$2
 busybox=${BUSYBOX:-/bin/busybox}
 
 [ -x "$bindir/memory_hog" ] || die "$bindir/memory_hog not found: run 'make build' (or go build -o $bindir/memory_hog ./cmd/memory_hog) first"
+[ -x "$bindir/jfprobe" ] || die "$bindir/jfprobe not found: run 'make build' (or go build -o $bindir/jfprobe ./cmd/jfprobe) first"
 [ -x "$busybox" ] || die "$busybox not found: install Debian's busybox-static (apt-get install busybox-static)"
 
 # A dynamically linked binary would not run inside a rootfs without libc; refuse it early
@@ -31,7 +33,9 @@ is_static() {
 	fi
 }
 is_static "$busybox" || die "$busybox is dynamically linked: install busybox-static (not busybox)"
-is_static "$bindir/memory_hog" || die "$bindir/memory_hog is dynamically linked: build it with CGO_ENABLED=0"
+for b in memory_hog jfprobe; do
+	is_static "$bindir/$b" || die "$bindir/$b is dynamically linked: build it with CGO_ENABLED=0"
+done
 
 # install_file SRC DST MODE: copy only when the content differs, so reruns are cheap.
 install_file() {
@@ -61,6 +65,7 @@ chmod 1777 "$out/tmp" "$out/var/tmp"
 
 install_file "$busybox" "$out/bin/busybox" 0755
 install_file "$bindir/memory_hog" "$out/usr/bin/memory_hog" 0755
+install_file "$bindir/jfprobe" "$out/usr/bin/jfprobe" 0755
 
 # Absolute links, as `busybox --install -s` makes them; the runtime must resolve them inside
 # the rootfs, never on the host.
