@@ -239,14 +239,14 @@ func TestEscapesRefused(t *testing.T) {
 		"remount-root": "EPERM",
 		// Read-only bind mounts: the write is refused before the kernel looks at the value.
 		"sysctl-write": "EROFS",
-		"sethostname": "EPERM",
-		"bpf":         "EPERM",
+		"sethostname":  "EPERM",
+		"bpf":          "EPERM",
 		// The pid namespace: the test's own pid names nothing inside; a child can be traced.
 		"ptrace-host": "ESRCH", "ptrace-child": "ok",
 		"keys": "0", "firmware": "0",
 		// CAP_MKNOD is kept (OCI default), but every writable mount is nodev.
 		"mknod-dev": "ok", "open-dev-mem": "EACCES", "mknod-shm": "ok", "open-shm-mem": "EACCES",
-		"devs": "fd full mqueue null ptmx pts random sda-copy shm stderr stdin stdout tty urandom zero ",
+		"devs":       "fd full mqueue null ptmx pts random sda-copy shm stderr stdin stdout tty urandom zero ",
 		"raw-socket": "ok", "bind-80": "ok", "chroot": "ok", "chown": "1:1", "su": "1", "ping": "ok",
 		"null":          "4",
 		"nodev-missing": "",
