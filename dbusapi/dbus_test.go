@@ -97,13 +97,18 @@ func TestManagerMethods(t *testing.T) {
 		"hostname":         dbus.MakeVariant("box"),
 		"env":              dbus.MakeVariant([]string{"A=1", "B=2"}),
 		"stop_timeout_sec": dbus.MakeVariant(uint32(3)),
+		"cap_add":          dbus.MakeVariant([]string{"NET_ADMIN"}),
+		"cap_drop":         dbus.MakeVariant([]string{"chown"}),
+		"security_opt":     dbus.MakeVariant([]string{"no-new-privileges"}),
+		"network":          dbus.MakeVariant("none"),
 	}
 	path := e.start(t, "web-1", opts)
 	if path != "/io/jackfruit/Jackfruit1/container/web_2d1" {
 		t.Fatalf("StartContainer returned %s", path)
 	}
 	ci, _ := e.fake.Get(t.Context(), internalRoot, "web-1")
-	if ci.Hostname != "box" || !reflect.DeepEqual(ci.Env, []string{"A=1", "B=2"}) || ci.StopTimeout != 3*time.Second {
+	if ci.Hostname != "box" || !reflect.DeepEqual(ci.Env, []string{"A=1", "B=2"}) || ci.StopTimeout != 3*time.Second ||
+		!reflect.DeepEqual(ci.Capabilities, []string{"NET_ADMIN", "chown"}) || ci.Seccomp != "no-new-privileges" || ci.Network != "none" {
 		t.Fatalf("options not applied: %+v", ci)
 	}
 
@@ -211,6 +216,7 @@ func TestContainerObject(t *testing.T) {
 		"Command": []string{"/bin/sh", "-c", "sleep 100"}, "Rootfs": "", "Hostname": "cat",
 		"SoftLimit": uint64(40 << 20), "HardLimit": uint64(64 << 20), "MemoryRSS": uint64(12345),
 		"SoftLimitExceeded": false, "StartedAt": uint64(ci.StartedAt.UnixMicro()), "FinishedAt": uint64(0),
+		"Capabilities": []string{}, "Seccomp": "", "NoNewPrivileges": false, "Network": "",
 	}
 	if len(all) != len(want) {
 		t.Errorf("GetAll returned %d properties, want %d: %v", len(all), len(want), all)

@@ -104,6 +104,9 @@ func (f *fakeManager) Start(_ context.Context, c service.Caller, req service.Sta
 		Name: req.Name, ID: fmt.Sprintf("%064x", f.seq), State: service.StateRunning, Pid: 10000 + f.seq,
 		Command: req.Command, Env: req.Env, Rootfs: req.Rootfs, Overlay: req.Rootfs == "", Hostname: host,
 		SoftLimit: soft, HardLimit: hard, StopTimeout: req.StopTimeout, CreatedAt: now, StartedAt: now,
+		// The real core resolves these; the fake echoes what the adapter passed on.
+		Capabilities: append(append([]string{}, req.CapAdd...), req.CapDrop...), Seccomp: strings.Join(req.SecurityOpt, ","),
+		Network: req.Network,
 	}
 	f.byName[req.Name] = ci
 	f.publish(service.EventStarted, *ci, 0, 0)

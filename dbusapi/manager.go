@@ -122,8 +122,27 @@ func parseStartOptions(opts map[string]dbus.Variant, req *service.StartRequest) 
 				return invalidArgument("option %q must be seconds as uint32 (type u), not type %s", key, v.Signature())
 			}
 			req.StopTimeout = time.Duration(sec) * time.Second
+		case "cap_add", "cap_drop", "security_opt":
+			var list []string
+			list, ok = v.Value().([]string)
+			if !ok {
+				return invalidArgument("option %q must be an array of strings (type as), not type %s", key, v.Signature())
+			}
+			switch key {
+			case "cap_add":
+				req.CapAdd = list
+			case "cap_drop":
+				req.CapDrop = list
+			default:
+				req.SecurityOpt = list
+			}
+		case "network":
+			req.Network, ok = v.Value().(string)
+			if !ok {
+				return invalidArgument("option %q must be a string (type s), not type %s", key, v.Signature())
+			}
 		default:
-			return invalidArgument("unknown option %q (known options: hostname s, env as, stop_timeout_sec u)", key)
+			return invalidArgument("unknown option %q (known options: hostname s, env as, stop_timeout_sec u, cap_add as, cap_drop as, security_opt as, network s)", key)
 		}
 	}
 	return nil

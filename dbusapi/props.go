@@ -32,6 +32,10 @@ func containerProps(ci service.ContainerInfo) map[string]dbus.Variant {
 	if cmd == nil {
 		cmd = []string{}
 	}
+	caps := ci.Capabilities
+	if caps == nil {
+		caps = []string{}
+	}
 	return map[string]dbus.Variant{
 		"Name":              dbus.MakeVariant(ci.Name),
 		"Id":                dbus.MakeVariant(ci.ID),
@@ -47,6 +51,10 @@ func containerProps(ci service.ContainerInfo) map[string]dbus.Variant {
 		"SoftLimitExceeded": dbus.MakeVariant(ci.SoftLimitExceeded),
 		"StartedAt":         dbus.MakeVariant(usec(ci.StartedAt)),
 		"FinishedAt":        dbus.MakeVariant(usec(ci.FinishedAt)),
+		"Capabilities":      dbus.MakeVariant(caps),
+		"Seccomp":           dbus.MakeVariant(ci.Seccomp),
+		"NoNewPrivileges":   dbus.MakeVariant(ci.NoNewPrivileges),
+		"Network":           dbus.MakeVariant(ci.Network),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackfruit/jackfruit/dbusapi"
 	"github.com/jackfruit/jackfruit/internal/testutil"
+	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/supervisor"
 )
 
@@ -177,6 +178,11 @@ func TestRealKillAndErrors(t *testing.T) {
 	mustFail(t, g("StartContainer", "bad/name", "", "['/bin/true']", "0", "0", "{}"), "io.jackfruit.Jackfruit1.Error.InvalidArgument")
 	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "uint64 99999999", "uint64 1048576", "{}"), "io.jackfruit.Jackfruit1.Error.InvalidArgument")
 	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'colour': <'red'>}"), `unknown option "colour"`)
+	// The confinement options: the core names the bad value; nothing is created.
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'cap_add': <['NET_ADMIN', 'BOGUS']>}"), `io.jackfruit.Jackfruit1.Error.InvalidArgument: container "x": cap-add: unknown capability "BOGUS"`)
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'network': <'bridge'>}"), `unknown network mode "bridge"`)
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'security_opt': <['seccomp']>}"), `seccomp needs a value`)
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'cap_drop': <'ALL'>}"), `option "cap_drop" must be an array of strings (type as)`)
 	mustFail(t, g("KillContainer", "nope", "9"), `io.jackfruit.Jackfruit1.Error.NoSuchContainer`)
 	mustFail(t, g("KillContainer", "sleeper", "999"), "io.jackfruit.Jackfruit1.Error.InvalidArgument")
 	mustFail(t, g("RemoveContainer", "sleeper"), "io.jackfruit.Jackfruit1.Error.InvalidState")
@@ -192,6 +198,40 @@ func TestRealKillAndErrors(t *testing.T) {
 	list, err := e.sup.List(t.Context(), internalRoot, true)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("refused calls changed the registry: %v %v", list, err)
+	}
+}
+
+// TestRealConfinement: the confinement options of StartContainer reach the container, and its
+// properties show what it got.
+func TestRealConfinement(t *testing.T) {
+	e := setupReal(t)
+	out := mustSucceed(t, run(t, nil, "gdbus", "call", "--address", e.bus.Address, "--dest", dest, "--object-path", mgrPath,
+		"--method", mgrIf+".StartContainer", "boxed", "", "['/bin/sh', '-c', 'grep -e ^CapEff -e ^NoNewPrivs /proc/self/status; ls /sys/class/net']", "0", "0",
+		"{'cap_drop': <['ALL']>, 'cap_add': <['cap_kill', 'SETUID']>, 'security_opt': <['no-new-privileges']>, 'network': <'none'>}"))
+	path := dbusapi.ContainerPath("boxed")
+	if strings.TrimSpace(out) != "(objectpath '"+string(path)+"',)" {
+		t.Fatalf("StartContainer printed %q", out)
+	}
+	for name, want := range map[string]any{
+		"Capabilities":    []string{"CAP_KILL", "CAP_SETUID"},
+		"NoNewPrivileges": true,
+		"Network":         "none",
+		"Seccomp":         "unconfined",
+	} {
+		if got := e.prop(t, path, name); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if _, err := e.sup.Wait(t.Context(), internalRoot, "boxed"); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	e.sup.Logs(t.Context(), internalRoot, "boxed", service.LogOptions{}, func(l service.LogLine) error {
+		lines = append(lines, string(l.Data))
+		return nil
+	})
+	if got := strings.Join(lines, "|"); got != "CapEff:\t00000000000000a0|NoNewPrivs:\t1|lo" {
+		t.Errorf("the container saw %q", got)
 	}
 }
 

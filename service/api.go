@@ -71,6 +71,16 @@ type StartRequest struct {
 	// Init runs a tiny init (tini) as PID 1 with the command as its child: signals reach the
 	// command with their default actions and orphaned processes are reaped.
 	Init bool
+	// CapAdd and CapDrop adjust the default capabilities (the OCI default set), with names
+	// as podman spells them: "NET_ADMIN" or "CAP_NET_ADMIN", any case, or "ALL".
+	CapAdd  []string
+	CapDrop []string
+	// SecurityOpt are podman's --security-opt values: "no-new-privileges",
+	// "seccomp=unconfined".
+	SecurityOpt []string
+	// Network is "host" (the host's network namespace; the default when empty) or "none"
+	// (a namespace of its own with only lo, up).
+	Network string
 }
 
 // ExecRequest asks the core to run a command inside a running container (`jackfruit exec`).
@@ -117,6 +127,12 @@ type ExecProcess interface {
 	Wait(ctx context.Context) (ExecExit, error)
 }
 
+// Seccomp states of a container (ContainerInfo.Seccomp).
+const (
+	SeccompDefault    = "default"    // the default filter (docs/security.md)
+	SeccompUnconfined = "unconfined" // no filter
+)
+
 // ContainerInfo is a snapshot of one container; it is what ps, inspect and D-Bus show.
 type ContainerInfo struct {
 	Name              string        `json:"name"`
@@ -143,6 +159,14 @@ type ContainerInfo struct {
 	LogPath           string        `json:"log_path"`
 	Tty               bool          `json:"tty,omitempty"`  // the command runs on a terminal (start -t)
 	Init              bool          `json:"init,omitempty"` // tini is PID 1 with the command as its child
+	// The container's confinement: the capabilities it holds (kernel names, in its
+	// bounding, permitted, effective and inheritable sets), its seccomp state (SeccompDefault
+	// or SeccompUnconfined), whether no_new_privs is set, and its network mode ("host" or
+	// "none"). Empty in records of containers made before jackfruit confined them.
+	Capabilities    []string `json:"capabilities"`
+	Seccomp         string   `json:"seccomp,omitempty"`
+	NoNewPrivileges bool     `json:"no_new_privileges"`
+	Network         string   `json:"network,omitempty"`
 	// Message explains a state the fields alone do not, e.g. a container whose process was
 	// lost when the supervisor restarted, or why limits are not enforced for it.
 	Message string `json:"message,omitempty"`

@@ -449,6 +449,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"kill", "--signal", "BOGUS", "dup"}, 1, `invalid signal "BOGUS"`},
 		{[]string{"logs", "--since", "yesterday", "dup"}, 1, `invalid --since "yesterday"`},
 		{[]string{"ps", "--format", "{{.Nope"}, 1, "--format"},
+		{[]string{"start", "z", "--cap-add", "NET_ADMIN,SYS_ADMINN", "/bin/true"}, 1, `container "z": cap-add: unknown capability "SYS_ADMINN"`},
+		{[]string{"run", "z", "--cap-drop", "bogus", "/bin/true"}, 125, `cap-drop: unknown capability "bogus"`},
+		{[]string{"start", "z", "--security-opt", "seccomp=/x.json", "/bin/true"}, 1, "custom seccomp profiles are not supported"},
+		{[]string{"start", "z", "--security-opt", "nonsense", "/bin/true"}, 1, `unknown security option "nonsense"`},
+		{[]string{"run", "z", "--network", "bridge", "/bin/true"}, 125, `unknown network mode "bridge" (known: host, none)`},
 		{[]string{"ps", "extra"}, 1, "unknown command"},
 		{[]string{"--socket", "/nonexistent/jf.sock", "ps"}, 1, "cannot connect to the jackfruit supervisor at /nonexistent/jf.sock"},
 	}
@@ -469,6 +474,23 @@ func TestBadInput(t *testing.T) {
 	e.ok("start", "busy", "/bin/sleep", "1000")
 	if r := e.ok("rm", "-f", "--time", "0", "busy", "dup", "x"); r.stdout != "busy\ndup\nx\n" {
 		t.Errorf("rm -f: %s", r)
+	}
+}
+
+// TestConfinementFlags: the CLI's confinement flags reach the container and inspect shows
+// what it got.
+func TestConfinementFlags(t *testing.T) {
+	e := startSupervisor(t)
+	r := e.ok("run", "--rm", "box", "--network", "none", "--cap-drop", "ALL", "--cap-add", "kill,cap_setuid",
+		"--security-opt", "no-new-privileges", "--", "/bin/sh", "-c", "grep -e ^CapEff -e ^NoNewPrivs /proc/self/status; ls /sys/class/net")
+	if r.stdout != "CapEff:\t00000000000000a0\nNoNewPrivs:\t1\nlo\n" {
+		t.Errorf("run with confinement flags: %s", r)
+	}
+	e.ok("start", "plain", "/bin/true")
+	c := e.inspect("plain")
+	if strings.Join(c.Capabilities, ",") != "CAP_CHOWN,CAP_DAC_OVERRIDE,CAP_FOWNER,CAP_FSETID,CAP_KILL,CAP_SETGID,CAP_SETUID,CAP_SETPCAP,CAP_NET_BIND_SERVICE,CAP_NET_RAW,CAP_SYS_CHROOT,CAP_MKNOD,CAP_AUDIT_WRITE,CAP_SETFCAP" ||
+		c.Network != "host" || c.NoNewPrivileges || c.Seccomp == "" {
+		t.Errorf("inspect of a default container: %+v", c)
 	}
 }
 

@@ -83,7 +83,7 @@ func (c *cli) newInspectCmd() *cobra.Command {
 		Short: "Show containers in detail as a JSON array",
 		Long: `Print a JSON array with one object per container: every field the supervisor knows
 (state, pid, exit code or signal, limits and whether they are enforced, RSS and peak RSS, times,
-rootfs, log file). The fields are those of the control protocol's Container type
+rootfs, log file, and the confinement: capabilities, seccomp, no_new_privileges, network). The fields are those of the control protocol's Container type
 (docs/protocol.md). --format applies a Go template to each instead.`,
 		ValidArgsFunction: c.completeNames(nil),
 		Args:              names(false),

@@ -32,6 +32,10 @@ type startFlags struct {
 	stopTimeout uint
 	tty         bool
 	init        bool
+	capAdd      []string
+	capDrop     []string
+	securityOpt []string
+	network     string
 }
 
 func (f *startFlags) register(fs *pflag.FlagSet) {
@@ -43,6 +47,12 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL (0: none)")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "run the command on a terminal (attach to it; its output is still logged)")
 	fs.BoolVar(&f.init, "init", false, "run a tiny init (tini) as PID 1 that forwards signals to the command and reaps orphaned processes")
+	// The supervisor checks the names; the CLI passes them on as typed, so the socket, D-Bus
+	// and the CLI accept exactly the same.
+	fs.StringSliceVar(&f.capAdd, "cap-add", nil, "add capabilities to the default set (NET_ADMIN or CAP_NET_ADMIN, any case, or ALL); repeatable, comma-separated")
+	fs.StringSliceVar(&f.capDrop, "cap-drop", nil, "drop capabilities from the default set (or ALL); repeatable, comma-separated")
+	fs.StringArrayVar(&f.securityOpt, "security-opt", nil, "security option: no-new-privileges, or seccomp=unconfined to run without the default seccomp filter; repeatable")
+	fs.StringVar(&f.network, "network", "host", "network: host (the host's network) or none (a network namespace of its own with only lo)")
 }
 
 // request builds the StartRequest from the flags and positional arguments:
@@ -158,6 +168,7 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	return service.StartRequest{
 		Name: name, Rootfs: rootfs, Command: command, Env: env, Hostname: f.hostname,
 		SoftLimit: limits[0], HardLimit: limits[1], StopTimeout: stopTimeout, Tty: f.tty, Init: f.init,
+		CapAdd: f.capAdd, CapDrop: f.capDrop, SecurityOpt: f.securityOpt, Network: f.network,
 	}, nil
 }
 
@@ -172,9 +183,14 @@ The root filesystem is --rootfs (or a directory given as the argument after NAME
 without one, the container runs on an overlay of the supervisor's base rootfs with its own
 writable layer. Flags go before ROOTFS and CMD; everything from CMD on is the command line.
 A -- before CMD is accepted too:
-  jackfruit start web --hard-mib 128 -- /bin/httpd -f -p 8080`,
+  jackfruit start web --hard-mib 128 -- /bin/httpd -f -p 8080
+
+The container is confined as runc, crun and podman confine theirs by default: the OCI default
+capabilities only, the default seccomp filter, /proc and /sys protected, only harmless devices
+(docs/security.md). --cap-add, --cap-drop, --security-opt and --network change that.`,
 		Example: `  jackfruit start hog ./rootfs /usr/bin/memory_hog
-  jackfruit start web --rootfs /srv/web --env PORT=8080 -- /bin/httpd -f`,
+  jackfruit start web --rootfs /srv/web --env PORT=8080 -- /bin/httpd -f
+  jackfruit start box --network none --cap-drop ALL --security-opt no-new-privileges -- /bin/sh -c 'sleep 60'`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(cmd, args)

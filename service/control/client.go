@@ -239,6 +239,7 @@ func (c *Client) Start(ctx context.Context, req service.StartRequest) (service.C
 		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
 		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: stopTimeoutToWire(req.StopTimeout),
 		Tty: req.Tty, Init: req.Init,
+		CapAdd: req.CapAdd, CapDrop: req.CapDrop, SecurityOpt: req.SecurityOpt, Network: req.Network,
 	})
 }
 

@@ -165,7 +165,8 @@ func (r *raw) expectClosed() {
 
 func startReq(name string) service.StartRequest {
 	return service.StartRequest{Name: name, Command: []string{"/bin/sh", "-c", "echo hi"}, Env: []string{"A=1"},
-		SoftLimit: 10 << 20, HardLimit: 20 << 20, StopTimeout: 3 * time.Second}
+		SoftLimit: 10 << 20, HardLimit: 20 << 20, StopTimeout: 3 * time.Second,
+		CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"}, Network: "none"}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -179,7 +180,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if info.Name != "web" || info.State != service.StateRunning || len(info.ID) != 64 || info.Pid == 0 ||
 		info.SoftLimit != 10<<20 || info.HardLimit != 20<<20 || info.StopTimeout != 3*time.Second ||
-		info.Env[0] != "A=1" || info.CreatedAt.IsZero() || !info.FinishedAt.IsZero() {
+		info.Env[0] != "A=1" || info.CreatedAt.IsZero() || !info.FinishedAt.IsZero() ||
+		strings.Join(info.Capabilities, ",") != "NET_ADMIN,ALL" || info.Seccomp != "no-new-privileges" ||
+		!info.NoNewPrivileges || info.Network != "none" {
 		t.Fatalf("Start returned %+v", info)
 	}
 	got, err := c.Get(ctx, "web")

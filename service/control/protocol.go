@@ -111,6 +111,10 @@ type Container struct {
 	StartedAt         string   `json:"started_at,omitempty"`
 	FinishedAt        string   `json:"finished_at,omitempty"`
 	LogPath           string   `json:"log_path,omitempty"`
+	Capabilities      []string `json:"capabilities,omitempty"`
+	Seccomp           string   `json:"seccomp,omitempty"`
+	NoNewPrivileges   bool     `json:"no_new_privileges,omitempty"`
+	Network           string   `json:"network,omitempty"`
 	Message           string   `json:"message,omitempty"`
 	Tty               bool     `json:"tty,omitempty"`
 	Init              bool     `json:"init,omitempty"`
@@ -173,6 +177,10 @@ type (
 		StopTimeoutNs *int64   `json:"stop_timeout_ns,omitempty"`
 		Tty           bool     `json:"tty,omitempty"`
 		Init          bool     `json:"init,omitempty"`
+		CapAdd        []string `json:"cap_add,omitempty"`
+		CapDrop       []string `json:"cap_drop,omitempty"`
+		SecurityOpt   []string `json:"security_opt,omitempty"`
+		Network       string   `json:"network,omitempty"`
 	}
 	nameIn struct {
 		Name string `json:"name"`
@@ -261,6 +269,15 @@ type Container (
   started_at: ?string,
   finished_at: ?string,
   log_path: ?string,
+  # Capabilities the container holds (bounding, permitted, effective and inheritable sets),
+  # kernel names such as CAP_CHOWN. Absent for containers from before jackfruit 0.2.
+  capabilities: ?[]string,
+  # default (the default seccomp filter) or unconfined.
+  seccomp: ?string,
+  # no_new_privs is set: setuid binaries and file capabilities grant nothing.
+  no_new_privileges: ?bool,
+  # host (the host's network namespace) or none (its own, with only lo).
+  network: ?string,
   # Explains a state the other fields alone do not (e.g. why limits are not enforced).
   message: ?string,
   # The command runs on a terminal (started with tty): Attach to it.
@@ -307,7 +324,10 @@ type Supervisor (
 # Creates and starts a container. Without rootfs it runs on an overlay of the base rootfs.
 # Zero or absent limits select the defaults (soft 40 MiB, hard 64 MiB; a hard limit given
 # alone below 40 MiB brings the default soft limit down to it); a zero or absent
-# stop_timeout_ns selects 10 s.
+# stop_timeout_ns selects 10 s. The container gets the default confinement (docs/security.md):
+# cap_add and cap_drop adjust the default capabilities (NET_ADMIN or CAP_NET_ADMIN, any case,
+# or ALL); security_opt takes no-new-privileges and seccomp=unconfined; network is host (the
+# default) or none. Unknown names are refused with InvalidArgument.
 method Start(
   name: string,
   command: []string,
@@ -320,7 +340,11 @@ method Start(
   # Run the command on a terminal (a pty of the container); its output is logged as stdout.
   tty: ?bool,
   # Run a tiny init (tini) as PID 1 that forwards signals to the command and reaps orphans.
-  init: ?bool
+  init: ?bool,
+  cap_add: ?[]string,
+  cap_drop: ?[]string,
+  security_opt: ?[]string,
+  network: ?string
 ) -> (container: Container)
 
 # Sends SIGTERM, then SIGKILL after timeout_ns (absent: the container's stop timeout), and
@@ -510,6 +534,8 @@ func containerToWire(c service.ContainerInfo) Container {
 		CreatedAt: encodeTime(c.CreatedAt), StartedAt: encodeTime(c.StartedAt),
 		FinishedAt: encodeTime(c.FinishedAt), LogPath: c.LogPath, Message: c.Message,
 		Tty: c.Tty, Init: c.Init,
+		Capabilities: c.Capabilities, Seccomp: c.Seccomp, NoNewPrivileges: c.NoNewPrivileges,
+		Network: c.Network,
 	}
 }
 
@@ -521,6 +547,8 @@ func containerFromWire(w Container) (service.ContainerInfo, error) {
 		LimitsEnforced: w.LimitsEnforced, RSS: w.RSS, PeakRSS: w.PeakRSS,
 		SoftLimitExceeded: w.SoftLimitExceeded, StopTimeout: time.Duration(w.StopTimeoutNs),
 		LogPath: w.LogPath, Message: w.Message, Tty: w.Tty, Init: w.Init,
+		Capabilities: w.Capabilities, Seccomp: w.Seccomp, NoNewPrivileges: w.NoNewPrivileges,
+		Network: w.Network,
 	}
 	var err error
 	for _, f := range []struct {

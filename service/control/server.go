@@ -659,6 +659,7 @@ func (cn *conn) start(c *call) {
 		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
 		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
 		Tty: in.Tty, Init: in.Init,
+		CapAdd: in.CapAdd, CapDrop: in.CapDrop, SecurityOpt: in.SecurityOpt, Network: in.Network,
 	})
 	if err != nil {
 		c.failErr(err)

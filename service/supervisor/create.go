@@ -136,7 +136,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		initBinary = s.cfg.InitBinary
 	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -194,6 +194,11 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 			LogPath:     logPath,
 			Tty:         r.Tty,
 			Init:        r.Init,
+			// What the container got, which inspect shows and state.json keeps.
+			Capabilities:    proc.Security.Capabilities.Names(),
+			Seccomp:         r.seccomp,
+			NoNewPrivileges: proc.Security.NoNewPrivileges,
+			Network:         string(proc.Security.Network),
 		},
 		InitStartTime: startTime,
 		BootID:        s.bootID,

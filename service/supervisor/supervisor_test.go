@@ -261,6 +261,14 @@ func TestValidationChangesNothing(t *testing.T) {
 		{"env empty key", with(func(r *service.StartRequest) { r.Env = []string{"=x"} }), service.KindInvalidArgument, "KEY=VALUE"},
 		{"bad hostname", with(func(r *service.StartRequest) { r.Hostname = "bad host" }), service.KindInvalidArgument, "hostname"},
 		{"NUL in argument", with(func(r *service.StartRequest) { r.Command = []string{"echo", "a\x00b"} }), service.KindInvalidArgument, "NUL"},
+		{"unknown cap-add", with(func(r *service.StartRequest) { r.CapAdd = []string{"NET_ADMIN", "CAP_SYS_ADMINN"} }), service.KindInvalidArgument, `cap-add: unknown capability "CAP_SYS_ADMINN"`},
+		{"unknown cap-drop", with(func(r *service.StartRequest) { r.CapDrop = []string{"bogus"} }), service.KindInvalidArgument, `cap-drop: unknown capability "bogus"`},
+		{"cap added and dropped", with(func(r *service.StartRequest) { r.CapAdd = []string{"NET_ADMIN"}; r.CapDrop = []string{"net_admin"} }), service.KindInvalidArgument, "both added and dropped"},
+		{"unknown network", with(func(r *service.StartRequest) { r.Network = "bridge" }), service.KindInvalidArgument, `unknown network mode "bridge" (known: host, none)`},
+		{"unknown security-opt", with(func(r *service.StartRequest) { r.SecurityOpt = []string{"selinux=off"} }), service.KindInvalidArgument, `security option "selinux=off": unknown security option "selinux"`},
+		{"seccomp profile", with(func(r *service.StartRequest) { r.SecurityOpt = []string{"seccomp=/etc/profile.json"} }), service.KindInvalidArgument, "custom seccomp profiles are not supported"},
+		{"seccomp without value", with(func(r *service.StartRequest) { r.SecurityOpt = []string{"seccomp"} }), service.KindInvalidArgument, "seccomp needs a value"},
+		{"bad no-new-privileges", with(func(r *service.StartRequest) { r.SecurityOpt = []string{"no-new-privileges=yes"} }), service.KindInvalidArgument, `no-new-privileges takes true or false, not "yes"`},
 	}
 	for _, c := range cases {
 		_, err := e.s.Start(ctx, root, c.req)

@@ -51,8 +51,10 @@ func validName(name string) error {
 // request is a validated StartRequest with every default filled in.
 type request struct {
 	service.StartRequest
-	overlay bool   // run on an overlay of the base rootfs
-	lower   string // the directory the command was resolved in
+	overlay  bool   // run on an overlay of the base rootfs
+	lower    string // the directory the command was resolved in
+	security runtime.Security
+	seccomp  string // service.SeccompDefault or service.SeccompUnconfined
 }
 
 // validate checks everything about req that can be checked without side effects, so that
@@ -117,6 +119,10 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 		return r, invalid("soft memory limit %s exceeds hard memory limit %s", soft, hard)
 	}
 
+	if err := r.validateSecurity(); err != nil {
+		return r, err
+	}
+
 	switch {
 	case r.StopTimeout == 0:
 		r.StopTimeout = service.DefaultStopTimeout
@@ -161,6 +167,66 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 		return r, &service.Error{Kind: kind, Msg: fmt.Sprintf("cannot run the command of container %q (rootfs %s)", r.Name, r.lower), Err: err}
 	}
 	return r, nil
+}
+
+// validateSecurity resolves the confinement the request asks for: capabilities, security
+// options and network mode. Any name it does not know is refused, naming it, so a typo never
+// starts a container less (or more) confined than asked.
+func (r *request) validateSecurity() error {
+	r.CapAdd = append([]string(nil), r.CapAdd...)
+	r.CapDrop = append([]string(nil), r.CapDrop...)
+	r.SecurityOpt = append([]string(nil), r.SecurityOpt...)
+	caps, err := runtime.ResolveCapabilities(r.CapAdd, r.CapDrop)
+	if err != nil {
+		return invalid("container %q: %v", r.Name, err)
+	}
+	net, err := runtime.ParseNetwork(r.Network)
+	if err != nil {
+		return invalid("container %q: %v", r.Name, err)
+	}
+	r.Network = string(net)
+	r.security = runtime.Security{Capabilities: caps, Network: net}
+	r.seccomp = service.SeccompUnconfined
+	for _, opt := range r.SecurityOpt {
+		if err := r.securityOpt(opt); err != nil {
+			return invalid("container %q: security option %q: %v", r.Name, opt, err)
+		}
+	}
+	return nil
+}
+
+// securityOpt applies one --security-opt value, spelt as podman accepts it: KEY=VALUE or
+// KEY:VALUE (Docker's older form), no-new-privileges alone meaning true.
+func (r *request) securityOpt(opt string) error {
+	key, val, hasVal := strings.Cut(opt, "=")
+	if !hasVal {
+		key, val, hasVal = strings.Cut(opt, ":")
+	}
+	switch key {
+	case "no-new-privileges":
+		switch {
+		case !hasVal || val == "true":
+			r.security.NoNewPrivileges = true
+		case val == "false":
+			r.security.NoNewPrivileges = false
+		default:
+			return fmt.Errorf("no-new-privileges takes true or false, not %q", val)
+		}
+	case "seccomp":
+		switch val {
+		case "unconfined":
+			r.seccomp = service.SeccompUnconfined
+		case "":
+			return fmt.Errorf("seccomp needs a value: seccomp=unconfined")
+		default:
+			return fmt.Errorf("custom seccomp profiles are not supported; the only value is seccomp=unconfined (without it the default filter applies)")
+		}
+	case "label", "apparmor", "mask", "unmask", "proc-opts", "systempaths":
+		return fmt.Errorf("%s is not supported by jackfruit (supported: no-new-privileges, seccomp=unconfined)", key)
+	default:
+		return fmt.Errorf("unknown security option %q (supported: no-new-privileges, seccomp=unconfined)", key)
+	}
+	return nil
 }
 
 // isHostRoot reports whether dir is the supervisor's own root directory, also when reached

@@ -187,6 +187,10 @@ func (m *Manager) Start(_ context.Context, caller service.Caller, req service.St
 		Name: req.Name, ID: hex.EncodeToString(sum[:]), State: service.StateRunning, Pid: m.nextPid,
 		Command: req.Command, Env: req.Env, Rootfs: req.Rootfs, Overlay: req.Rootfs == "", Hostname: host,
 		SoftLimit: soft, HardLimit: hard, StopTimeout: st, CreatedAt: now, StartedAt: now, RSS: 1 << 20, PeakRSS: 2 << 20,
+		// The real core resolves the confinement; the fake echoes what came over the wire so
+		// tests can see every field travel both ways.
+		Capabilities: append(append([]string{}, req.CapAdd...), req.CapDrop...), Seccomp: strings.Join(req.SecurityOpt, ","),
+		NoNewPrivileges: len(req.SecurityOpt) > 0, Network: req.Network,
 	}}
 	m.ctrs[req.Name] = c
 	m.emitLocked(service.Event{Type: service.EventStarted, Time: now, Container: c.info})
