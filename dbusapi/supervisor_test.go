@@ -206,7 +206,7 @@ func TestRealKillAndErrors(t *testing.T) {
 func TestRealConfinement(t *testing.T) {
 	e := setupReal(t)
 	out := mustSucceed(t, run(t, nil, "gdbus", "call", "--address", e.bus.Address, "--dest", dest, "--object-path", mgrPath,
-		"--method", mgrIf+".StartContainer", "boxed", "", "['/bin/sh', '-c', 'grep -e ^CapEff -e ^NoNewPrivs /proc/self/status; ls /sys/class/net']", "0", "0",
+		"--method", mgrIf+".StartContainer", "boxed", "", "['/bin/sh', '-c', 'grep -e ^CapEff -e ^NoNewPrivs -e ^Seccomp: /proc/self/status; ls /sys/class/net']", "0", "0",
 		"{'cap_drop': <['ALL']>, 'cap_add': <['cap_kill', 'SETUID']>, 'security_opt': <['no-new-privileges']>, 'network': <'none'>}"))
 	path := dbusapi.ContainerPath("boxed")
 	if strings.TrimSpace(out) != "(objectpath '"+string(path)+"',)" {
@@ -216,7 +216,7 @@ func TestRealConfinement(t *testing.T) {
 		"Capabilities":    []string{"CAP_KILL", "CAP_SETUID"},
 		"NoNewPrivileges": true,
 		"Network":         "none",
-		"Seccomp":         "unconfined",
+		"Seccomp":         "default",
 	} {
 		if got := e.prop(t, path, name); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -230,7 +230,7 @@ func TestRealConfinement(t *testing.T) {
 		lines = append(lines, string(l.Data))
 		return nil
 	})
-	if got := strings.Join(lines, "|"); got != "CapEff:\t00000000000000a0|NoNewPrivs:\t1|lo" {
+	if got := strings.Join(lines, "|"); got != "CapEff:\t00000000000000a0|NoNewPrivs:\t1|Seccomp:\t2|lo" {
 		t.Errorf("the container saw %q", got)
 	}
 }

@@ -482,14 +482,14 @@ func TestBadInput(t *testing.T) {
 func TestConfinementFlags(t *testing.T) {
 	e := startSupervisor(t)
 	r := e.ok("run", "--rm", "box", "--network", "none", "--cap-drop", "ALL", "--cap-add", "kill,cap_setuid",
-		"--security-opt", "no-new-privileges", "--", "/bin/sh", "-c", "grep -e ^CapEff -e ^NoNewPrivs /proc/self/status; ls /sys/class/net")
-	if r.stdout != "CapEff:\t00000000000000a0\nNoNewPrivs:\t1\nlo\n" {
+		"--security-opt", "no-new-privileges", "--security-opt", "seccomp=unconfined", "--", "/bin/sh", "-c", "grep -e ^CapEff -e ^NoNewPrivs -e ^Seccomp: /proc/self/status; ls /sys/class/net")
+	if r.stdout != "CapEff:\t00000000000000a0\nNoNewPrivs:\t1\nSeccomp:\t0\nlo\n" {
 		t.Errorf("run with confinement flags: %s", r)
 	}
 	e.ok("start", "plain", "/bin/true")
 	c := e.inspect("plain")
 	if strings.Join(c.Capabilities, ",") != "CAP_CHOWN,CAP_DAC_OVERRIDE,CAP_FOWNER,CAP_FSETID,CAP_KILL,CAP_SETGID,CAP_SETUID,CAP_SETPCAP,CAP_NET_BIND_SERVICE,CAP_NET_RAW,CAP_SYS_CHROOT,CAP_MKNOD,CAP_AUDIT_WRITE,CAP_SETFCAP" ||
-		c.Network != "host" || c.NoNewPrivileges || c.Seccomp == "" {
+		c.Network != "host" || c.NoNewPrivileges || c.Seccomp != "default" {
 		t.Errorf("inspect of a default container: %+v", c)
 	}
 }

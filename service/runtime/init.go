@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service/runtime/seccomp"
 )
 
 // Init must be the first call in main() of every binary that calls Start or Exec. In a
@@ -538,10 +540,12 @@ func protectKernelFiles() error {
 
 // confine drops everything the container may not keep, on the calling (locked, exec'ing)
 // thread: the ambient set is cleared, the bounding set cut down to sec.Capabilities,
-// no_new_privs set when asked, and the permitted, effective and inheritable sets made the
-// same capabilities. Order matters: dropping from the bounding set needs CAP_SETPCAP, so
-// capset comes last. On exec the kernel recomputes the sets; for a root process it keeps
-// permitted = effective = inheritable | bounding, which is exactly sec.Capabilities.
+// no_new_privs set when asked, the seccomp filter installed, and the permitted, effective and
+// inheritable sets made the same capabilities. Order matters: dropping from the bounding set
+// needs CAP_SETPCAP, and installing a filter without no_new_privs needs CAP_SYS_ADMIN, so
+// capset comes last (the filter allows it, as it allows everything up to the execve). On
+// exec the kernel recomputes the sets; for a root process it keeps permitted = effective =
+// inheritable | bounding, which is exactly sec.Capabilities.
 func confine(sec Security) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 		// EINVAL: a kernel before 4.3 has no ambient set to clear.
@@ -561,6 +565,16 @@ func confine(sec Security) error {
 	if sec.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return fmt.Errorf("setting no_new_privs: %w", err)
+		}
+	}
+	if len(sec.Seccomp) > 0 {
+		f, err := seccomp.Unmarshal(sec.Seccomp)
+		if err != nil {
+			return fmt.Errorf("seccomp filter: %w", err)
+		}
+		// TSYNC: every thread of this Go process gets it, not only this one.
+		if err := f.Install(); err != nil {
+			return err
 		}
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

@@ -190,7 +190,7 @@ func TestEscapesRefused(t *testing.T) {
 	major, minor, haveDisk := hostDisk(t)
 	script := fmt.Sprintf(`
 		p() { k=$1; shift; echo "$k=$(jfprobe "$@" 2>&1)"; }
-		for s in CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs; do
+		for s in CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Seccomp; do
 			echo "$s=$(grep "^$s:" /proc/self/status | cut -f2)"
 		done
 		p mount-tmpfs mount tmpfs tmpfs /tmp
@@ -206,6 +206,10 @@ func TestEscapesRefused(t *testing.T) {
 		p syslog syslog
 		p init-module init-module
 		p bpf bpf
+		p keyctl keyctl
+		p add-key add-key
+		echo "unshare-user=$(unshare -U true 2>&1 && echo ok)"
+		echo "unshare-mnt=$(unshare -m true 2>&1 && echo ok)"
 		p ptrace-host ptrace %[2]d
 		p ptrace-child ptrace-child
 		p kcore read /proc/kcore
@@ -238,7 +242,7 @@ func TestEscapesRefused(t *testing.T) {
 	caps := DefaultCapabilities.String()
 	want := map[string]string{
 		"CapInh": caps, "CapPrm": caps, "CapEff": "00000000a80425fb", "CapBnd": caps,
-		"CapAmb": "0000000000000000", "NoNewPrivs": "0",
+		"CapAmb": "0000000000000000", "NoNewPrivs": "0", "Seccomp": "2",
 		"mount-tmpfs": "EPERM", "remount-proc-sys": "EPERM", "remount-sb-proc-sys": "EPERM",
 		"umount-proc-sys": "EPERM", "remount-sys": "EPERM", "remount-sb-sys": "EPERM",
 		"remount-root": "EPERM",
@@ -246,6 +250,11 @@ func TestEscapesRefused(t *testing.T) {
 		"sysctl-write": "EROFS",
 		"sethostname":  "EPERM",
 		"bpf":          "EPERM",
+		// Refused by the seccomp filter (keyrings are not namespaced; user namespaces are
+		// the kernel's largest attack surface reachable without privileges).
+		"keyctl": "EPERM", "add-key": "EPERM", "syslog": "EPERM", "init-module": "EPERM",
+		"unshare-user": "unshare: unshare(0x10000000): Operation not permitted",
+		"unshare-mnt":  "unshare: unshare(0x20000): Operation not permitted",
 		// The pid namespace: the test's own pid names nothing inside; a child can be traced.
 		"ptrace-host": "ESRCH", "ptrace-child": "ok",
 		"keys": "0", "firmware": "0",
@@ -267,17 +276,6 @@ func TestEscapesRefused(t *testing.T) {
 	}
 	if _, err := os.Stat("/proc/kcore"); err == nil {
 		want["kcore"] = "ok" // /dev/null: opens, reads nothing
-	}
-	// dmesg: without CAP_SYSLOG the kernel refuses when kernel.dmesg_restrict is 1 (Debian's
-	// default); with 0 anyone may read it, as on the host (seccomp closes that).
-	if hostSysctl(t, "kernel.dmesg_restrict") == "1" {
-		want["syslog"] = "EPERM"
-	}
-	// init_module: EPERM from the capability check; a kernel built without modules has no
-	// such system call at all (these build machines).
-	want["init-module"] = "EPERM"
-	if _, err := os.Stat("/proc/modules"); err != nil {
-		want["init-module"] = "ENOSYS"
 	}
 	if haveDisk {
 		want["mknod-disk"], want["read-disk"], want["mount-disk"] = "ok", "EACCES", "EPERM"
@@ -365,6 +363,33 @@ func TestNetworkNone(t *testing.T) {
 		}
 		t.Fatalf("Start with network bridge: %v, want a clear error", err)
 	}
+}
+
+// TestWithoutSeccomp: seccomp=unconfined leaves the capability checks, which still refuse
+// what needs a capability the container lacks.
+func TestWithoutSeccomp(t *testing.T) {
+	rootfs := testRootfs(t)
+	spec := sh(rootfs, `
+		echo "Seccomp=$(grep ^Seccomp: /proc/self/status | cut -f2)"
+		echo "CapEff=$(grep ^CapEff: /proc/self/status | cut -f2)"
+		echo "syslog=$(jfprobe syslog)"
+		echo "init-module=$(jfprobe init-module)"
+		echo "mount=$(jfprobe mount tmpfs tmpfs /tmp)"
+		echo "bpf=$(jfprobe bpf)"`)
+	spec.Security = &Security{Capabilities: DefaultCapabilities}
+	want := map[string]string{"Seccomp": "0", "CapEff": "00000000a80425fb", "mount": "EPERM", "bpf": "EPERM"}
+	// dmesg: without CAP_SYSLOG the kernel refuses when kernel.dmesg_restrict is 1 (Debian's
+	// default); with 0 anyone may read it, as on the host.
+	if hostSysctl(t, "kernel.dmesg_restrict") == "1" {
+		want["syslog"] = "EPERM"
+	}
+	// init_module: EPERM from the capability check; a kernel built without modules has no
+	// such system call at all (these build machines).
+	want["init-module"] = "EPERM"
+	if _, err := os.Stat("/proc/modules"); err != nil {
+		want["init-module"] = "ENOSYS"
+	}
+	expect(t, probeResults(t, spec), want)
 }
 
 func TestNoNewPrivileges(t *testing.T) {

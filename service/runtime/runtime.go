@@ -169,13 +169,13 @@ func (s *Spec) validate() error {
 }
 
 // security returns the confinement to apply, with every default filled in.
-func (s *Spec) security() Security {
+func (s *Spec) security() (Security, error) {
 	if s.Security == nil {
 		return DefaultSecurity()
 	}
 	sec := *s.Security
 	sec.Network, _ = ParseNetwork(string(sec.Network))
-	return sec
+	return sec, nil
 }
 
 func (s *Spec) hostname() string {
@@ -202,7 +202,10 @@ func Start(spec Spec) (*Process, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("container %q: rootfs %s is not a directory", spec.Name, rootfs)
 	}
-	sec := spec.security()
+	sec, err := spec.security()
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
+	}
 	cfg, err := json.Marshal(setupConfig{
 		Name:     spec.Name,
 		Hostname: spec.hostname(),

@@ -15,16 +15,16 @@ import (
 func TestConfinementRecorded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	def, err := e.s.Start(ctx, root, service.StartRequest{Name: "def", Command: []string{"sh", "-c", "grep ^CapEff: /proc/self/status"}})
+	def, err := e.s.Start(ctx, root, service.StartRequest{Name: "def", Command: []string{"sh", "-c", "grep -e ^CapEff: -e ^Seccomp: /proc/self/status"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(def.Capabilities, runtime.DefaultCapabilities.Names()) || def.Network != "host" || def.NoNewPrivileges {
-		t.Errorf("default container: capabilities %v, network %q, no_new_privileges %v", def.Capabilities, def.Network, def.NoNewPrivileges)
+	if !slices.Equal(def.Capabilities, runtime.DefaultCapabilities.Names()) || def.Network != "host" || def.NoNewPrivileges || def.Seccomp != service.SeccompDefault {
+		t.Errorf("default container: capabilities %v, network %q, no_new_privileges %v, seccomp %q", def.Capabilities, def.Network, def.NoNewPrivileges, def.Seccomp)
 	}
 	custom, err := e.s.Start(ctx, root, service.StartRequest{
 		Name:    "custom",
-		Command: []string{"sh", "-c", "grep -e ^CapEff: -e ^NoNewPrivs: /proc/self/status; ls /sys/class/net"},
+		Command: []string{"sh", "-c", "grep -e ^CapEff: -e ^NoNewPrivs: -e ^Seccomp: /proc/self/status; ls /sys/class/net"},
 		CapAdd:  []string{"net_admin"}, CapDrop: []string{"CAP_CHOWN", "mknod"},
 		SecurityOpt: []string{"no-new-privileges", "seccomp=unconfined"}, Network: "none",
 	})
@@ -37,11 +37,11 @@ func TestConfinementRecorded(t *testing.T) {
 	}
 	e.wait(t, "def")
 	e.wait(t, "custom")
-	if out := stdoutText(e.logs(t, "def", service.LogOptions{})); !strings.Contains(out, "CapEff:\t00000000a80425fb") {
+	if out := stdoutText(e.logs(t, "def", service.LogOptions{})); !strings.Contains(out, "CapEff:\t00000000a80425fb\nSeccomp:\t2") {
 		t.Errorf("default container's output: %q", out)
 	}
 	if out := stdoutText(e.logs(t, "custom", service.LogOptions{})); !strings.Contains(out, "CapEff:\t"+want.String()) ||
-		!strings.Contains(out, "NoNewPrivs:\t1") || !strings.HasSuffix(strings.TrimSpace(out), "\nlo") {
+		!strings.Contains(out, "NoNewPrivs:\t1\nSeccomp:\t0") || !strings.HasSuffix(strings.TrimSpace(out), "\nlo") {
 		t.Errorf("custom container's output: %q", out)
 	}
 

@@ -40,6 +40,11 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 				Msg: fmt.Sprintf("container %q: --init needs the static init %s (Debian package tini)", r.Name, s.cfg.InitBinary), Err: err}
 		}
 	}
+	if r.seccomp == service.SeccompDefault {
+		if r.security.Seccomp, err = s.seccompFilter(r.security.Capabilities); err != nil {
+			return service.ContainerInfo{}, internal(err, "start container %q", r.Name)
+		}
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -241,6 +246,27 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 	default:
 	}
 	return info, nil
+}
+
+// seccompFilter returns the default seccomp filter for a container asking for caps, compiled
+// for the capabilities it will really hold (a capability the supervisor lacks cannot be
+// given, and must not unlock the calls the profile reserves for its holders).
+func (s *Supervisor) seccompFilter(caps runtime.CapSet) ([]byte, error) {
+	caps &= runtime.BoundingSet()
+	s.filtersMu.Lock()
+	defer s.filtersMu.Unlock()
+	if f, ok := s.filters[caps]; ok {
+		return f, nil
+	}
+	f, err := runtime.SeccompFilter(caps)
+	if err != nil {
+		return nil, err
+	}
+	if s.filters == nil {
+		s.filters = map[runtime.CapSet][]byte{}
+	}
+	s.filters[caps] = f
+	return f, nil
 }
 
 func (c *container) announce() { c.announceOnce.Do(func() { close(c.announced) }) }

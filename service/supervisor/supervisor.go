@@ -117,6 +117,11 @@ type Supervisor struct {
 	// escalations counts the TERM→KILL timers of stops in progress; each ends once its
 	// container is final, and Close waits for them.
 	escalations sync.WaitGroup
+
+	// filters caches the compiled default seccomp filter per capability set: compiling
+	// takes milliseconds, and nearly every container asks for the same few sets.
+	filtersMu sync.Mutex
+	filters   map[runtime.CapSet][]byte
 }
 
 var _ service.Manager = (*Supervisor)(nil)

@@ -186,7 +186,7 @@ func (r *request) validateSecurity() error {
 	}
 	r.Network = string(net)
 	r.security = runtime.Security{Capabilities: caps, Network: net}
-	r.seccomp = service.SeccompUnconfined
+	r.seccomp = service.SeccompDefault
 	for _, opt := range r.SecurityOpt {
 		if err := r.securityOpt(opt); err != nil {
 			return invalid("container %q: security option %q: %v", r.Name, opt, err)
