@@ -46,7 +46,10 @@ type execConfig struct {
 	Dir          string   `json:"dir"`
 	User         string   `json:"user"`
 	Tty          bool     `json:"tty"`
-	Cgroup       bool     `json:"cgroup"` // execCgroupFd is open: fork into that cgroup
+	Cgroup       bool     `json:"cgroup"` // execCgroupFd is open: join that cgroup
+	// Security is the container's confinement (Process.Security of its init): the command
+	// gets exactly the same capabilities, no_new_privs and seccomp filter.
+	Security Security `json:"security"`
 }
 
 // execReport is the exec stage's answer: the pid of the started command, or why not.
@@ -127,7 +130,7 @@ func (p *Process) Exec(spec ExecSpec) (*Process, error) {
 		defer cgroup.Close()
 	}
 	cfg, err := json.Marshal(execConfig{Args: spec.Args, Env: spec.Env, ContainerEnv: spec.ContainerEnv,
-		Dir: spec.Dir, User: spec.User, Tty: spec.Tty, Cgroup: cgroup != nil})
+		Dir: spec.Dir, User: spec.User, Tty: spec.Tty, Cgroup: cgroup != nil, Security: p.Security})
 	if err != nil {
 		return nil, fmt.Errorf("encoding exec config: %w", err)
 	}
@@ -354,6 +357,18 @@ func execStage(sync *os.File) (code int) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return fail("", fmt.Errorf("decoding exec config: %w", err))
 	}
+	if cfg.Cgroup {
+		// The command must be born in the container's cgroup, so that its memory and pids
+		// count against the container's limits from the first instruction. clone3's
+		// CLONE_INTO_CGROUP would do that for the child alone, but the container's seccomp
+		// filter, installed below before the fork, refuses clone3 (ENOSYS: the filter cannot
+		// see clone3's flags). So the exec stage joins the cgroup itself, first, while it is
+		// still in the host's cgroup namespace, and forks with plain clone. Its own few
+		// threads and pages count against the container for its short life.
+		if err := joinCgroup(execCgroupFd); err != nil {
+			return fail("", err)
+		}
+	}
 	// Namespaces, root and credentials below belong to this OS thread only; the command is
 	// forked from it and inherits them. The thread is never unlocked: it ends with the process.
 	goruntime.LockOSThread()
@@ -390,12 +405,13 @@ func execStage(sync *os.File) (code int) {
 	if err := resetSignals(); err != nil {
 		return fail("", err)
 	}
-	sys := &syscall.SysProcAttr{Setsid: true, Setctty: cfg.Tty, Ctty: 0}
-	if cfg.Cgroup {
-		// clone3(CLONE_INTO_CGROUP): born in the container's cgroup, so its memory and pids
-		// count against the container's limits from the first instruction.
-		sys.UseCgroupFD, sys.CgroupFD = true, execCgroupFd
+	// Last: the command is confined exactly as the container's init (capabilities in every
+	// set, no_new_privs, the seccomp filter). All of it is per thread and inherited by the
+	// child this locked thread forks; the filter allows the fork, setuid and execve.
+	if err := confine(cfg.Security); err != nil {
+		return fail("", err)
 	}
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: cfg.Tty, Ctty: 0}
 	if id.set {
 		sys.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: id.groups}
 	}
@@ -442,6 +458,20 @@ func enterContainer() error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
+	}
+	return nil
+}
+
+// joinCgroup moves this whole process (every thread) into the cgroup v2 directory dirfd.
+func joinCgroup(dirfd int) error {
+	fd, err := unix.Openat(dirfd, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("joining the container's cgroup: %w", err)
+	}
+	defer unix.Close(fd)
+	// "0" is the writing process itself.
+	if _, err := unix.Write(fd, []byte("0")); err != nil {
+		return fmt.Errorf("joining the container's cgroup: %w", err)
 	}
 	return nil
 }

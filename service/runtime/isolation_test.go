@@ -3,10 +3,12 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -188,8 +190,17 @@ func TestEscapesRefused(t *testing.T) {
 		t.Fatal("cannot read the host's kernel.printk_ratelimit")
 	}
 	major, minor, haveDisk := hostDisk(t)
+	// A process outside the container, alive on the host during the whole test.
+	outside := exec.Command("/bin/sleep", "1000")
+	if err := outside.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = outside.Process.Kill(); _ = outside.Wait() }()
 	script := fmt.Sprintf(`
 		p() { k=$1; shift; echo "$k=$(jfprobe "$@" 2>&1)"; }
+		# First, while the container's pid numbers are still small: a host process's pid
+		# names nothing inside (were it a pid in use inside, say so instead of probing).
+		if [ -e /proc/%[2]d ]; then echo ptrace-host=pid-in-use-inside; else p ptrace-host ptrace %[2]d; fi
 		for s in CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs Seccomp; do
 			echo "$s=$(grep "^$s:" /proc/self/status | cut -f2)"
 		done
@@ -210,7 +221,6 @@ func TestEscapesRefused(t *testing.T) {
 		p add-key add-key
 		echo "unshare-user=$(unshare -U true 2>&1 && echo ok)"
 		echo "unshare-mnt=$(unshare -m true 2>&1 && echo ok)"
-		p ptrace-host ptrace %[2]d
 		p ptrace-child ptrace-child
 		p kcore read /proc/kcore
 		echo "keys=$(wc -c < /proc/keys)"
@@ -229,7 +239,7 @@ func TestEscapesRefused(t *testing.T) {
 		ping -c1 -W2 127.0.0.1 >/dev/null 2>&1 && echo ping=ok || echo ping=failed
 		echo "null=$(echo x > /dev/null && head -c 4 /dev/zero | wc -c)"
 		echo "nodev-missing=$(grep -v -e ' - devpts ' /proc/self/mountinfo | awk '$6 !~ /(^|,)nodev(,|$)/ {print $5}' | while read m; do [ -c "$m" ] || echo "$m"; done | tr '\n' ' ')"
-	`, ratelimit, os.Getpid())
+	`, ratelimit, outside.Process.Pid)
 	if haveDisk {
 		script += fmt.Sprintf(`
 		p mknod-disk mknod /dev/shm/disk b %d %d
@@ -414,4 +424,40 @@ func TestBoundingSet(t *testing.T) {
 		}
 	}
 	t.Fatal("no CapBnd in /proc/self/status")
+}
+
+// TestExecConfined: a command run with Exec is confined exactly as the container's init:
+// default capabilities and filter for a default container, nothing for cap-drop ALL.
+func TestExecConfined(t *testing.T) {
+	script := `for s in CapEff CapBnd CapInh NoNewPrivs Seccomp; do echo "$s=$(grep "^$s:" /proc/self/status | cut -f2)"; done; echo "mount=$(jfprobe mount tmpfs tmpfs /tmp)"; echo "userns=$(unshare -U true 2>&1 && echo ok)"`
+	parse := func(out string) map[string]string {
+		got := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			k, v, _ := strings.Cut(l, "=")
+			got[k] = v
+		}
+		return got
+	}
+	p := startSleeper(t, "exec-confined")
+	exit, out, errOut, err := execOut(t, p, ExecSpec{Args: []string{"/bin/sh", "-c", script}})
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("exec: %v %v %s", exit, err, errOut)
+	}
+	caps := DefaultCapabilities.String()
+	expect(t, parse(out), map[string]string{"CapEff": caps, "CapBnd": caps, "CapInh": caps, "NoNewPrivs": "0", "Seccomp": "2",
+		"mount": "EPERM", "userns": "unshare: unshare(0x10000000): Operation not permitted"})
+
+	spec := Spec{Name: "exec-bare", Rootfs: testRootfs(t), Args: []string{"/bin/sleep", "1000"},
+		Security: &Security{NoNewPrivileges: true}}
+	bare, err := Start(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bare.Signal(syscall.SIGKILL); finish(t, bare) }()
+	exit, out, errOut, err = execOut(t, bare, ExecSpec{Args: []string{"/bin/sh", "-c", script}})
+	if err != nil || exit.Code != 0 {
+		t.Fatalf("exec: %v %v %s", exit, err, errOut)
+	}
+	expect(t, parse(out), map[string]string{"CapEff": "0000000000000000", "CapBnd": "0000000000000000",
+		"CapInh": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "0", "mount": "EPERM"})
 }
