@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command jfprobe makes one privileged system call from inside a container and prints how it
 // went: "ok", or the errno's name ("EPERM", "EACCES", ...). The isolation tests run it in the
 // test rootfs, where busybox cannot make these calls directly or reports only a message. A

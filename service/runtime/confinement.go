@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // The default confinement of a container, written down once as data (as runc's specconv
 // example and the OCI default spec do): the capabilities it keeps, the kernel files it may
 // not write or read, the device nodes it gets. The setup stage only applies these tables;
