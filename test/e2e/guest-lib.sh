@@ -9,6 +9,9 @@
 #   summary.txt     one "PASS step N: title" / "FAIL step N: title" line per step
 #   phase           which boot the scenario is in (it reboots the guest itself)
 #   done            written last: the scenario ran to its end
+# Progress goes to the host while the guest runs (run.sh shows it as it comes): each step's
+# title when it starts and its verdict when it ends, each failed check, boots and reboots,
+# one line each on the virtio serial port jf.progress.
 set -u
 
 JF=${JF:-/mnt/jf}
@@ -25,6 +28,26 @@ log() {
 	printf '%s\n' "$*" >>"$T"
 	printf '%s\n' "$*"
 }
+
+PROGRESS=/dev/virtio-ports/jf.progress
+# The port's driver, virtio_console, is a module that udev may load only after the scenario
+# has started: load it now and let udev create the port, so that progress shows from the
+# first line and no check races with the module's loading (lsmod then says "libkmod: ERROR
+# ... could not open '/sys/module/virtio_console/holders'").
+if [ ! -c "$PROGRESS" ]; then
+	modprobe virtio_console 2>/dev/null
+	udevadm settle --timeout=30 2>/dev/null
+fi
+# progress TEXT: one line for the host to show now (nothing if the port is absent).
+progress() {
+	[ -c "$PROGRESS" ] || return 0
+	printf '%s\n' "$*" >>"$PROGRESS" 2>/dev/null || true
+}
+
+# Output that reads like a failure: the word "error" (not part of a name such as
+# org.freedesktop.DBus.Error.X or stderr) or a broken pipe. A check that expects success
+# fails when its output has such a line, unless its expected output (check_match) is it.
+NOISE_RE='(^|[^[:alnum:]_.])error([^[:alnum:]_.]|$)|broken pipe'
 
 # indent OUTPUT: show a command's output under it, at most 60 lines.
 indent() {
@@ -44,8 +67,10 @@ step() {
 	STEP=$1
 	STEP_TITLE=$2
 	STEP_OK=1
+	STEP_START=$SECONDS
 	log ""
 	log "=== STEP $STEP: $STEP_TITLE"
+	progress "step $STEP: $STEP_TITLE"
 }
 
 end_step() {
@@ -54,6 +79,7 @@ end_step() {
 	[ "$STEP_OK" = 1 ] || r=FAIL
 	printf '%s step %s: %s\n' "$r" "$STEP" "$STEP_TITLE" >>"$R/summary.txt"
 	log "--- $r step $STEP"
+	progress "$r step $STEP ($((SECONDS - STEP_START))s)"
 	STEP=""
 	sync
 }
@@ -71,6 +97,12 @@ _run() {
 	match) [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -Eq -- "$re" && pass=1 ;;
 	nomatch) printf '%s\n' "$out" | grep -Eq -- "$re" || pass=1 ;;
 	esac
+	local noise=""
+	if [ $pass = 1 ] && [ "$mode" != fail ]; then
+		noise=$(printf '%s\n' "$out" | grep -Ei -- "$NOISE_RE" |
+			{ if [ "$mode" = match ]; then grep -Ev -- "$re"; else cat; fi; } | head -n 3)
+		[ -z "$noise" ] || pass=0
+	fi
 	if [ $pass = 1 ]; then
 		log "  ok   $desc"
 	else
@@ -82,7 +114,9 @@ _run() {
 		match) why="$why, expected output matching /$re/" ;;
 		nomatch) why="$why, output must not match /$re/" ;;
 		esac
+		[ -z "$noise" ] || why="exit $rc, but the output reads like an error: $(printf '%s' "$noise" | head -n 1)"
 		log "  FAIL $desc ($why)"
+		progress "  FAIL $desc ($why)"
 	fi
 	printf '       $ %s\n' "$cmd" >>"$T"
 	indent "$out"
@@ -117,6 +151,7 @@ wait_boot() {
 	local st
 	st=$(timeout 300 systemctl is-system-running --wait 2>&1)
 	log "boot $(phase): system state: $st (uptime $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r))"
+	progress "boot $(phase): $st after $(cut -d' ' -f1 /proc/uptime)s"
 }
 
 # save_logs TAG: the boot's journal and kernel log next to the results, for diagnosis.
@@ -129,6 +164,7 @@ save_logs() {
 # leave reboot|poweroff: closes the results disk cleanly, then reboots or powers off.
 leave() {
 	end_step
+	progress "$1"
 	sync
 	cd /
 	umount "$JF" 2>/dev/null || true

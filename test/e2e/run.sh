@@ -35,6 +35,8 @@ ROOTFS=${ROOTFS:-$top/build/rootfs}
 export CACHE_DIR
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+# shellcheck source=test/lib/vm-progress.sh
+. "$top/test/lib/vm-progress.sh"
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 for t in qemu-system-x86_64 qemu-img debugfs mkfs.ext4 timeout; do
 	command -v "$t" >/dev/null || die "$t not found; run 'make deps' (test/deps.sh)"
@@ -67,9 +69,18 @@ truncate -s 512M "$run/data.img"
 mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
 
 # No KVM here: TCG, multi-threaded over both vCPUs. The guest reboots itself between phases
-# (so no -no-reboot) and powers off at the end, which ends QEMU.
-echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s), console log: $run/console.log"
-start=$(date +%s)
+# (so no -no-reboot) and powers off at the end, which ends QEMU. The guest scenario writes
+# one line per step (its title when it starts, PASS/FAIL when it ends) and per failed check
+# to the virtio serial port jf.progress (guest-lib.sh), which lands in progress.log; it is
+# shown here as it grows. The results themselves still come back on the data disk.
+case $scenario in
+e2e) typical="about 7 minutes (two boots and a DKMS build under software emulation)" ;;
+demo) typical="about 4 minutes (one boot and a DKMS build under software emulation)" ;;
+esac
+echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s): $(vm_timing_hint "e2e-$scenario" "$typical")"
+echo "run.sh: console log: $run/console.log (follow it with: tail -f $run/console.log)"
+: >"$run/progress.log"
+start=$EPOCHSECONDS
 set +e
 timeout --foreground -k 10 "$E2E_TIMEOUT" qemu-system-x86_64 \
 	-accel tcg,thread=multi -m 2048 -smp 2 \
@@ -78,10 +89,18 @@ timeout --foreground -k 10 "$E2E_TIMEOUT" qemu-system-x86_64 \
 	-append "console=ttyS0 root=/dev/vda rw panic=-1 systemd.show_status=false" \
 	-drive "file=$run/root.qcow2,format=qcow2,if=virtio,cache=unsafe" \
 	-drive "file=$run/data.img,format=raw,if=virtio" \
-	-nic none >"$run/qemu.log" 2>&1
+	-device virtio-serial-pci -chardev "file,id=progress,path=$run/progress.log" \
+	-device virtserialport,chardev=progress,name=jf.progress \
+	-nic none </dev/null >"$run/qemu.log" 2>&1 &
+qpid=$!
+vm_stop_on_interrupt "$qpid"
+vm_follow "$run/progress.log" "$qpid" | vm_stamp "$start" &
+fpid=$!
+wait "$qpid"
 qrc=$?
+wait "$fpid"
 set -e
-elapsed=$(($(date +%s) - start))
+elapsed=$((EPOCHSECONDS - start))
 
 rm -rf "$run/results"
 debugfs -R "rdump /results $run" "$run/data.img" >/dev/null 2>&1 || true
@@ -89,7 +108,7 @@ debugfs -R "rdump /results $run" "$run/data.img" >/dev/null 2>&1 || true
 echo
 echo "================ guest transcript ($scenario) ================"
 if [ -f "$run/results/transcript.txt" ]; then
-	cat "$run/results/transcript.txt"
+	vm_clean <"$run/results/transcript.txt"
 else
 	echo "(no transcript: the scenario never started)"
 fi
@@ -98,7 +117,7 @@ echo "================================================================"
 fail=0
 if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 	echo "run.sh: FAIL: the guest did not finish within ${E2E_TIMEOUT}s; last console lines:"
-	tail -n 40 "$run/console.log" || true
+	tail -n 40 "$run/console.log" | vm_clean || true
 	fail=1
 elif [ $qrc -ne 0 ]; then
 	echo "run.sh: FAIL: qemu exited with $qrc:"
@@ -114,6 +133,13 @@ if [ -f "$run/results/summary.txt" ]; then
 	sed 's/^/  /' "$run/results/summary.txt"
 	grep -q '^FAIL' "$run/results/summary.txt" && fail=1
 fi
+# A passing run prints no error text a user could take for a failure: the guest fails a check
+# whose output says "error" unexpectedly (guest-lib.sh); "Broken pipe" is never expected.
+if [ $fail -eq 0 ] && grep -qi 'broken pipe' "$run/results/transcript.txt"; then
+	echo "run.sh: FAIL: the transcript says 'Broken pipe':"
+	grep -ni 'broken pipe' "$run/results/transcript.txt" | vm_clean
+	fail=1
+fi
 passed=$(grep -c '^PASS' "$run/results/summary.txt" 2>/dev/null || true)
 failed=$(grep -c '^FAIL' "$run/results/summary.txt" 2>/dev/null || true)
 echo "run.sh: guest run took ${elapsed}s"
@@ -122,5 +148,6 @@ if [ $fail -ne 0 ]; then
 	echo "run.sh: $scenario FAILED; run directory kept: $run"
 	exit 1
 fi
+vm_timing_record "e2e-$scenario" "$elapsed"
 [ "${E2E_KEEP:-0}" = 1 ] || rm -f "$run/root.qcow2" "$run/data.img"
 echo "run.sh: $scenario passed"

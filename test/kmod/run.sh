@@ -36,6 +36,8 @@ timeout_s=${KTEST_TIMEOUT:-420}
 [ "$mode" = bench ] && timeout_s=${KTEST_TIMEOUT:-900}
 
 log() { echo "kmod-test: $*" >&2; }
+# shellcheck source=test/lib/vm-progress.sh
+. "$root/test/lib/vm-progress.sh"
 
 apt_install() {
 	local missing=() p
@@ -87,6 +89,8 @@ bad='^\[ *[0-9]+\.[0-9]+\] (.*(BUG:|WARNING:|Oops|general protection|list_del co
 failed=0
 npass=0
 nfail=0
+tpass=0
+tfail=0
 for series in "${want[@]}"; do
 	kv=$(ensure_kernel "$series")
 	if [ ! -r "/boot/vmlinuz-$kv" ]; then
@@ -114,8 +118,14 @@ for series in "${want[@]}"; do
 	"$root/test/kmod/mkinitramfs.sh" "$dir/build/container_monitor.ko" "$work/ktest" "$dir/initrd.gz"
 
 	console=$dir/console-$mode.log
-	log "[$kv] booting in QEMU (mode $mode, timeout ${timeout_s}s)"
-	start=$(date +%s)
+	case $mode in
+	test) typical="about 1 minute" ;;
+	bench) typical="about 5 minutes" ;;
+	esac
+	log "[$kv] booting in QEMU (mode $mode, timeout ${timeout_s}s): $(vm_timing_hint "kmod-$mode-$series" "$typical")"
+	log "[$kv] console log: $console"
+	: >"$console"
+	start=$EPOCHSECONDS
 	set +e
 	# Single-threaded TCG: with thread=multi, Debian's 6.12 kernel sometimes Oopses at boot
 	# ("Oops: int3" in sched_clock_cpu while a static key is live-patched with text_poke_bp),
@@ -124,12 +134,28 @@ for series in "${want[@]}"; do
 	timeout -k 10 "$timeout_s" qemu-system-x86_64 -nodefaults -no-user-config -nographic \
 		-accel tcg,thread=single -cpu max -m 1024 -smp 2 -no-reboot \
 		-kernel "/boot/vmlinuz-$kv" -initrd "$dir/initrd.gz" \
+<<<<<<< HEAD
 		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode${KTEST_ONLY:+ ktest.only=$KTEST_ONLY}" \
 		-serial "file:$console" -monitor none </dev/null >"$dir/qemu.log" 2>&1
+=======
+		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode" \
+		-serial "file:$console" -monitor none </dev/null >"$dir/qemu.log" 2>&1 &
+	qpid=$!
+	vm_stop_on_interrupt "$qpid"
+	# Each test's verdict (and the evidence lines) as the guest prints it.
+	vm_follow "$console" "$qpid" | grep --line-buffered -aE "$show" | vm_stamp "$start" >&2 &
+	fpid=$!
+	wait "$qpid"
+>>>>>>> bc70720 (QEMU steps show the guest's progress as it happens: e2e/demo guest writes each step's title and verdict, failed checks, boots and reboots to a virtio serial port (jf.progress) that run.sh follows; kmod-test and runtime-vm-test follow the console log (each test's verdict) and end with a pass count; each says how long it usually takes (and the last passing run here, $CACHE_DIR/timings) and where its console log is; terminal escape codes stripped from everything shown from a guest (test/lib/vm-progress.sh); an interrupted runner stops its QEMU.)
 	qrc=$?
+	wait "$fpid"
 	set -e
-	log "[$kv] guest finished in $(( $(date +%s) - start ))s (qemu rc $qrc), console log $console"
-	tr -d '\r' <"$console" | grep -aE "$show" || true
+	elapsed=$((EPOCHSECONDS - start))
+	log "[$kv] guest finished in $(vm_duration "$elapsed") (qemu rc $qrc)"
+	tp=$(tr -d '\r' <"$console" | grep -ac '^KTEST-RESULT .* PASS' || true)
+	tf=$(tr -d '\r' <"$console" | grep -ac '^KTEST-RESULT .* FAIL' || true)
+	tpass=$((tpass + tp))
+	tfail=$((tfail + tf))
 
 	ok=1
 	if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
@@ -138,7 +164,7 @@ for series in "${want[@]}"; do
 		cat "$dir/qemu.log" >&2
 		log "[$kv] FAIL: qemu exited with $qrc"; ok=0
 	fi
-	if tr -d '\r' <"$console" | grep -aE "$bad" >&2; then
+	if vm_clean <"$console" | grep -aE "$bad" >&2; then
 		log "[$kv] FAIL: the guest kernel complained (lines above)"; ok=0
 	fi
 	if [ "$mode" = test ]; then
@@ -155,9 +181,14 @@ for series in "${want[@]}"; do
 	fi
 	if [ $ok -eq 1 ]; then
 		log "[$kv] PASS"; npass=$((npass + 1))
+		vm_timing_record "kmod-$mode-$series" "$elapsed"
 	else
 		failed=1; nfail=$((nfail + 1))
 	fi
 done
-echo "kmod-$mode: $npass passed, $nfail failed"
+if [ "$mode" = test ]; then
+	echo "kmod-test: $tpass passed, $tfail failed (tests, over ${#want[@]} kernels: $npass passed, $nfail failed)"
+else
+	echo "kmod-$mode: $npass passed, $nfail failed"
+fi
 exit $failed

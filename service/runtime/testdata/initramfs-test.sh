@@ -25,6 +25,8 @@ fi
 [ ${#kernels[@]} -gt 0 ] || die "no kernel in /boot"
 
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
+# shellcheck source=test/lib/vm-progress.sh
+. "$repo/test/lib/vm-progress.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/runtime.test" ./service/runtime/)
@@ -36,7 +38,13 @@ trap 'rm -rf "$work"' EXIT
 # before any of our code runs. One host thread for both vCPUs keeps cross-CPU code patching
 # coherent; the guest still has 2 CPUs, so the concurrency tests still run on SMP.
 accel=(-accel tcg,thread=single -cpu max)
+# The console logs stay after the run, per kernel, for diagnosis and to follow with tail -f.
+logdir=${INITRAMFS_TEST_LOG_DIR:-${CACHE_DIR:-/var/cache/jackfruit-test}/runtime-vm}
+mkdir -p "$logdir"
 failed=0
+tpass=0
+tfail=0
+tskip=0
 for kv in "${kernels[@]}"; do
 	kernel=/boot/vmlinuz-$kv
 	[ -r "$kernel" ] || die "no $kernel"
@@ -67,9 +75,16 @@ EOF
 	chmod +x "$img/init"
 	(cd "$img" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd-$kv.gz"
 	log=$work/log-$kv
-	echo "--- booting $kv"
-	timeout 900 qemu-system-x86_64 "${accel[@]}" -m 2048 -smp 2 -nographic -no-reboot -nodefaults -no-user-config -serial stdio -monitor none \
+	keep=$logdir/console-$kv.log
+	series=${kv%%-*}
+	echo "--- booting $kv (timeout 900s): $(vm_timing_hint "runtime-vm-${series%.*}" "about 1 minute")"
+	echo "    console log: $keep (tail -f it to follow the whole output)"
+	: >"$keep"
+	start=$EPOCHSECONDS
+	timeout 900 qemu-system-x86_64 "${accel[@]}" -m 2048 -smp 2 -nographic -no-reboot -nodefaults -no-user-config \
+		-serial "file:$keep" -monitor none \
 		-kernel "$kernel" -initrd "$work/initrd-$kv.gz" \
+<<<<<<< HEAD
 		-append "console=ttyS0 quiet panic=-1 rdinit=/init" 2>&1 | tr -d '\r' >"$log" || true
 	cp "$log" "${INITRAMFS_TEST_LOG_DIR:-/tmp}/runtime-initramfs-$kv.log" 2>/dev/null || true
 	awk '/=== kernel/ { p = 1 } p { print } /^=== exit/ { if (++n == 2) exit }' "$log" | grep -v '^=== RUN'
@@ -77,9 +92,34 @@ EOF
 	if [ "$(grep -c '^PASS$' "$log")" -ne 2 ] || [ "$(grep -c '^=== exit 0$' "$log")" -ne 2 ] ||
 		grep -q -- '--- FAIL' "$log"; then
 		echo "FAIL on $kv (full log below)"; tail -50 "$log"; failed=1
+=======
+		-append "console=ttyS0 quiet panic=-1 rdinit=/init" </dev/null >"$work/qemu-$kv.log" 2>&1 &
+	qpid=$!
+	vm_stop_on_interrupt "$qpid"
+	# Each top-level test's verdict as it ends; the tests' own output is in the console log.
+	vm_follow "$keep" "$qpid" | grep --line-buffered -E '^(=== kernel|=== exit|--- (PASS|FAIL|SKIP): )' | vm_stamp "$start" &
+	fpid=$!
+	wait "$qpid" || true
+	wait "$fpid" || true
+	vm_clean <"$keep" >"$log"
+	p=$(grep -c '^--- PASS: ' "$log" || true)
+	f=$(grep -c '^--- FAIL: ' "$log" || true)
+	k=$(grep -c '^--- SKIP: ' "$log" || true)
+	tpass=$((tpass + p)) tfail=$((tfail + f)) tskip=$((tskip + k))
+	echo "    $kv: $p passed, $f failed, $k skipped in $(vm_duration $((EPOCHSECONDS - start)))"
+	ok=1
+	if ! grep -q '^PASS$' "$log" || [ "$f" -ne 0 ]; then
+		echo "FAIL on $kv (last 50 lines of $keep below)"; tail -50 "$log"; ok=0
+>>>>>>> bc70720 (QEMU steps show the guest's progress as it happens: e2e/demo guest writes each step's title and verdict, failed checks, boots and reboots to a virtio serial port (jf.progress) that run.sh follows; kmod-test and runtime-vm-test follow the console log (each test's verdict) and end with a pass count; each says how long it usually takes (and the last passing run here, $CACHE_DIR/timings) and where its console log is; terminal escape codes stripped from everything shown from a guest (test/lib/vm-progress.sh); an interrupted runner stops its QEMU.)
 	fi
 	if grep -E 'BUG:|WARNING:|Oops|KASAN' "$log"; then
-		echo "FAIL on $kv: kernel complained"; failed=1
+		echo "FAIL on $kv: kernel complained"; ok=0
+	fi
+	if [ $ok = 1 ]; then
+		vm_timing_record "runtime-vm-${series%.*}" $((EPOCHSECONDS - start))
+	else
+		failed=1
 	fi
 done
+echo "runtime-vm-test: $tpass passed, $tfail failed, $tskip skipped (top-level tests, over ${#kernels[@]} kernels)"
 exit $failed
