@@ -134,11 +134,7 @@ for series in "${want[@]}"; do
 	timeout -k 10 "$timeout_s" qemu-system-x86_64 -nodefaults -no-user-config -nographic \
 		-accel tcg,thread=single -cpu max -m 1024 -smp 2 -no-reboot \
 		-kernel "/boot/vmlinuz-$kv" -initrd "$dir/initrd.gz" \
-<<<<<<< HEAD
 		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode${KTEST_ONLY:+ ktest.only=$KTEST_ONLY}" \
-		-serial "file:$console" -monitor none </dev/null >"$dir/qemu.log" 2>&1
-=======
-		-append "console=ttyS0 loglevel=5 panic=-1 ktest.mode=$mode" \
 		-serial "file:$console" -monitor none </dev/null >"$dir/qemu.log" 2>&1 &
 	qpid=$!
 	vm_stop_on_interrupt "$qpid"
@@ -146,7 +142,6 @@ for series in "${want[@]}"; do
 	vm_follow "$console" "$qpid" | grep --line-buffered -aE "$show" | vm_stamp "$start" >&2 &
 	fpid=$!
 	wait "$qpid"
->>>>>>> bc70720 (QEMU steps show the guest's progress as it happens: e2e/demo guest writes each step's title and verdict, failed checks, boots and reboots to a virtio serial port (jf.progress) that run.sh follows; kmod-test and runtime-vm-test follow the console log (each test's verdict) and end with a pass count; each says how long it usually takes (and the last passing run here, $CACHE_DIR/timings) and where its console log is; terminal escape codes stripped from everything shown from a guest (test/lib/vm-progress.sh); an interrupted runner stops its QEMU.)
 	qrc=$?
 	wait "$fpid"
 	set -e
