@@ -200,7 +200,9 @@ func probes(mnt string) map[string]string {
 		before := tasks()
 		release := make(chan struct{})
 		defer close(release)
-		for range 4 {
+		// Idle threads the runtime already has may take some of the locked goroutines; lock
+		// more goroutines than there are threads, so that at least 4 new ones must be made.
+		for range before + 4 {
 			go func() { runtime.LockOSThread(); <-release }()
 		}
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
