@@ -111,6 +111,32 @@ phase2() {
 	check_fails "jackfruit ps as $USER_NAME (not in group jackfruit) cannot use the socket" \
 		"runuser -u $USER_NAME -- jackfruit ps"
 
+	step 5b "isolation under the packaged unit: a container's root cannot reach the host"
+	# Each probe prints what the call did (jfprobe: ok or the errno), so a container that did
+	# not start, or a probe that did not run, cannot pass.
+	JR="jackfruit run --rm"
+	check_match "CapEff is the OCI default set (00000000a80425fb)" "^CapEff:[[:space:]]+00000000a80425fb$" \
+		"$JR iso-caps -- /bin/grep CapEff /proc/self/status"
+	check_match "the default seccomp filter is on (Seccomp: 2)" "^Seccomp:[[:space:]]+2$" \
+		"$JR iso-seccomp -- /bin/grep -E '^Seccomp:' /proc/self/status"
+	check_match "mount is refused (EPERM)" "^EPERM$" "$JR iso-mount -- /usr/bin/jfprobe mount tmpfs none /tmp; true"
+	check_match "a host sysctl cannot be written" "^(EROFS|EACCES|EPERM)$" \
+		"$JR iso-sysctl -- /usr/bin/jfprobe write /proc/sys/kernel/hostname escaped; true"
+	check_match "/sys cannot be remounted read-write" "^(EPERM|EACCES)$" "$JR iso-sys -- /usr/bin/jfprobe remount-rw /sys; true"
+	check_match "dmesg (syslog) is refused" "^EPERM$" "$JR iso-dmesg -- /usr/bin/jfprobe syslog; true"
+	check_match "init_module is refused" "^EPERM$" "$JR iso-mod -- /usr/bin/jfprobe init-module; true"
+	check_match "keyctl is refused" "^EPERM$" "$JR iso-key -- /usr/bin/jfprobe keyctl; true"
+	check_match "bpf is refused" "^EPERM$" "$JR iso-bpf -- /usr/bin/jfprobe bpf; true"
+	disk=$(stat -c '%t %T' /dev/vda 2>/dev/null | { read -r ma mi && printf '%d %d' "0x$ma" "0x$mi"; })
+	check_match "a node made with mknod for the root disk cannot be read" "^read=(EACCES|EPERM)$" \
+		"$JR iso-disk -- /bin/sh -c 'p=/usr/bin/jfprobe; \$p mknod /dev/shm/disk b $disk >/dev/null; echo read=\$(\$p read /dev/shm/disk)'"
+	check_match "--network none: only lo, and it is up" "^lo UP$" \
+		"$JR iso-net --network none -- /bin/sh -c 'echo \$(ls /sys/class/net) \$(cat /sys/class/net/lo/operstate | tr a-z A-Z | sed s/UNKNOWN/UP/)'"
+	check_match "ordinary workloads: a raw socket (ping) works" "^ok$" "$JR iso-ping -- /usr/bin/jfprobe raw-socket"
+	check_match "ordinary workloads: binding port 80 works" "^ok$" "$JR iso-bind -- /usr/bin/jfprobe bind-tcp 80"
+	check_fails "an unknown capability is refused" "jackfruit start iso-bad --cap-add NOT_A_CAP -- /bin/true"
+	check_fails "and no container was created" "jackfruit inspect iso-bad"
+
 	step 6 "systemctl restart and stop behave; no unit failed"
 	check "start a long-running container 'sleeper'" "jackfruit start sleeper -- /bin/sleep 3600"
 	check "systemctl restart jackfruit" "systemctl restart jackfruit"
