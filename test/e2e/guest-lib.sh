@@ -150,6 +150,10 @@ set_phase() { echo "$1" >"$R/phase"; sync; }
 wait_boot() {
 	local st
 	st=$(timeout 300 systemctl is-system-running --wait 2>&1)
+	# udev may still be loading modules for the hardware (acpi_cpufreq, virtio_console) after
+	# the boot is "running"; lsmod during such a load prints "libkmod: ERROR ... holders",
+	# which fails the check (step 2 did so once: acpi_cpufreq's holders).
+	udevadm settle --timeout=60 2>/dev/null
 	log "boot $(phase): system state: $st (uptime $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r))"
 	progress "boot $(phase): $st after $(cut -d' ' -f1 /proc/uptime)s"
 }
