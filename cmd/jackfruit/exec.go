@@ -106,14 +106,7 @@ func (c *cli) exec(ctx context.Context, req service.ExecRequest, interactive boo
 		exit, err = c.execPlain(ctx, cl, req, interactive)
 	}
 	if err != nil {
-		code := 125
-		switch service.KindOf(err) {
-		case service.KindCommandNotFound:
-			code = 127
-		case service.KindCommandNotExecutable:
-			code = 126
-		}
-		return &exitError{code: code, err: err}
+		return startFailed(err)
 	}
 	if exit.Code != 0 {
 		return &exitError{code: exit.Code}

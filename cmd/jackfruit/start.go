@@ -302,14 +302,7 @@ func (c *cli) run(ctx context.Context, req service.StartRequest, rm, detach bool
 	sigs := make(chan os.Signal, 4)
 	info, err := cl.Start(ctx, req)
 	if err != nil {
-		code := 125
-		switch service.KindOf(err) {
-		case service.KindCommandNotFound:
-			code = 127
-		case service.KindCommandNotExecutable:
-			code = 126
-		}
-		return &exitError{code: code, err: err}
+		return startFailed(err)
 	}
 	if detach {
 		fmt.Fprintln(c.stdout, info.ID)
@@ -398,14 +391,7 @@ func (c *cli) runTty(ctx context.Context, req service.StartRequest, rm, interact
 	}
 	defer cl.Close()
 	if _, err := cl.Start(ctx, req); err != nil {
-		code := 125
-		switch service.KindOf(err) {
-		case service.KindCommandNotFound:
-			code = 127
-		case service.KindCommandNotExecutable:
-			code = 126
-		}
-		return &exitError{code: code, err: err}
+		return startFailed(err)
 	}
 	final, err := c.attachTerminal(ctx, cl, req.Name, true, interactive, keys)
 	if err == nil && rm {
@@ -414,4 +400,17 @@ func (c *cli) runTty(ctx context.Context, req service.StartRequest, rm, interact
 		}
 	}
 	return c.attachResult(req.Name, final, err)
+}
+
+// startFailed is the exit a failed start or exec gets, as podman's: 127 when the command is
+// not in the container, 126 when it cannot be executed, 125 for anything else.
+func startFailed(err error) error {
+	code := 125
+	switch service.KindOf(err) {
+	case service.KindCommandNotFound:
+		code = 127
+	case service.KindCommandNotExecutable:
+		code = 126
+	}
+	return &exitError{code: code, err: err}
 }

@@ -417,7 +417,7 @@ func mountAllNodev() error {
 		if rest := strings.Fields(after); len(rest) > 0 && rest[0] == "devpts" {
 			continue
 		}
-		mp := unescapeMountinfo(strings.Fields(before)[4])
+		mp := UnescapeMountinfo(strings.Fields(before)[4])
 		var flags uintptr = unix.MS_BIND | unix.MS_REMOUNT | unix.MS_NODEV
 		nodev := false
 		for _, o := range strings.Split(strings.Fields(before)[5], ",") {
@@ -450,8 +450,8 @@ func mountAllNodev() error {
 	return nil
 }
 
-// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space and so on).
-func unescapeMountinfo(s string) string {
+// UnescapeMountinfo undoes mountinfo's octal escapes (\040 for a space and so on).
+func UnescapeMountinfo(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
