@@ -10,6 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/jackfruit/jackfruit/service/runtime"
+	"github.com/jackfruit/jackfruit/service/runtime/seccomp"
 )
 
 // peers holds the OCI bundles and state roots crun and runc use. Both runtimes run the same
@@ -71,7 +74,8 @@ func (b *bench) preparePeers(ctx context.Context) *peers {
 		p.configNote = "config.json from `crun spec`, then: terminal=false, args=[/bin/true], root=" + c.rootfs +
 			" readonly, namespaces pid+uts+ipc+mount (network and cgroup namespaces removed: jackfruit creates neither), " +
 			"the spec's mounts minus /sys/fs/cgroup, its maskedPaths and readonlyPaths: the same work jackfruit's runtime does " +
-			"(/proc, /dev tmpfs, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys, the same masked and read-only paths); " +
+			"(/proc, /dev tmpfs, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys, the same masked and read-only paths), " +
+			"the OCI default capabilities and the same default seccomp profile (seccomp.DefaultOCI); " +
 			"jackfruit additionally mounts an overlay per container"
 	}
 	p.crunOK = runOnce(ctx, p.crunArgv("run", "--bundle", p.trueBundle, "jfb-probe-crun"))
@@ -156,6 +160,20 @@ func writeBundle(ctx context.Context, dir, rootfs string, args []string, mode st
 			}
 		}
 		spec["mounts"] = mounts
+		// The same confinement a default jackfruit container gets: the OCI default
+		// capabilities in every set but ambient, and the same seccomp profile resolved for
+		// them (crun spec's own set is smaller and it installs no filter).
+		caps := runtime.DefaultCapabilities.Names()
+		capSets := map[string]any{}
+		for _, set := range []string{"bounding", "effective", "inheritable", "permitted"} {
+			capSets[set] = caps
+		}
+		proc["capabilities"] = capSets
+		filter, err := seccomp.DefaultOCI(caps)
+		if err != nil {
+			return fmt.Errorf("seccomp profile for the peers: %w", err)
+		}
+		linux["seccomp"] = filter
 	}
 	out, err := json.MarshalIndent(spec, "", "\t")
 	if err != nil {
