@@ -127,6 +127,12 @@ phase2() {
 	check_match "init_module is refused" "^EPERM$" "$JR iso-mod -- /usr/bin/jfprobe init-module; true"
 	check_match "keyctl is refused" "^EPERM$" "$JR iso-key -- /usr/bin/jfprobe keyctl; true"
 	check_match "bpf is refused" "^EPERM$" "$JR iso-bpf -- /usr/bin/jfprobe bpf; true"
+	# The root disk's node: the unit's device cgroup (DevicePolicy=closed) refuses mknod itself,
+	# so the node never exists; where mknod works (no device cgroup), nodev refuses the open.
+	disk=$(stat -c '%t %T' /dev/vda | { read -r ma mi && printf '%d %d' "0x$ma" "0x$mi"; })
+	check_match "the root disk cannot be reached through a node made with mknod" \
+		"^mknod=EPERM read=ENOENT$|^mknod=ok read=(EACCES|EPERM)$" \
+		"$JR iso-disk -- /bin/sh -c 'p=/usr/bin/jfprobe; echo mknod=\$(\$p mknod /dev/shm/disk b $disk) read=\$(\$p read /dev/shm/disk)'"
 	check_match "--network none: only lo, and it is up" "^lo UP$" \
 		"$JR iso-net --network none -- /bin/sh -c 'echo \$(ls /sys/class/net) \$(cat /sys/class/net/lo/operstate | tr a-z A-Z | sed s/UNKNOWN/UP/)'"
 	check_match "ordinary workloads: a raw socket (ping) works" "^ok$" "$JR iso-ping -- /usr/bin/jfprobe raw-socket"
