@@ -263,3 +263,10 @@ func BoundingSet() CapSet {
 	}
 	return s
 }
+
+// inheritedNoNewPrivs reports whether the calling thread has no_new_privs set, which every
+// process it starts inherits.
+func inheritedNoNewPrivs() bool {
+	r, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	return err == nil && r == 1
+}

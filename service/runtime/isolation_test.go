@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -409,6 +410,32 @@ func TestNoNewPrivileges(t *testing.T) {
 	spec := sh(rootfs, `echo "NoNewPrivs=$(grep ^NoNewPrivs: /proc/self/status | cut -f2)"`)
 	spec.Security = &Security{Capabilities: DefaultCapabilities, NoNewPrivileges: true}
 	expect(t, probeResults(t, spec), map[string]string{"NoNewPrivs": "1"})
+}
+
+// TestNoNewPrivilegesInherited: a supervisor that runs with no_new_privs (jackfruit.service has
+// NoNewPrivileges=yes) passes it to every container, and Process.Security says so even when
+// the container did not ask for it.
+func TestNoNewPrivilegesInherited(t *testing.T) {
+	rootfs := testRootfs(t)
+	// Never unlocked: no_new_privs cannot be cleared, so the thread must end with this test
+	// (a goroutine that exits locked takes its thread with it). Start forks from this thread.
+	goruntime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_NO_NEW_PRIVS: %v", err)
+	}
+	spec := sh(rootfs, `echo "NoNewPrivs=$(grep ^NoNewPrivs: /proc/self/status | cut -f2)"`)
+	spec.Security = &Security{Capabilities: DefaultCapabilities}
+	p, err := Start(spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if !p.Security.NoNewPrivileges {
+		t.Errorf("Process.Security.NoNewPrivileges = false under an inherited no_new_privs")
+	}
+	r := finish(t, p)
+	if strings.TrimSpace(r.stdout) != "NoNewPrivs=1" {
+		t.Errorf("container printed %q (stderr %q), want NoNewPrivs=1", r.stdout, r.stderr)
+	}
 }
 
 func TestBoundingSet(t *testing.T) {

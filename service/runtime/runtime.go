@@ -226,6 +226,11 @@ func Start(spec Spec) (*Process, error) {
 	}
 	p.Security = sec
 	p.Security.Capabilities &= BoundingSet()
+	// no_new_privs is inherited and can never be unset: under a unit with NoNewPrivileges=yes
+	// every container has it, asked for or not, and inspect must say so.
+	if inheritedNoNewPrivs() {
+		p.Security.NoNewPrivileges = true
+	}
 	defer syncSock.Close()
 	pty, err := handshake(syncSock, cfg)
 	if err == nil && spec.Tty && pty == nil {

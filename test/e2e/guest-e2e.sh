@@ -137,6 +137,11 @@ phase2() {
 		"$JR iso-net --network none -- /bin/sh -c 'echo \$(ls /sys/class/net) \$(cat /sys/class/net/lo/operstate | tr a-z A-Z | sed s/UNKNOWN/UP/)'"
 	check_match "ordinary workloads: a raw socket (ping) works" "^ok$" "$JR iso-ping -- /usr/bin/jfprobe raw-socket"
 	check_match "ordinary workloads: binding port 80 works" "^ok$" "$JR iso-bind -- /usr/bin/jfprobe bind-tcp 80"
+	# jackfruit.service has NoNewPrivileges=yes, which every container inherits: inspect says so
+	# although the container did not ask for --security-opt no-new-privileges.
+	check_match "inspect shows the no_new_privs inherited from the unit" '"no_new_privileges": ?true' \
+		"jackfruit start iso-nnp -- /bin/sleep 60 >/dev/null && jackfruit inspect iso-nnp; jackfruit rm -f iso-nnp >/dev/null"
+	check_match "and the container has it" "^NoNewPrivs:[[:space:]]+1$" "$JR iso-nnp2 -- /bin/grep NoNewPrivs /proc/self/status"
 	check_fails "an unknown capability is refused" "jackfruit start iso-bad --cap-add NOT_A_CAP -- /bin/true"
 	check_fails "and no container was created" "jackfruit inspect iso-bad"
 

@@ -97,6 +97,16 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 			how: "jackfruit ps (no container): `jackfruit ps` against the same supervisor, timed like the others: the client's share of a run",
 			cmd: func(ctx context.Context, id string) *exec.Cmd { return sup.cli(ctx, "ps") }})
 	}
+	// What the confinement costs per start: the same run with every capability and no seccomp
+	// filter (the masked and read-only paths cannot be switched off, so they stay in both).
+	if subs[0].err == nil {
+		sup := b.mainSup
+		subs = append(subs, subject{name: "jackfruit, unconfined",
+			how: "jackfruit, unconfined: the same `run --rm` with `--cap-add ALL --security-opt seccomp=unconfined`: the difference to the jackfruit row is what capabilities + seccomp cost per start",
+			cmd: func(ctx context.Context, id string) *exec.Cmd {
+				return sup.cli(ctx, "run", "--rm", "--cap-add", "ALL", "--security-opt", "seccomp=unconfined", id, "--", "/bin/true")
+			}})
+	}
 	// jackfruit keeps its state on disk (as /var/lib/jackfruit), crun and runc keep theirs
 	// on tmpfs (/run). The same client against a supervisor whose state dir is on tmpfs
 	// shows what the disk costs.
