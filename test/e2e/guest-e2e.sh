@@ -122,6 +122,11 @@ phase2() {
 	check_match "mount is refused (EPERM)" "^EPERM$" "$JR iso-mount -- /usr/bin/jfprobe mount tmpfs none /tmp; true"
 	check_match "a host sysctl cannot be written" "^(EROFS|EACCES|EPERM)$" \
 		"$JR iso-sysctl -- /usr/bin/jfprobe write /proc/sys/kernel/hostname escaped; true"
+	check_match "/proc/sys cannot be remounted read-write" "^EPERM$" "$JR iso-procsys -- /usr/bin/jfprobe remount-rw /proc/sys; true"
+	check_match "no user namespace (unshare -U)" "Operation not permitted" "$JR iso-userns -- /bin/sh -c 'unshare -U true 2>&1'; true"
+	# The supervisor's pid names nothing inside the container's PID namespace.
+	check_match "ptrace of a host process fails (ESRCH)" "^ESRCH$" \
+		"$JR iso-ptrace -- /usr/bin/jfprobe ptrace \$(systemctl show -P MainPID jackfruit); true"
 	check_match "/sys cannot be remounted read-write" "^(EPERM|EACCES)$" "$JR iso-sys -- /usr/bin/jfprobe remount-rw /sys; true"
 	check_match "dmesg (syslog) is refused" "^EPERM$" "$JR iso-dmesg -- /usr/bin/jfprobe syslog; true"
 	check_match "init_module is refused" "^EPERM$" "$JR iso-mod -- /usr/bin/jfprobe init-module; true"
