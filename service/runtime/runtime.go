@@ -45,6 +45,10 @@ type Spec struct {
 	Init string
 	// Security is the container's confinement; nil means DefaultSecurity().
 	Security *Security
+	// Cgroup is the cgroup v2 directory the setup stage is born in (clone3's
+	// CLONE_INTO_CGROUP), so that everything of the container is accounted and limited
+	// there from its first instruction; nil: the caller's own cgroup. Start does not close it.
+	Cgroup *os.File
 }
 
 // InitPath is where a container started with Spec.Init sees its init (as docker's --init:
@@ -220,7 +224,7 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
 	}
 
-	p, syncSock, err := spawn(spec.Name, sec.Network)
+	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
@@ -258,7 +262,7 @@ func Start(spec Spec) (*Process, error) {
 
 // spawn clones the setup stage into new namespaces and returns it with the parent's end of
 // the sync socket.
-func spawn(name string, network Network) (p *Process, syncSock *os.File, err error) {
+func spawn(name string, network Network, cgroup *os.File) (p *Process, syncSock *os.File, err error) {
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -319,6 +323,10 @@ func spawn(name string, network Network) (p *Process, syncSock *os.File, err err
 			PidFD:  &pidfd,
 		},
 	}
+	if cgroup != nil {
+		attr.Sys.UseCgroupFD = true
+		attr.Sys.CgroupFD = int(cgroup.Fd())
+	}
 	// /proc/self/exe works even if the binary was replaced on disk (package upgrade).
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0, name}, attr)
 	if err != nil {
@@ -327,6 +335,9 @@ func spawn(name string, network Network) (p *Process, syncSock *os.File, err err
 		errR.Close()
 		if errors.Is(err, syscall.ENOENT) {
 			return nil, nil, fmt.Errorf("starting setup stage: re-executing /proc/self/exe: %w (is /proc mounted?)", err)
+		}
+		if cgroup != nil {
+			return nil, nil, fmt.Errorf("starting setup stage in cgroup %s: %w", cgroup.Name(), err)
 		}
 		return nil, nil, fmt.Errorf("starting setup stage: %w", err)
 	}
