@@ -21,8 +21,10 @@ import (
 
 // vmInit runs inside the guest, from a tmpfs root (pivot_root cannot leave the initramfs).
 // It loads the module, runs the supervisor, and starts a hog that crosses both limits, a
-// small hog that stays under them, and a sleep that is SIGKILLed by hand: only the first may
-// end as killed-by-memory-limit.
+// small hog that stays under them, a sleep that is SIGKILLed by hand, and a sleeper into which
+// a hog is exec'd (the module sums the RSS over the container's PID namespace, so the exec'd
+// hog takes its container over the hard limit): only the first and the last may end as
+// killed-by-memory-limit.
 const vmInit = `#!/bin/sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
@@ -36,9 +38,11 @@ jackfruit status | sed 's/^/VM-STATUS /'
 jackfruit start hog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null
 jackfruit start small --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 50ms -max-mib 16 >/dev/null
 jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
+jackfruit start exechog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- sleep 1000 >/dev/null
+(jackfruit exec exechog -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null; echo "VM-EXECRC $?") &
 sleep 1
 jackfruit kill plainkill --signal KILL
-for c in hog small plainkill; do jackfruit wait $c >/dev/null; echo "VM-STATE $(tr -d '\n' < /tmp/state/containers/$c/state.json)"; done
+for c in hog small plainkill exechog; do jackfruit wait $c >/dev/null; echo "VM-STATE $(tr -d '\n' < /tmp/state/containers/$c/state.json)"; done
 kill -TERM %1; wait
 sed 's/^/VM-SUPERVISOR /' /tmp/sup.log
 dmesg | grep '\[container_monitor\]' | sed 's/^/VM-KLOG /'
@@ -158,6 +162,7 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 
 	states := map[string]service.ContainerInfo{}
 	var status, klog []string
+	execRC := ""
 	done := false
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -172,6 +177,8 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 			states[info.Name] = info
 		case strings.HasPrefix(line, "VM-STATUS "):
 			status = append(status, strings.TrimPrefix(line, "VM-STATUS "))
+		case strings.HasPrefix(line, "VM-EXECRC "):
+			execRC = strings.TrimPrefix(line, "VM-EXECRC ")
 		case strings.HasPrefix(line, "VM-KLOG "):
 			klog = append(klog, line)
 		case line == "VM-DONE":
@@ -201,8 +208,18 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	if plain.State != service.StateKilled || plain.Signal != "SIGKILL" {
 		t.Errorf("plainkill: %s %s; a SIGKILL by hand must not count as a memory-limit kill", plain.State, plain.Signal)
 	}
+	// The container's init only sleeps: the hard limit is crossed by the exec'd hog alone.
+	// The module kills the init, which takes the namespace down with the hog (SIGKILL: 137).
+	eh := states["exechog"]
+	if eh.State != service.StateOOMKill || !eh.SoftLimitExceeded || eh.PeakRSS < 64<<20 {
+		t.Errorf("exechog: state %s soft_exceeded=%v peak %d; want killed-by-memory-limit by the exec'd hog", eh.State, eh.SoftLimitExceeded, eh.PeakRSS)
+	}
+	if execRC != "137" {
+		t.Errorf("the exec'd hog's jackfruit exec exited %q; want 137 (SIGKILL with its container)", execRC)
+	}
 	kl := strings.Join(klog, "\n")
-	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid="} {
+	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid=",
+		"SOFT LIMIT container=exechog pid=", "HARD LIMIT container=exechog pid="} {
 		if !strings.Contains(kl, want) {
 			t.Errorf("kernel log lacks %q:\n%s", want, kl)
 		}
