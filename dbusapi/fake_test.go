@@ -270,3 +270,13 @@ func (f *fakeManager) Status() service.Status {
 }
 
 var internalRoot = service.Caller{UID: 0}
+
+// Top is not exercised through this fake: the D-Bus method is tested against the real
+// supervisor (supervisor_test.go).
+func (f *fakeManager) Top(context.Context, service.Caller, string) ([]service.Process, error) {
+	return nil, service.Errorf(service.KindInternal, "the fake manager runs no processes")
+}
+
+func (f *fakeManager) Stats(context.Context, service.Caller, []string) ([]service.ContainerStats, error) {
+	return nil, service.Errorf(service.KindInternal, "the fake manager runs no processes")
+}

@@ -280,6 +280,13 @@ type Manager interface {
 	// Attach connects to the terminal of a container started with Tty; with replay the
 	// output starts with the latest few KiB already written. Authorised as a write.
 	Attach(ctx context.Context, caller Caller, name string, replay bool) (Attachment, error)
+	// Top lists the processes of a running container (its init, their descendants and
+	// every exec'd command), sorted by their pid inside the container.
+	Top(ctx context.Context, caller Caller, name string) ([]Process, error)
+	// Stats samples the resource use of the named containers, in the order given, or of
+	// every container not in a final state when names is empty. A named container in a
+	// final state gets a sample with its state and no usage.
+	Stats(ctx context.Context, caller Caller, names []string) ([]ContainerStats, error)
 	// Subscribe delivers every event from now on until cancel is called. A subscriber that
 	// falls far behind loses events rather than stalling the core (the channel is buffered).
 	Subscribe() (events <-chan Event, cancel func())

@@ -71,6 +71,9 @@ type Exit struct {
 	Signal syscall.Signal
 	// CoreDumped is set when the killing signal produced a core dump.
 	CoreDumped bool
+	// CPUTime is the user and system time the process used, with that of the children it
+	// waited for (the kernel's rusage of the reaped process).
+	CPUTime time.Duration
 }
 
 // Signaled reports whether the process was killed by a signal.
@@ -512,7 +515,8 @@ func (p *Process) Wait() (Exit, error) {
 	p.mu.Unlock()
 
 	var info siginfoChild
-	err := waitPidfd(fd, &info)
+	var ru unix.Rusage
+	err := waitPidfd(fd, &info, &ru)
 	p.mu.Lock()
 	unix.Close(p.pidfd)
 	p.pidfd = -1
@@ -520,12 +524,13 @@ func (p *Process) Wait() (Exit, error) {
 	if err != nil {
 		return Exit{}, fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
 	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	switch info.Code {
 	case cldExited:
-		return Exit{Code: int(info.Status)}, nil
+		return Exit{Code: int(info.Status), CPUTime: cpu}, nil
 	case cldKilled, cldDumped:
 		sig := syscall.Signal(info.Status)
-		return Exit{Code: 128 + int(sig), Signal: sig, CoreDumped: info.Code == cldDumped}, nil
+		return Exit{Code: 128 + int(sig), Signal: sig, CoreDumped: info.Code == cldDumped, CPUTime: cpu}, nil
 	default:
 		return Exit{}, fmt.Errorf("pid %d: unexpected wait code %d", p.Pid, info.Code)
 	}
@@ -534,12 +539,13 @@ func (p *Process) Wait() (Exit, error) {
 // waitPidfd reaps the process behind pidfd. A pidfd polls readable once its process has
 // exited, so the wait parks in Go's netpoller instead of holding an OS thread in a blocking
 // waitid for the container's whole life (a thread costs ~50 KiB of stacks per container).
-// It polls a duplicate, so the Process keeps sole ownership of fd.
-func waitPidfd(fd int, info *siginfoChild) error {
+// It polls a duplicate, so the Process keeps sole ownership of fd. ru receives the reaped
+// process's resource usage.
+func waitPidfd(fd int, info *siginfoChild, ru *unix.Rusage) error {
 	reap := func(flags int) error {
 		for {
 			*info = siginfoChild{}
-			err := unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(info)), unix.WEXITED|flags, nil)
+			err := unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(info)), unix.WEXITED|flags, ru)
 			if err != unix.EINTR {
 				return err
 			}

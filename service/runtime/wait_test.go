@@ -73,7 +73,7 @@ func TestWaitHoldsNoThread(t *testing.T) {
 		results[i] = make(chan result, 1)
 		go func() {
 			var r result
-			r.err = waitPidfd(fd, &r.info)
+			r.err = waitPidfd(fd, &r.info, nil)
 			results[i] <- r
 		}()
 	}

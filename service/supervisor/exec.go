@@ -58,7 +58,7 @@ func (s *Supervisor) Exec(ctx context.Context, caller service.Caller, req servic
 		return nil, execError(req.Name, err)
 	}
 	s.log.Debug("exec", "container", req.Name, "pid", p.Pid, "command", strings.Join(req.Command, " "), "uid", caller.UID)
-	e := &execProcess{p: p, pty: master, done: make(chan struct{})}
+	e := &execProcess{p: p, pty: master, cpu: &c.cpu, done: make(chan struct{})}
 	go e.reap()
 	return e, nil
 }
@@ -108,6 +108,7 @@ func execError(name string, err error) error {
 type execProcess struct {
 	p    *runtime.Process
 	pty  *os.File
+	cpu  *cpuAccount // of its container, which is told the command's CPU time at its end
 	done chan struct{}
 	exit service.ExecExit
 	err  error
@@ -115,6 +116,9 @@ type execProcess struct {
 
 func (e *execProcess) reap() {
 	x, err := e.p.Wait()
+	if err == nil {
+		e.cpu.exited(e.p.Pid, x.CPUTime)
+	}
 	e.exit, e.err = service.ExecExit{Code: x.Code}, err
 	if x.Signaled() {
 		e.exit.Signal = signalName(x.Signal)

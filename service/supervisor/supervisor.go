@@ -154,6 +154,8 @@ type container struct {
 	// disk serialises writes of state.json with Remove, so a retried save never writes into
 	// a directory that Remove is deleting (see settle.go).
 	disk disk
+	// cpu turns the CPU times Stats reads from /proc into a total that never drops.
+	cpu cpuAccount
 }
 
 // New prepares the state directory, loads the containers a previous supervisor left,

@@ -519,3 +519,54 @@ func (m *Manager) Attach(_ context.Context, caller service.Caller, name string, 
 	}
 	return service.Attachment{Output: r, Input: in, Detach: func() {}}, nil
 }
+
+// Top implements service.Manager: a running container has one process, its command as
+// pid 1, with the fake's host pid.
+func (m *Manager) Top(_ context.Context, caller service.Caller, name string) ([]service.Process, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if c.info.State.Final() {
+		return nil, service.Errorf(service.KindInvalidState, "container %q is not running (%s)", name, c.info.State)
+	}
+	return []service.Process{{Pid: 1, HostPid: c.info.Pid, User: "root", TTY: "?",
+		Elapsed: time.Since(c.info.StartedAt), Args: slices.Clone(c.info.Command)}}, nil
+}
+
+// Stats implements service.Manager: memory as Get shows it, one task, no CPU time.
+func (m *Manager) Stats(_ context.Context, caller service.Caller, names []string) ([]service.ContainerStats, error) {
+	m.seen(caller)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var cs []*container
+	if len(names) == 0 {
+		for _, c := range m.ctrs {
+			if !c.info.State.Final() {
+				cs = append(cs, c)
+			}
+		}
+		sort.Slice(cs, func(i, j int) bool { return cs[i].info.Name < cs[j].info.Name })
+	}
+	for _, n := range names {
+		c, err := m.lookup(n)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	out := make([]service.ContainerStats, 0, len(cs))
+	for _, c := range cs {
+		i := c.info
+		st := service.ContainerStats{Name: i.Name, ID: i.ID, State: i.State, Time: time.Now(),
+			SoftLimit: i.SoftLimit, HardLimit: i.HardLimit, LimitsEnforced: i.LimitsEnforced}
+		if !i.State.Final() {
+			st.RSS, st.PeakRSS, st.Tasks, st.Processes = i.RSS, i.PeakRSS, 1, 1
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
