@@ -265,6 +265,36 @@ func (c *Client) Get(ctx context.Context, name string) (service.ContainerInfo, e
 	return c.containerCall(ctx, "Get", nameIn{Name: name})
 }
 
+// Top lists the processes of a running container.
+func (c *Client) Top(ctx context.Context, name string) ([]service.Process, error) {
+	var out topOut
+	if err := c.call(ctx, InterfaceName+".Top", nameIn{Name: name}, false, decodeInto(&out)); err != nil {
+		return nil, err
+	}
+	ps := make([]service.Process, 0, len(out.Processes))
+	for _, w := range out.Processes {
+		ps = append(ps, processFromWire(w))
+	}
+	return ps, nil
+}
+
+// Stats samples the named containers' resource use, or every running container's.
+func (c *Client) Stats(ctx context.Context, names []string) ([]service.ContainerStats, error) {
+	var out statsOut
+	if err := c.call(ctx, InterfaceName+".Stats", statsIn{Names: names}, false, decodeInto(&out)); err != nil {
+		return nil, err
+	}
+	st := make([]service.ContainerStats, 0, len(out.Stats))
+	for _, w := range out.Stats {
+		s, err := statsFromWire(w)
+		if err != nil {
+			return nil, err
+		}
+		st = append(st, s)
+	}
+	return st, nil
+}
+
 // Wait blocks until the container is in a final state and its output is drained.
 func (c *Client) Wait(ctx context.Context, name string) (service.ContainerInfo, error) {
 	return c.containerCall(ctx, "Wait", nameIn{Name: name})

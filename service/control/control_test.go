@@ -226,6 +226,42 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestTopAndStatsRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	ctx := context.Background()
+	info, err := c.Start(ctx, startReq("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.Top(ctx, "web")
+	if err != nil || len(ps) != 1 || ps[0].Pid != 1 || ps[0].HostPid != info.Pid || ps[0].User != "root" ||
+		strings.Join(ps[0].Args, " ") != strings.Join(info.Command, " ") || ps[0].Elapsed <= 0 {
+		t.Fatalf("Top = %+v, %v", ps, err)
+	}
+	st, err := c.Stats(ctx, nil)
+	if err != nil || len(st) != 1 || st[0].Name != "web" || st[0].State != service.StateRunning ||
+		st[0].SoftLimit != 10<<20 || st[0].HardLimit != 20<<20 || st[0].Tasks != 1 || st[0].Time.IsZero() {
+		t.Fatalf("Stats = %+v, %v", st, err)
+	}
+	if _, err := c.Stats(ctx, []string{"web", "nope"}); service.KindOf(err) != service.KindNoSuchContainer {
+		t.Errorf("Stats of an unknown container: %v", err)
+	}
+	c.Kill(ctx, "web", syscall.SIGKILL)
+	c.Wait(ctx, "web")
+	if _, err := c.Top(ctx, "web"); service.KindOf(err) != service.KindInvalidState {
+		t.Errorf("Top of a killed container: %v", err)
+	}
+	if st, err := c.Stats(ctx, []string{"web"}); err != nil || len(st) != 1 || st[0].State != service.StateKilled || st[0].Tasks != 0 {
+		t.Errorf("Stats of a killed container: %+v, %v", st, err)
+	}
+	r := f.raw()
+	r.send(`{"method":"io.jackfruit.Jackfruit1.Stats","parameters":{"names":"web"}}` + "\x00")
+	if rep := r.recv(); rep.Error != control.ErrInvalidParameter || rep.Parameters["parameter"] != "names" {
+		t.Errorf("Stats with names not a list: %+v", rep)
+	}
+}
+
 func TestErrorKindsRoundTrip(t *testing.T) {
 	f := newFixture(t)
 	c := f.client()
@@ -756,7 +792,7 @@ func TestInterfaceDescription(t *testing.T) {
 	if parsed.Name != control.InterfaceName {
 		t.Fatalf("IDL name %q", parsed.Name)
 	}
-	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec", "Attach"}
+	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec", "Attach", "Top", "Stats"}
 	var got []string
 	for _, m := range parsed.Methods {
 		got = append(got, m.Name)

@@ -154,6 +154,36 @@ type Status struct {
 	RunningCount     int    `json:"running_count"`
 }
 
+// Process is the wire form of service.Process.
+type Process struct {
+	Pid       int      `json:"pid"`
+	PPid      int      `json:"ppid"`
+	HostPid   int      `json:"host_pid"`
+	UID       uint32   `json:"uid"`
+	User      string   `json:"user"`
+	TTY       string   `json:"tty"`
+	ElapsedNs int64    `json:"elapsed_ns"`
+	CPUTimeNs int64    `json:"cpu_time_ns"`
+	Args      []string `json:"args"`
+}
+
+// ContainerStats is the wire form of service.ContainerStats; it is also what
+// `jackfruit stats --format json` prints, with the CPU percentage added.
+type ContainerStats struct {
+	Name           string `json:"name"`
+	ID             string `json:"id"`
+	State          string `json:"state"`
+	Time           string `json:"time"`
+	RSS            uint64 `json:"rss"`
+	PeakRSS        uint64 `json:"peak_rss"`
+	SoftLimit      uint64 `json:"soft_limit"`
+	HardLimit      uint64 `json:"hard_limit"`
+	LimitsEnforced bool   `json:"limits_enforced"`
+	CPUTimeNs      int64  `json:"cpu_time_ns"`
+	Tasks          int    `json:"tasks"`
+	Processes      int    `json:"processes"`
+}
+
 // Info is the reply of org.varlink.service.GetInfo.
 type Info struct {
 	Vendor     string   `json:"vendor"`
@@ -205,6 +235,9 @@ type (
 	interfaceIn struct {
 		Interface string `json:"interface"`
 	}
+	statsIn struct {
+		Names []string `json:"names,omitempty"`
+	}
 
 	containerOut struct {
 		Container Container `json:"container"`
@@ -223,6 +256,12 @@ type (
 	}
 	statusOut struct {
 		Status Status `json:"status"`
+	}
+	topOut struct {
+		Processes []Process `json:"processes"`
+	}
+	statsOut struct {
+		Stats []ContainerStats `json:"stats"`
 	}
 	descriptionOut struct {
 		Description string `json:"description"`
@@ -321,6 +360,50 @@ type Supervisor (
   running_count: int
 )
 
+# One process of a running container (Top), with the columns podman top shows by default.
+type Process (
+  # The pid inside the container's PID namespace.
+  pid: int,
+  # The parent's pid inside the container; 0 when the parent is outside it (the init's,
+  # an exec'd command's).
+  ppid: int,
+  host_pid: int,
+  # Effective user id, and its name in the container's /etc/passwd (else the number).
+  uid: int,
+  user: string,
+  # Controlling terminal as ps names it (pts/0), or ? for none.
+  tty: string,
+  # Time since the process started and CPU time it used (user + system); podman's %CPU
+  # is cpu_time_ns / elapsed_ns.
+  elapsed_ns: int,
+  cpu_time_ns: int,
+  # The command line (cut at 4096 bytes); [name] for a process without one, with
+  # " <defunct>" for a zombie.
+  args: []string
+)
+
+# One sample of a container's resource use (Stats).
+type ContainerStats (
+  name: string,
+  id: string,
+  state: string,
+  # When the sample was taken.
+  time: string,
+  # As in Container: the kernel monitor's sum over the PID namespace, or the sum of VmRSS
+  # from /proc without the monitor.
+  rss: int,
+  peak_rss: int,
+  soft_limit: int,
+  hard_limit: int,
+  limits_enforced: bool,
+  # CPU time (user + system) the container's processes used; it only grows while the
+  # container runs, so CPU use is its difference between two samples over their time.
+  cpu_time_ns: int,
+  # Threads and processes in the container.
+  tasks: int,
+  processes: int
+)
+
 # Creates and starts a container. Without rootfs it runs on an overlay of the base rootfs.
 # Zero or absent limits select the defaults (soft 40 MiB, hard 64 MiB; a hard limit given
 # alone below 40 MiB brings the default soft limit down to it); a zero or absent
@@ -400,6 +483,15 @@ method Exec(
 # input to and resize (never read it: the supervisor logs the output). The final reply comes
 # when the container has ended and its output is drained. Disconnecting detaches.
 method Attach(name: string, replay: ?bool) -> (container: ?Container)
+
+# The processes of a running container (its init, their descendants and every exec'd
+# command), sorted by pid. InvalidState when the container is not running.
+method Top(name: string) -> (processes: []Process)
+
+# A sample of the named containers' resource use, in the order given, or of every container
+# not yet exited without names. A named container that is not running gets a sample with
+# its state and no usage.
+method Stats(names: ?[]string) -> (stats: []ContainerStats)
 
 error NoSuchContainer (message: string)
 error AlreadyExists (message: string)
@@ -682,4 +774,31 @@ func stopTimeoutToWire(d time.Duration) *int64 {
 		ns = int64(d)
 	}
 	return &ns
+}
+
+func processToWire(p service.Process) Process {
+	return Process{Pid: p.Pid, PPid: p.PPid, HostPid: p.HostPid, UID: p.UID, User: p.User, TTY: p.TTY,
+		ElapsedNs: int64(p.Elapsed), CPUTimeNs: int64(p.CPUTime), Args: p.Args}
+}
+
+func processFromWire(w Process) service.Process {
+	return service.Process{Pid: w.Pid, PPid: w.PPid, HostPid: w.HostPid, UID: w.UID, User: w.User, TTY: w.TTY,
+		Elapsed: time.Duration(w.ElapsedNs), CPUTime: time.Duration(w.CPUTimeNs), Args: w.Args}
+}
+
+// StatsToWire returns the protocol's form of a stats sample (`jackfruit stats --format json`).
+func StatsToWire(s service.ContainerStats) ContainerStats {
+	return ContainerStats{Name: s.Name, ID: s.ID, State: string(s.State), Time: encodeTime(s.Time),
+		RSS: s.RSS, PeakRSS: s.PeakRSS, SoftLimit: s.SoftLimit, HardLimit: s.HardLimit,
+		LimitsEnforced: s.LimitsEnforced, CPUTimeNs: int64(s.CPUTime), Tasks: s.Tasks, Processes: s.Processes}
+}
+
+func statsFromWire(w ContainerStats) (service.ContainerStats, error) {
+	t, err := decodeTime(w.Time)
+	if err != nil {
+		return service.ContainerStats{}, fmt.Errorf("stats of %q: bad time: %w", w.Name, err)
+	}
+	return service.ContainerStats{Name: w.Name, ID: w.ID, State: service.State(w.State), Time: t,
+		RSS: w.RSS, PeakRSS: w.PeakRSS, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
+		LimitsEnforced: w.LimitsEnforced, CPUTime: time.Duration(w.CPUTimeNs), Tasks: w.Tasks, Processes: w.Processes}, nil
 }

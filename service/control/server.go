@@ -647,6 +647,44 @@ var handlers = map[string]func(*conn, *call){
 	"Status": (*conn).status,
 	"Exec":   (*conn).exec,
 	"Attach": (*conn).attach,
+	"Top":    (*conn).top,
+	"Stats":  (*conn).stats,
+}
+
+func (cn *conn) top(c *call) {
+	var in nameIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	ps, err := cn.s.m.Top(c.ctx, cn.caller, in.Name)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	out := topOut{Processes: make([]Process, 0, len(ps))}
+	for _, p := range ps {
+		out.Processes = append(out.Processes, processToWire(p))
+	}
+	c.reply(out)
+}
+
+func (cn *conn) stats(c *call) {
+	var in statsIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	st, err := cn.s.m.Stats(c.ctx, cn.caller, in.Names)
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	out := statsOut{Stats: make([]ContainerStats, 0, len(st))}
+	for _, s := range st {
+		out.Stats = append(out.Stats, StatsToWire(s))
+	}
+	c.reply(out)
 }
 
 func (cn *conn) start(c *call) {
