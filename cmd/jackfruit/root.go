@@ -112,6 +112,7 @@ changing containers needs root or membership in the jackfruit group.`,
 	for _, sub := range []*cobra.Command{
 		c.newStartCmd(), c.newRunCmd(), c.newStopCmd(), c.newKillCmd(), c.newRmCmd(),
 		c.newPsCmd(), c.newInspectCmd(), c.newLogsCmd(), c.newWaitCmd(), c.newExecCmd(), c.newAttachCmd(),
+		c.newTopCmd(), c.newStatsCmd(),
 	} {
 		sub.GroupID = "containers"
 		root.AddCommand(sub)

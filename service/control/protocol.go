@@ -776,7 +776,8 @@ func stopTimeoutToWire(d time.Duration) *int64 {
 	return &ns
 }
 
-func processToWire(p service.Process) Process {
+// ProcessToWire returns the protocol's form of a process (`jackfruit top --format json`).
+func ProcessToWire(p service.Process) Process {
 	return Process{Pid: p.Pid, PPid: p.PPid, HostPid: p.HostPid, UID: p.UID, User: p.User, TTY: p.TTY,
 		ElapsedNs: int64(p.Elapsed), CPUTimeNs: int64(p.CPUTime), Args: p.Args}
 }

@@ -664,7 +664,7 @@ func (cn *conn) top(c *call) {
 	}
 	out := topOut{Processes: make([]Process, 0, len(ps))}
 	for _, p := range ps {
-		out.Processes = append(out.Processes, processToWire(p))
+		out.Processes = append(out.Processes, ProcessToWire(p))
 	}
 	c.reply(out)
 }
