@@ -177,10 +177,10 @@ func (s *Server) export(conn *dbus.Conn) error {
 		iface   string
 		table   map[string]any
 	}{
-		{false, ManagerPath, ManagerInterface, s.managerMethods(conn)},
+		{false, ManagerPath, ManagerInterface, s.withTopMethods(conn, s.managerMethods(conn))},
 		{false, ManagerPath, propertiesInterface, s.managerPropertyMethods()},
 		{false, ManagerPath, introspectInterface, map[string]any{"Introspect": s.managerIntrospect}},
-		{true, ContainerPathPrefix, ContainerInterface, s.containerMethods(conn)},
+		{true, ContainerPathPrefix, ContainerInterface, s.withContainerTopMethods(conn, s.containerMethods(conn))},
 		{true, ContainerPathPrefix, propertiesInterface, s.containerPropertyMethods(conn)},
 		{true, ContainerPathPrefix, introspectInterface, map[string]any{"Introspect": s.containerIntrospect(conn)}},
 	}
