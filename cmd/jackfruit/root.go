@@ -90,7 +90,7 @@ container_monitor kernel module, output sent to journald, and a D-Bus interface.
 
 Every verb except "supervisor" is a client of the supervisor's control socket
 (` + control.DefaultSocket + `, or --socket, or $` + control.SocketEnv + `).
-Reading (ps, inspect, logs, events, status) is open to anyone allowed on the socket;
+Reading (ps, inspect, logs, top, stats, events, status) is open to anyone allowed on the socket;
 changing containers needs root or membership in the jackfruit group.`,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
