@@ -69,6 +69,7 @@ func (b *bench) itemFootprint(ctx context.Context, p *peers) {
 		b.report.skip(item, "jackfruit supervisor", err.Error())
 	} else {
 		b.footprintJackfruit(ctx, sup)
+		b.footprintInit(ctx, sup)
 		sup.stop()
 	}
 	b.footprintCrun(ctx, p)

@@ -28,29 +28,30 @@ import (
 
 // config holds every knob; the defaults are what `make bench` runs (about 10 minutes here).
 type config struct {
-	jackfruit    string
-	rootfs       string
-	work         string
-	stateBase    string
-	results      string
-	items        string
-	runs         int
-	warmup       int
-	concurrency  int
-	rounds       int
-	footprint    []int
-	samples      int
-	crunIdle     int
-	conmonCount  int
-	logLines     int
-	logRuns      int
-	kbenchCmd    string
-	kbenchTmo    time.Duration
-	peerConfig   string
-	profile      bool
-	jfprof       string
-	cmdTimeout   time.Duration
-	supervisorTO time.Duration
+	jackfruit      string
+	rootfs         string
+	work           string
+	stateBase      string
+	results        string
+	items          string
+	runs           int
+	warmup         int
+	concurrency    int
+	rounds         int
+	footprint      []int
+	samples        int
+	initContainers int
+	crunIdle       int
+	conmonCount    int
+	logLines       int
+	logRuns        int
+	kbenchCmd      string
+	kbenchTmo      time.Duration
+	peerConfig     string
+	profile        bool
+	jfprof         string
+	cmdTimeout     time.Duration
+	supervisorTO   time.Duration
 }
 
 func parseFlags() (*config, error) {
@@ -68,6 +69,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.rounds, "rounds", 5, "throughput rounds per runtime (interleaved)")
 	flag.StringVar(&fp, "footprint", "0,100,500", "idle container counts at which supervisor memory is sampled")
 	flag.IntVar(&c.samples, "samples", 5, "memory samples per footprint level")
+	flag.IntVar(&c.initContainers, "init-containers", 20, "containers started with and as many without --init to measure what tini costs per container (0: skip)")
 	flag.IntVar(&c.crunIdle, "crun-idle", 100, "detached idle crun containers for crun's per-container cost")
 	flag.IntVar(&c.conmonCount, "conmon", 20, "conmon-driven containers whose conmon RSS is sampled")
 	flag.IntVar(&c.logLines, "log-lines", 1000000, "lines printed by the log throughput container")
