@@ -45,10 +45,11 @@ func pidNamespace(pid int) (string, error) {
 	return os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
 }
 
-// namespaceProcs returns the stat of every process in the PID namespace ns, in one pass
-// over /proc. Processes of nested PID namespaces are not included (the container's
-// seccomp filter refuses creating them).
-func namespaceProcs(ns string) ([]procStat, error) {
+// namespaceProcs returns the stat of every process in the PID namespaces nss, by namespace,
+// in one pass over /proc (stats of many containers costs one pass, not one per container).
+// Processes of nested PID namespaces are not included (the container's seccomp filter
+// refuses creating them).
+func namespaceProcs(nss map[string]bool) (map[string][]procStat, error) {
 	d, err := os.Open("/proc")
 	if err != nil {
 		return nil, err
@@ -58,12 +59,13 @@ func namespaceProcs(ns string) ([]procStat, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read /proc: %w", err)
 	}
-	var out []procStat
+	out := make(map[string][]procStat, len(nss))
 	for _, n := range names {
 		if n[0] < '0' || n[0] > '9' {
 			continue
 		}
-		if l, err := os.Readlink("/proc/" + n + "/ns/pid"); err != nil || l != ns {
+		ns, err := os.Readlink("/proc/" + n + "/ns/pid")
+		if err != nil || !nss[ns] {
 			continue
 		}
 		pid, err := strconv.Atoi(n)
@@ -74,7 +76,7 @@ func namespaceProcs(ns string) ([]procStat, error) {
 		if err != nil {
 			continue // it ended meanwhile
 		}
-		out = append(out, st)
+		out[ns] = append(out[ns], st)
 	}
 	return out, nil
 }

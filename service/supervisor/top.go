@@ -29,10 +29,11 @@ func (s *Supervisor) Top(ctx context.Context, caller service.Caller, name string
 	if err != nil {
 		return nil, err
 	}
-	procs, err := namespaceProcs(ns)
+	byNS, err := namespaceProcs(map[string]bool{ns: true})
 	if err != nil {
 		return nil, internal(err, "list the processes of container %q", name)
 	}
+	procs := byNS[ns]
 	users := containerUsers(pid)
 	now, err := bootTime()
 	if err != nil {
@@ -105,47 +106,45 @@ func (s *Supervisor) Stats(ctx context.Context, caller service.Caller, names []s
 			cs = append(cs, c)
 		}
 	}
-	out := make([]service.ContainerStats, 0, len(cs))
-	for _, c := range cs {
-		st, err := s.sample(c)
-		if err != nil {
-			return nil, err
+	// Memory is what ps shows (the sampler keeps it fresh every second); CPU time and tasks
+	// are counted now, for every container in one pass over /proc.
+	out := make([]service.ContainerStats, len(cs))
+	nsOf := make([]string, len(cs))
+	want := make(map[string]bool, len(cs))
+	for i, c := range cs {
+		s.mu.Lock()
+		r := c.rec
+		s.mu.Unlock()
+		out[i] = service.ContainerStats{Name: r.Name, ID: r.ID, State: r.State,
+			SoftLimit: r.SoftLimit, HardLimit: r.HardLimit, LimitsEnforced: r.LimitsEnforced}
+		if r.State.Final() {
+			continue
 		}
-		out = append(out, st)
+		out[i].RSS, out[i].PeakRSS = r.RSS, r.PeakRSS
+		ns, _, err := s.containerNamespace(c)
+		if err != nil {
+			continue // created, or ending right now: nothing to count
+		}
+		nsOf[i], want[ns] = ns, true
+	}
+	byNS, err := namespaceProcs(want)
+	if err != nil {
+		return nil, internal(err, "count the processes of containers")
+	}
+	now := time.Now()
+	for i, c := range cs {
+		out[i].Time = now
+		if nsOf[i] == "" {
+			continue
+		}
+		procs := byNS[nsOf[i]]
+		out[i].Processes = len(procs)
+		for _, p := range procs {
+			out[i].Tasks += p.threads
+		}
+		out[i].CPUTime = ticks(c.cpu.update(procs))
 	}
 	return out, nil
-}
-
-// sample takes one ContainerStats of c. Memory is what ps shows (the sampler keeps it
-// fresh every second); CPU time and tasks are counted now.
-func (s *Supervisor) sample(c *container) (service.ContainerStats, error) {
-	s.mu.Lock()
-	r := c.rec
-	s.mu.Unlock()
-	st := service.ContainerStats{Name: r.Name, ID: r.ID, State: r.State, Time: time.Now(),
-		SoftLimit: r.SoftLimit, HardLimit: r.HardLimit, LimitsEnforced: r.LimitsEnforced}
-	if r.State.Final() {
-		return st, nil
-	}
-	st.RSS, st.PeakRSS = r.RSS, r.PeakRSS
-	ns, _, err := s.containerNamespace(c)
-	if err != nil {
-		if service.KindOf(err) == service.KindInvalidState {
-			return st, nil // created, or ending right now: nothing to count
-		}
-		return st, err
-	}
-	procs, err := namespaceProcs(ns)
-	if err != nil {
-		return st, internal(err, "count the processes of container %q", r.Name)
-	}
-	st.Time = time.Now()
-	st.Processes = len(procs)
-	for _, p := range procs {
-		st.Tasks += p.threads
-	}
-	st.CPUTime = ticks(c.cpu.update(procs))
-	return st, nil
 }
 
 // containerNamespace returns the PID namespace of c's init and the init's host pid, or
