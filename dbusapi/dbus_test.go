@@ -217,6 +217,8 @@ func TestContainerObject(t *testing.T) {
 		"SoftLimit": uint64(40 << 20), "HardLimit": uint64(64 << 20), "MemoryRSS": uint64(12345),
 		"SoftLimitExceeded": false, "StartedAt": uint64(ci.StartedAt.UnixMicro()), "FinishedAt": uint64(0),
 		"Capabilities": []string{}, "Seccomp": "", "NoNewPrivileges": false, "Network": "",
+		"MemoryCurrent": uint64(4 << 20), "ControlGroup": "/sys/fs/cgroup/jackfruit/containers/9lives",
+		"MemoryLimitsEnforcedBy": "cgroup",
 	}
 	if len(all) != len(want) {
 		t.Errorf("GetAll returned %d properties, want %d: %v", len(all), len(want), all)
@@ -272,7 +274,7 @@ func TestManagerProperties(t *testing.T) {
 	if err := e.mgr.Call("org.freedesktop.DBus.Properties.GetAll", 0, dbusapi.ManagerInterface).Store(&all); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"Version": "1.2.3-test", "MonitorAvailable": false, "BaseRootfs": "/var/lib/jackfruit/rootfs", "ContainerCount": uint32(1)}
+	want := map[string]any{"Version": "1.2.3-test", "MonitorAvailable": false, "MemoryEnforcer": "", "BaseRootfs": "/var/lib/jackfruit/rootfs", "ContainerCount": uint32(1)}
 	if len(all) != len(want) {
 		t.Errorf("GetAll = %v", all)
 	}

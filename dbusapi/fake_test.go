@@ -107,6 +107,9 @@ func (f *fakeManager) Start(_ context.Context, c service.Caller, req service.Sta
 		// The real core resolves these; the fake echoes what the adapter passed on.
 		Capabilities: append(append([]string{}, req.CapAdd...), req.CapDrop...), Seccomp: strings.Join(req.SecurityOpt, ","),
 		Network: req.Network,
+		// As the core shows a container whose cgroup enforces its limits.
+		LimitsEnforced: true, EnforcedBy: service.EnforcedByCgroup, MemoryCurrent: 4 << 20,
+		Cgroup: "/sys/fs/cgroup/jackfruit/containers/" + req.Name,
 	}
 	f.byName[req.Name] = ci
 	f.publish(service.EventStarted, *ci, 0, 0)

@@ -12,7 +12,8 @@ import (
 )
 
 // Properties that announce changes (EmitsChangedSignal=true in the XML); the others are
-// constant, or, for MemoryRSS, read fresh from the core on every Get.
+// constant, or, for MemoryRSS, MemoryCurrent and ControlGroup, read fresh from the core on
+// every Get.
 var (
 	containerEmitted = []string{"State", "Leader", "ExitCode", "SoftLimitExceeded", "StartedAt", "FinishedAt"}
 	managerEmitted   = []string{"MonitorAvailable", "ContainerCount"}
@@ -22,6 +23,7 @@ func managerProps(st service.Status) map[string]dbus.Variant {
 	return map[string]dbus.Variant{
 		"Version":          dbus.MakeVariant(st.Version),
 		"MonitorAvailable": dbus.MakeVariant(st.MonitorAvailable),
+		"MemoryEnforcer":   dbus.MakeVariant(st.MemoryEnforcer),
 		"BaseRootfs":       dbus.MakeVariant(st.BaseRootfs),
 		"ContainerCount":   dbus.MakeVariant(uint32(max(st.ContainerCount, 0))),
 	}
@@ -37,24 +39,27 @@ func containerProps(ci service.ContainerInfo) map[string]dbus.Variant {
 		caps = []string{}
 	}
 	return map[string]dbus.Variant{
-		"Name":              dbus.MakeVariant(ci.Name),
-		"Id":                dbus.MakeVariant(ci.ID),
-		"State":             dbus.MakeVariant(string(ci.State)),
-		"Leader":            dbus.MakeVariant(uint32(max(ci.Pid, 0))),
-		"ExitCode":          dbus.MakeVariant(exitCode(ci)),
-		"Command":           dbus.MakeVariant(cmd),
-		"Rootfs":            dbus.MakeVariant(ci.Rootfs),
-		"Hostname":          dbus.MakeVariant(ci.Hostname),
-		"SoftLimit":         dbus.MakeVariant(ci.SoftLimit),
-		"HardLimit":         dbus.MakeVariant(ci.HardLimit),
-		"MemoryRSS":         dbus.MakeVariant(ci.RSS),
-		"SoftLimitExceeded": dbus.MakeVariant(ci.SoftLimitExceeded),
-		"StartedAt":         dbus.MakeVariant(usec(ci.StartedAt)),
-		"FinishedAt":        dbus.MakeVariant(usec(ci.FinishedAt)),
-		"Capabilities":      dbus.MakeVariant(caps),
-		"Seccomp":           dbus.MakeVariant(ci.Seccomp),
-		"NoNewPrivileges":   dbus.MakeVariant(ci.NoNewPrivileges),
-		"Network":           dbus.MakeVariant(ci.Network),
+		"Name":                   dbus.MakeVariant(ci.Name),
+		"Id":                     dbus.MakeVariant(ci.ID),
+		"State":                  dbus.MakeVariant(string(ci.State)),
+		"Leader":                 dbus.MakeVariant(uint32(max(ci.Pid, 0))),
+		"ExitCode":               dbus.MakeVariant(exitCode(ci)),
+		"Command":                dbus.MakeVariant(cmd),
+		"Rootfs":                 dbus.MakeVariant(ci.Rootfs),
+		"Hostname":               dbus.MakeVariant(ci.Hostname),
+		"SoftLimit":              dbus.MakeVariant(ci.SoftLimit),
+		"HardLimit":              dbus.MakeVariant(ci.HardLimit),
+		"MemoryRSS":              dbus.MakeVariant(ci.RSS),
+		"MemoryCurrent":          dbus.MakeVariant(ci.MemoryCurrent),
+		"ControlGroup":           dbus.MakeVariant(ci.Cgroup),
+		"MemoryLimitsEnforcedBy": dbus.MakeVariant(ci.EnforcedBy),
+		"SoftLimitExceeded":      dbus.MakeVariant(ci.SoftLimitExceeded),
+		"StartedAt":              dbus.MakeVariant(usec(ci.StartedAt)),
+		"FinishedAt":             dbus.MakeVariant(usec(ci.FinishedAt)),
+		"Capabilities":           dbus.MakeVariant(caps),
+		"Seccomp":                dbus.MakeVariant(ci.Seccomp),
+		"NoNewPrivileges":        dbus.MakeVariant(ci.NoNewPrivileges),
+		"Network":                dbus.MakeVariant(ci.Network),
 	}
 }
 

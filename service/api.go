@@ -133,24 +133,41 @@ const (
 	SeccompUnconfined = "unconfined" // no filter
 )
 
+// What enforces a container's memory limits (ContainerInfo.EnforcedBy): the container_monitor
+// kernel module where it is loaded, else the container's cgroup (memory.max) where cgroup v2
+// has the memory controller.
+const (
+	EnforcedByModule = "module"
+	EnforcedByCgroup = "cgroup"
+)
+
 // ContainerInfo is a snapshot of one container; it is what ps, inspect and D-Bus show.
 type ContainerInfo struct {
-	Name              string        `json:"name"`
-	ID                string        `json:"id"` // 64 hex digits; the short form is ID[:12]
-	State             State         `json:"state"`
-	Pid               int           `json:"pid"` // host pid of the container's init, 0 when not running
-	ExitCode          int           `json:"exit_code"`
-	Signal            string        `json:"signal,omitempty"` // e.g. "SIGKILL" when State is killed
-	Command           []string      `json:"command"`
-	Env               []string      `json:"env,omitempty"`
-	Rootfs            string        `json:"rootfs"`
-	Overlay           bool          `json:"overlay"` // rootfs is an overlay of the base rootfs
-	Hostname          string        `json:"hostname"`
-	SoftLimit         uint64        `json:"soft_limit"`
-	HardLimit         uint64        `json:"hard_limit"`
-	LimitsEnforced    bool          `json:"limits_enforced"` // false when the kernel monitor is absent
-	RSS               uint64        `json:"rss"`
-	PeakRSS           uint64        `json:"peak_rss"`
+	Name           string   `json:"name"`
+	ID             string   `json:"id"` // 64 hex digits; the short form is ID[:12]
+	State          State    `json:"state"`
+	Pid            int      `json:"pid"` // host pid of the container's init, 0 when not running
+	ExitCode       int      `json:"exit_code"`
+	Signal         string   `json:"signal,omitempty"` // e.g. "SIGKILL" when State is killed
+	Command        []string `json:"command"`
+	Env            []string `json:"env,omitempty"`
+	Rootfs         string   `json:"rootfs"`
+	Overlay        bool     `json:"overlay"` // rootfs is an overlay of the base rootfs
+	Hostname       string   `json:"hostname"`
+	SoftLimit      uint64   `json:"soft_limit"`
+	HardLimit      uint64   `json:"hard_limit"`
+	LimitsEnforced bool     `json:"limits_enforced"` // false when neither the kernel monitor nor a cgroup enforces them
+	// EnforcedBy names what enforces the limits: EnforcedByModule, EnforcedByCgroup, or ""
+	// when they are not enforced (LimitsEnforced false).
+	EnforcedBy string `json:"enforced_by,omitempty"`
+	RSS        uint64 `json:"rss"` // the kernel monitor's RSS of the container, or the sum of VmRSS from /proc without it
+	PeakRSS    uint64 `json:"peak_rss"`
+	// MemoryCurrent is the container's cgroup's memory.current (all memory charged to it,
+	// page cache included: what memory.max limits); 0 without a cgroup memory controller.
+	MemoryCurrent uint64 `json:"memory_current"`
+	// Cgroup is the container's cgroup v2 directory; empty when it has none (a host without
+	// a pure cgroup2 hierarchy) or once it has been removed.
+	Cgroup            string        `json:"cgroup,omitempty"`
 	SoftLimitExceeded bool          `json:"soft_limit_exceeded"`
 	StopTimeout       time.Duration `json:"stop_timeout_ns"`
 	CreatedAt         time.Time     `json:"created_at"`
@@ -198,8 +215,10 @@ type Event struct {
 	Type      EventType
 	Time      time.Time
 	Container ContainerInfo
-	RSS       uint64 // for soft/hard limit events
-	Limit     uint64 // for soft/hard limit events
+	// RSS is, for soft/hard limit events, the usage that crossed the limit: the kernel
+	// monitor's RSS, or memory.current when the cgroup enforces (Container.EnforcedBy).
+	RSS   uint64
+	Limit uint64 // for soft/hard limit events
 }
 
 // Caller identifies who asks; adapters fill it from SO_PEERCRED or GetConnectionUnixUser.
@@ -247,7 +266,10 @@ type Status struct {
 	Version          string `json:"version"`
 	BaseRootfs       string `json:"base_rootfs"`
 	MonitorAvailable bool   `json:"monitor_available"`
-	MonitorMessage   string `json:"monitor_message,omitempty"` // why limits are not enforced
+	MonitorMessage   string `json:"monitor_message,omitempty"` // why the kernel monitor is not used
+	// MemoryEnforcer is what enforces memory limits for new containers (EnforcedByModule,
+	// EnforcedByCgroup, or "" for nothing: then MonitorMessage says why).
+	MemoryEnforcer   string `json:"memory_enforcer,omitempty"`
 	JournalAvailable bool   `json:"journal_available"`
 	ContainerCount   int    `json:"container_count"`
 	RunningCount     int    `json:"running_count"`

@@ -49,7 +49,11 @@ func (c *cli) newStatusCmd() *cobra.Command {
 			fmt.Fprintf(tw, "Control socket:\t%s\n", c.socket)
 			fmt.Fprintf(tw, "Base rootfs:\t%s\n", st.BaseRootfs)
 			mon := "available: memory limits are enforced"
-			if !st.MonitorAvailable {
+			switch {
+			case st.MemoryEnforcer == service.EnforcedByCgroup:
+				// MonitorMessage says why the module is not used and that cgroups enforce.
+				mon = "NOT available: " + st.MonitorMessage
+			case !st.MonitorAvailable:
 				mon = "NOT available: " + monitorReason(st.MonitorMessage)
 			}
 			fmt.Fprintf(tw, "Memory monitor:\t%s\n", mon)

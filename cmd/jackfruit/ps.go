@@ -26,13 +26,16 @@ func (c *cli) newPsCmd() *cobra.Command {
 		Short:   "List containers",
 		Long: `List running containers (--all: also those that have exited).
 
-LIMITS shows the soft/hard memory limits; "(not enforced)" marks containers whose limits the
-kernel monitor does not watch (module not loaded). --format takes "table" (default), "json"
+RSS is the container's resident memory (the kernel monitor's measure, or VmRSS summed from
+/proc without it); CGROUP MEM is its cgroup's memory.current (page cache included). LIMITS
+shows the soft/hard memory limits: enforced by the kernel monitor, by the container's cgroup
+(memory.max) where the module is not loaded, marked "(cgroup)", or "(not enforced)" where
+neither can. --format takes "table" (default), "json"
 (an array of the objects "inspect" prints) or a Go template applied to each container, with
 the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}'.
 
-On a terminal the table fits its width: COMMAND, then STATUS are shortened, then CREATED, PID,
-STATUS and RSS are left out, in that order, as far as needed. Piped, every column is printed
+On a terminal the table fits its width: COMMAND, then STATUS are shortened, then CGROUP MEM, CREATED,
+PID, STATUS and RSS are left out, in that order, as far as needed. Piped, every column is printed
 (COMMAND shortened to 30 characters). --no-trunc prints full IDs and commands and never fits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -82,8 +85,8 @@ func (c *cli) newInspectCmd() *cobra.Command {
 		Use:   "inspect [flags] NAME...",
 		Short: "Show containers in detail as a JSON array",
 		Long: `Print a JSON array with one object per container: every field the supervisor knows
-(state, pid, exit code or signal, limits and whether they are enforced, RSS and peak RSS, times,
-rootfs, log file, and the confinement: capabilities, seccomp, no_new_privileges, network). The fields are those of the control protocol's Container type
+(state, pid, exit code or signal, limits and what enforces them (enforced_by: module or cgroup),
+RSS and peak RSS, the cgroup and its memory.current, times, rootfs, log file, and the confinement: capabilities, seccomp, no_new_privileges, network). The fields are those of the control protocol's Container type
 (docs/protocol.md). --format applies a Go template to each instead.`,
 		ValidArgsFunction: c.completeNames(nil),
 		Args:              names(false),
@@ -167,13 +170,16 @@ func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTru
 		{header: "CONTAINER ID"},
 		{header: "NAME"},
 		{header: "STATE"},
-		{header: "PID", drop: 2},
-		{header: "RSS", drop: 4},
+		{header: "PID", drop: 3},
+		{header: "RSS", drop: 5},
+		// memory.current of the container's cgroup: page cache included, what memory.max
+		// limits where the cgroup enforces.
+		{header: "CGROUP MEM", short: "CG MEM", drop: 1},
 		// The values (40M/64M) are much narrower than the header: a short header is the
 		// cheapest saving on a narrow terminal and loses nothing.
 		{header: "LIMITS (SOFT/HARD)", short: "SOFT/HARD"},
-		{header: "CREATED", drop: 1},
-		{header: "STATUS", min: 12, shrink: 2, drop: 3},
+		{header: "CREATED", drop: 2},
+		{header: "STATUS", min: 12, shrink: 2, drop: 4},
 		{header: "COMMAND", min: 12, shrink: 1},
 	}
 	for _, i := range infos {
@@ -189,15 +195,22 @@ func writeTable(w io.Writer, infos []service.ContainerInfo, now time.Time, noTru
 		if i.RSS > 0 || !i.State.Final() {
 			rss = humanSize(i.RSS)
 		}
+		cgmem := "-"
+		if i.MemoryCurrent > 0 {
+			cgmem = humanSize(i.MemoryCurrent)
+		}
 		limits := humanSize(i.SoftLimit) + "/" + humanSize(i.HardLimit)
-		if !i.LimitsEnforced {
+		switch {
+		case !i.LimitsEnforced:
 			limits += " (not enforced)"
+		case i.EnforcedBy == service.EnforcedByCgroup:
+			limits += " (cgroup)"
 		}
 		command := strings.Join(i.Command, " ")
 		if !noTrunc {
 			command = truncate(command, 30)
 		}
-		for n, v := range []string{id, i.Name, string(i.State), pid, rss, limits, ago(now, i.CreatedAt), statusText(i, now), command} {
+		for n, v := range []string{id, i.Name, string(i.State), pid, rss, cgmem, limits, ago(now, i.CreatedAt), statusText(i, now), command} {
 			cols[n].cells = append(cols[n].cells, v)
 		}
 	}

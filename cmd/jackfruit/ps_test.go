@@ -151,9 +151,9 @@ func TestFitColumns(t *testing.T) {
 		want, absent []string
 	}{
 		// Short header and shortened COMMAND first; everything else still there.
-		{140, []string{"SOFT/HARD", "CREATED", "PID", "Killed by memory limit 2 minutes ago", "/bin/sh -c"}, []string{"LIMITS (SOFT/HARD)"}},
-		// Then STATUS is shortened too, and CREATED goes.
-		{110, []string{"STATUS", "PID", "Killed by m"}, []string{"CREATED"}},
+		{150, []string{"SOFT/HARD", "CG MEM", "CREATED", "PID", "Killed by memory limit 2 minutes ago", "/bin/sh -c"}, []string{"LIMITS (SOFT/HARD)", "CGROUP MEM"}},
+		// Then STATUS is shortened too, and CG MEM and CREATED go.
+		{110, []string{"STATUS", "PID", "Killed by m"}, []string{"CREATED", "CG MEM"}},
 		{80, []string{"CONTAINER ID", "NAME", "STATE", "killed-by-memory-limit", "RSS", "SOFT/HARD", "COMMAND"}, []string{"CREATED", "PID", "STATUS"}},
 	} {
 		out := table(tc.width)

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/sdglue"
@@ -39,6 +40,7 @@ type supervisorOptions struct {
 	logLevel      string
 	fdStoreMax    int
 	maxConns      int
+	cgroupMount   string
 }
 
 func newSupervisorCmd() *cobra.Command {
@@ -85,6 +87,7 @@ takes them over with their output (kept in systemd's fd store) and exit status.`
 	f.StringVar(&o.logMaxSize, "log-max-size", fmt.Sprintf("%dM", supervisor.DefaultLogMaxBytes>>20), "size cap of each container's log file, which is rotated once (bytes, or with K, M, G suffix)")
 	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
 	f.IntVar(&o.fdStoreMax, "fd-store-max", 4096, "FileDescriptorStoreMax= of the unit, used when systemd does not say ($FDSTORE)")
+	f.StringVar(&o.cgroupMount, "cgroup", cgroup.DefaultMount, `cgroup2 mount: each container gets a cgroup below the supervisor's own ("none": no cgroups)`)
 	f.IntVar(&o.maxConns, "max-connections", control.DefaultMaxConns, "most control socket connections open at once (fewer when the descriptor limit is low: clients get at most half of it)")
 	return cmd
 }
@@ -176,6 +179,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	}
 	fdStore = sdglue.NewFDStore(o.fdStoreMax, stored, logger)
 	sup, err := supervisor.New(supervisor.Config{
+		Cgroups:       delegateCgroups(o.cgroupMount, logger),
 		StateDir:      o.stateDir,
 		RunDir:        o.runDir,
 		BaseRootfs:    o.baseRootfs,
@@ -316,6 +320,22 @@ func restarting(sup *supervisor.Supervisor, logger *slog.Logger) bool {
 // at start (to hard-1, and hands children the original soft limit back); this checks, raises
 // it in the same way if that ever stops happening, and logs what the supervisor has. It uses
 // prlimit directly: syscall.Setrlimit would make every container inherit the raised limit.
+// delegateCgroups gives containers a cgroup each below the supervisor's own, or says once
+// why they get none.
+func delegateCgroups(mount string, logger *slog.Logger) *cgroup.Subtree {
+	if mount == "none" {
+		logger.Info("containers get no cgroup: disabled by --cgroup none")
+		return nil
+	}
+	sub, err := cgroup.Delegate(mount)
+	if err != nil {
+		logger.Warn("containers get no cgroup: no accounting by cgroup, and no memory limits without the kernel memory monitor", "reason", err.Error())
+		return nil
+	}
+	logger.Info("containers get a cgroup each", "dir", sub.Dir(), "controllers", strings.Join(sub.Controllers(), ","))
+	return sub
+}
+
 func raiseFileLimit(logger *slog.Logger) {
 	var rl unix.Rlimit
 	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &rl); err != nil {

@@ -143,6 +143,20 @@ func (g *Group) MemoryCurrent() (uint64, error) {
 	return v, nil
 }
 
+// MemoryPeak is memory.peak (Linux 5.19): the highest memory.current since the group was
+// made.
+func (g *Group) MemoryPeak() (uint64, error) {
+	b, err := g.read("memory.peak")
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: memory.peak %q: %w", g.dir, bytes.TrimSpace(b), err)
+	}
+	return v, nil
+}
+
 // MemoryEvents are the counters of memory.events that tell a limit kill.
 type MemoryEvents struct {
 	Max          uint64 // times usage hit memory.max (and reclaim was tried)

@@ -103,8 +103,11 @@ type Container struct {
 	SoftLimit         uint64   `json:"soft_limit"`
 	HardLimit         uint64   `json:"hard_limit"`
 	LimitsEnforced    bool     `json:"limits_enforced"`
+	EnforcedBy        string   `json:"enforced_by,omitempty"`
 	RSS               uint64   `json:"rss"`
 	PeakRSS           uint64   `json:"peak_rss"`
+	MemoryCurrent     uint64   `json:"memory_current"`
+	Cgroup            string   `json:"cgroup,omitempty"`
 	SoftLimitExceeded bool     `json:"soft_limit_exceeded"`
 	StopTimeoutNs     int64    `json:"stop_timeout_ns"`
 	CreatedAt         string   `json:"created_at,omitempty"`
@@ -149,6 +152,7 @@ type Status struct {
 	BaseRootfs       string `json:"base_rootfs"`
 	MonitorAvailable bool   `json:"monitor_available"`
 	MonitorMessage   string `json:"monitor_message,omitempty"`
+	MemoryEnforcer   string `json:"memory_enforcer,omitempty"`
 	JournalAvailable bool   `json:"journal_available"`
 	ContainerCount   int    `json:"container_count"`
 	RunningCount     int    `json:"running_count"`
@@ -274,7 +278,8 @@ type (
 const InterfaceDescription = `# Jackfruit container supervisor.
 #
 # Containers run a command in their own PID, UTS, mount and IPC namespaces, with memory
-# limits enforced by the container_monitor kernel module when it is loaded.
+# limits enforced by the container_monitor kernel module when it is loaded, else by their
+# cgroup v2 (memory.max) where the memory controller is there.
 # Sizes are bytes, durations nanoseconds, times RFC 3339 strings.
 interface io.jackfruit.Jackfruit1
 
@@ -298,10 +303,19 @@ type Container (
   hostname: string,
   soft_limit: int,
   hard_limit: int,
-  # False when the kernel monitor is absent: the limits are recorded but not enforced.
+  # False when neither the kernel monitor nor the container's cgroup enforces the limits:
+  # they are recorded but not enforced.
   limits_enforced: bool,
+  # What enforces the limits: module (the kernel monitor) or cgroup (memory.max); absent
+  # when they are not enforced.
+  enforced_by: ?string,
+  # The kernel monitor's RSS of the whole container (without it: VmRSS summed from /proc).
   rss: int,
   peak_rss: int,
+  # memory.current of the container's cgroup (page cache included); 0 without one.
+  memory_current: int,
+  # The container's cgroup v2 directory while it has one.
+  cgroup: ?string,
   soft_limit_exceeded: bool,
   stop_timeout_ns: int,
   created_at: ?string,
@@ -344,6 +358,8 @@ type Event (
   type: string,
   time: string,
   container: Container,
+  # soft-limit and hard-limit: the usage that crossed the limit (the kernel monitor's RSS,
+  # or memory.current when the cgroup enforces: see container.enforced_by).
   rss: ?int,
   limit: ?int
 )
@@ -353,8 +369,10 @@ type Supervisor (
   version: string,
   base_rootfs: string,
   monitor_available: bool,
-  # Why limits are not enforced, when monitor_available is false.
+  # Why the kernel monitor is not used, when monitor_available is false.
   monitor_message: ?string,
+  # What enforces memory limits: module or cgroup; absent when nothing does.
+  memory_enforcer: ?string,
   journal_available: bool,
   container_count: int,
   running_count: int
@@ -621,7 +639,8 @@ func containerToWire(c service.ContainerInfo) Container {
 		Name: c.Name, ID: c.ID, State: string(c.State), Pid: c.Pid, ExitCode: c.ExitCode,
 		Signal: c.Signal, Command: c.Command, Env: c.Env, Rootfs: c.Rootfs, Overlay: c.Overlay,
 		Hostname: c.Hostname, SoftLimit: c.SoftLimit, HardLimit: c.HardLimit,
-		LimitsEnforced: c.LimitsEnforced, RSS: c.RSS, PeakRSS: c.PeakRSS,
+		LimitsEnforced: c.LimitsEnforced, EnforcedBy: c.EnforcedBy, RSS: c.RSS, PeakRSS: c.PeakRSS,
+		MemoryCurrent: c.MemoryCurrent, Cgroup: c.Cgroup,
 		SoftLimitExceeded: c.SoftLimitExceeded, StopTimeoutNs: int64(c.StopTimeout),
 		CreatedAt: encodeTime(c.CreatedAt), StartedAt: encodeTime(c.StartedAt),
 		FinishedAt: encodeTime(c.FinishedAt), LogPath: c.LogPath, Message: c.Message,
@@ -636,7 +655,8 @@ func containerFromWire(w Container) (service.ContainerInfo, error) {
 		Name: w.Name, ID: w.ID, State: service.State(w.State), Pid: w.Pid, ExitCode: w.ExitCode,
 		Signal: w.Signal, Command: w.Command, Env: w.Env, Rootfs: w.Rootfs, Overlay: w.Overlay,
 		Hostname: w.Hostname, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
-		LimitsEnforced: w.LimitsEnforced, RSS: w.RSS, PeakRSS: w.PeakRSS,
+		LimitsEnforced: w.LimitsEnforced, EnforcedBy: w.EnforcedBy, RSS: w.RSS, PeakRSS: w.PeakRSS,
+		MemoryCurrent: w.MemoryCurrent, Cgroup: w.Cgroup,
 		SoftLimitExceeded: w.SoftLimitExceeded, StopTimeout: time.Duration(w.StopTimeoutNs),
 		LogPath: w.LogPath, Message: w.Message, Tty: w.Tty, Init: w.Init,
 		Capabilities: w.Capabilities, Seccomp: w.Seccomp, NoNewPrivileges: w.NoNewPrivileges,
@@ -701,13 +721,13 @@ func eventFromWire(w Event) (service.Event, error) {
 
 func statusToWire(s service.Status) Status {
 	return Status{Version: s.Version, BaseRootfs: s.BaseRootfs, MonitorAvailable: s.MonitorAvailable,
-		MonitorMessage: s.MonitorMessage, JournalAvailable: s.JournalAvailable,
+		MonitorMessage: s.MonitorMessage, MemoryEnforcer: s.MemoryEnforcer, JournalAvailable: s.JournalAvailable,
 		ContainerCount: s.ContainerCount, RunningCount: s.RunningCount}
 }
 
 func statusFromWire(w Status) service.Status {
 	return service.Status{Version: w.Version, BaseRootfs: w.BaseRootfs, MonitorAvailable: w.MonitorAvailable,
-		MonitorMessage: w.MonitorMessage, JournalAvailable: w.JournalAvailable,
+		MonitorMessage: w.MonitorMessage, MemoryEnforcer: w.MemoryEnforcer, JournalAvailable: w.JournalAvailable,
 		ContainerCount: w.ContainerCount, RunningCount: w.RunningCount}
 }
 

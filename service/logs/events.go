@@ -133,6 +133,10 @@ func appendEvent(b []byte, f Fields, ev service.Event) (_ []byte, ok bool) {
 	default:
 		return b, false
 	}
+	if c.EnforcedBy != "" && ev.Type != service.EventRemoved {
+		// The entries are the same whichever enforces the limits; this says which.
+		extra = append(extra, [2]string{"ENFORCED_BY", c.EnforcedBy})
+	}
 	// The same SYSLOG_IDENTIFIER as the container's output lines: the issue asks for "the same
 	// container fields", and `journalctl -t NAME` then shows the output framed by its start
 	// and exit. The entries remain the supervisor's (_PID, _SYSTEMD_UNIT=jackfruit.service).

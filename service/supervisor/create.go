@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/logs"
 	"github.com/jackfruit/jackfruit/service/runtime"
 )
@@ -124,6 +125,29 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		rootfs = merged
 	}
 
+	var cg *cgroup.Group
+	var cgDir *os.File
+	if s.cfg.Cgroups != nil {
+		if cg, err = s.cfg.Cgroups.Create(r.Name); err != nil {
+			return fail(internal(err, "create the cgroup of container %q", r.Name))
+		}
+		undo = append(undo, func() {
+			if err := cg.Remove(); err != nil {
+				s.log.Error("removing the cgroup after a failed start", "container", r.Name, "error", err.Error())
+			}
+		})
+		if s.memBy == service.EnforcedByCgroup {
+			// Before the init is born: the container never runs without its limit.
+			if err := cg.SetMemoryLimit(r.HardLimit); err != nil {
+				return fail(internal(err, "set the memory limit of container %q", r.Name))
+			}
+		}
+		if cgDir, err = cg.OpenDir(); err != nil {
+			return fail(internal(err, "start container %q", r.Name))
+		}
+		defer cgDir.Close()
+	}
+
 	logPath := filepath.Join(dir, "container.log")
 	fields := logs.Fields{Name: r.Name, ID: id}
 	clog, err := logs.OpenContainerLog(logPath, s.cfg.LogMaxBytes, fields, s.journal)
@@ -141,7 +165,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		initBinary = s.cfg.InitBinary
 	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -154,6 +178,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 	c := &container{
 		dir:       dir,
 		proc:      proc,
+		cg:        cg,
 		clog:      clog,
 		done:      make(chan struct{}),
 		hard:      make(chan struct{}),
@@ -208,6 +233,9 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		InitStartTime: startTime,
 		BootID:        s.bootID,
 		MergedDir:     merged,
+	}
+	if cg != nil {
+		c.rec.Cgroup = cg.Path()
 	}
 	if r.overlay {
 		// What the user asked for is the base; the merged mount is an implementation detail.
@@ -297,13 +325,17 @@ func (s *Supervisor) register(c *container) {
 	// Indexed under watchMu before the reader can look the new handle up: an event can
 	// arrive the moment the watcher knows the container.
 	s.watchMu.Lock()
-	h, err := s.mem.Watch(watchSpec{Name: c.rec.Name, Proc: c.proc, Soft: c.rec.SoftLimit, Hard: c.rec.HardLimit})
+	h, err := s.mem.Watch(watchSpec{Name: c.rec.Name, Proc: c.proc, Cgroup: c.cg, Soft: c.rec.SoftLimit, Hard: c.rec.HardLimit})
 	if err == nil {
 		s.byWatch[h] = c
 	}
 	s.watchMu.Unlock()
 	if err != nil {
-		c.rec.Message = fmt.Sprintf("memory limits are not enforced: registering with the kernel monitor failed: %v", err)
+		what := "registering with the kernel monitor"
+		if s.memBy == service.EnforcedByCgroup {
+			what = "limiting the container's cgroup"
+		}
+		c.rec.Message = fmt.Sprintf("memory limits are not enforced: %s failed: %v", what, err)
 		if errors.Is(err, errContainerGone) {
 			// The command was over before it could be registered (e.g. `true`): nothing to
 			// watch, nothing worth a warning.
@@ -319,6 +351,7 @@ func (s *Supervisor) register(c *container) {
 	c.watch, c.registered = h, true
 	c.rec.WatchHandle = uint64(h)
 	c.rec.LimitsEnforced = true
+	c.rec.EnforcedBy = s.memBy
 	s.mu.Unlock()
 }
 

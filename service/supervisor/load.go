@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 )
 
 // loadAll brings back the containers a previous supervisor recorded, so ps -a, inspect and
@@ -67,12 +68,31 @@ func (s *Supervisor) recoverLost(rec *record) {
 			s.log.Error("tearing down overlay of lost container", "container", rec.Name, "error", err.Error())
 		}
 	}
+	// A cgroup enforces its limit with or without a supervisor: its memory.events tell
+	// whether the limit ended the container meanwhile.
+	oom := false
+	if !killed && rec.EnforcedBy == service.EnforcedByCgroup && s.ownsCgroup(rec.Cgroup) {
+		if g, err := cgroup.Open(rec.Cgroup); err == nil {
+			if ev, err := g.MemoryEvents(); err == nil && ev.LimitKilled() {
+				oom = true
+			}
+		}
+	}
+	// Whatever of the container is left (its init is gone, so is its pid namespace) goes
+	// with its cgroup.
+	if err := s.removeCgroup(rec); err != nil {
+		s.log.Error("removing the cgroup of lost container", "container", rec.Name, "error", err.Error())
+	}
 	rec.FinishedAt = time.Now()
 	rec.Pid = 0
-	if killed {
+	switch {
+	case oom:
+		rec.State, rec.ExitCode, rec.Signal = service.StateOOMKill, 128+int(unix.SIGKILL), "SIGKILL"
+		rec.Message = "killed at the hard limit by its cgroup's memory.max while no supervisor ran"
+	case killed:
 		rec.State, rec.ExitCode, rec.Signal = service.StateKilled, 128+int(unix.SIGKILL), "SIGKILL"
 		rec.Message = "the supervisor stopped while the container ran; its leftover processes were killed when the supervisor started again"
-	} else {
+	default:
 		rec.State, rec.ExitCode, rec.Signal = service.StateExited, -1, ""
 		rec.Message = "the supervisor stopped while the container ran; its exit status is unknown"
 	}

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Memory watching: what the core needs from whatever enforces container memory limits,
-// behind one small interface. The container_monitor kernel module implements it today
-// (moduleWatcher); a cgroup v2 enforcer can implement the same interface beside it.
+// behind one small interface. The container_monitor kernel module implements it
+// (moduleWatcher), and where the module is absent the containers' cgroups (cgroupWatcher).
 
 package supervisor
 
@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/runtime"
 )
@@ -26,13 +27,15 @@ type watchHandle uint64
 type watchSpec struct {
 	Name       string
 	Proc       *runtime.Process // the init; its pidfd names it even after its pid is reused
+	Cgroup     *cgroup.Group    // the container's cgroup; nil when it has none
 	Soft, Hard uint64           // bytes; Soft 0 means no soft limit
 }
 
 // memUsage is a watcher's latest measurement of one container.
 type memUsage struct {
-	RSS    uint64 // bytes, over every process of the container
-	Killed bool   // the watcher killed the container at its hard limit
+	RSS     uint64 // bytes, over every process of the container (the module)
+	Current uint64 // bytes, the cgroup's memory.current (the cgroup watcher)
+	Killed  bool   // the watcher killed the container at its hard limit
 }
 
 // memEventKind tells what a watcher reports.
@@ -47,10 +50,19 @@ const (
 
 // memEvent is one report of a watcher.
 type memEvent struct {
-	Kind   memEventKind
-	Handle watchHandle
-	RSS    uint64 // bytes at the time of the event (0 when unknown)
-	Limit  uint64 // the limit crossed
+	Kind    memEventKind
+	Handle  watchHandle
+	RSS     uint64 // the module's RSS at the time of the event (0 when unknown)
+	Current uint64 // the cgroup's memory.current (memory.peak for memHard) at that time
+	Limit   uint64 // the limit crossed
+}
+
+// usage is the value that crossed the limit, whichever watcher measured it.
+func (ev memEvent) usage() uint64 {
+	if ev.RSS > 0 {
+		return ev.RSS
+	}
+	return ev.Current
 }
 
 // memoryWatcher measures containers and enforces their limits. Implementations are safe

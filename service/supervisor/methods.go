@@ -143,7 +143,15 @@ func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name str
 	}
 	c.removing = true
 	merged := c.rec.MergedDir
+	leftover := record{}
+	leftover.Cgroup = c.rec.Cgroup // still there when removing it failed as the container ended
 	s.mu.Unlock()
+	if err := s.removeCgroup(&leftover); err != nil {
+		s.mu.Lock()
+		c.removing = false
+		s.mu.Unlock()
+		return internal(err, "remove the cgroup of container %q", name)
+	}
 	c.disk.mu.Lock()
 	err = s.removeDir(c.dir, merged)
 	if err == nil {
@@ -282,8 +290,9 @@ func (s *Supervisor) Status() service.Status {
 	st := service.Status{
 		Version:          service.Version,
 		BaseRootfs:       s.cfg.BaseRootfs,
-		MonitorAvailable: s.mem != nil,
-		MonitorMessage:   s.memMsg,
+		MonitorAvailable: s.memBy == service.EnforcedByModule,
+		MonitorMessage:   s.monMsg,
+		MemoryEnforcer:   s.memBy,
 		JournalAvailable: s.journal != nil,
 		ContainerCount:   len(s.containers),
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/runtime"
 )
 
@@ -78,11 +79,22 @@ func (s *Supervisor) reap(c *container) {
 			state = service.StateOOMKill
 		}
 	}
-	var rss uint64
+	var rss, current uint64
 	if c.registered {
 		if u, err := s.mem.Usage(c.watch); err == nil {
-			rss = u.RSS
+			rss, current = u.RSS, u.Current
 		}
+	}
+	if state == service.StateOOMKill {
+		// The watcher's own event may still be on its way (or, for a cgroup, the poll not
+		// yet have seen the kill): hard-limit precedes exited whoever noticed first.
+		s.mu.Lock()
+		usage := rss
+		if usage == 0 && c.cg != nil {
+			usage = killedAt(c.cg, c.rec.HardLimit)
+		}
+		s.hardLimitLocked(c, usage, c.rec.HardLimit)
+		s.mu.Unlock()
 	}
 	s.unregister(c)
 	s.mu.Lock()
@@ -107,14 +119,56 @@ func (s *Supervisor) reap(c *container) {
 		rec.RSS = rss
 		rec.PeakRSS = max(rec.PeakRSS, rss)
 	}
-	if state == service.StateOOMKill {
+	if current > 0 {
+		rec.MemoryCurrent = current
+	}
+	if c.cg != nil && s.ownsCgroup(rec.Cgroup) {
+		// Read (memory.events) and done with: the processes are gone, only the directory
+		// is left.
+		if err := c.cg.Remove(); err != nil {
+			s.log.Warn("removing the cgroup of an ended container; retried when it is removed", "container", rec.Name, "error", err.Error())
+		} else {
+			rec.Cgroup = ""
+		}
+	}
+	switch {
+	case state == service.StateOOMKill && rec.EnforcedBy == service.EnforcedByCgroup:
+		rec.Message = "killed at the hard limit by its cgroup's memory.max (an OOM kill of the whole container)"
+	case state == service.StateOOMKill:
 		rec.Message = "killed by the kernel memory monitor at the hard limit"
-	} else if msg != "" {
+	case msg != "":
 		rec.Message = msg
 	}
 	s.settle(c, rec)
 	// Drained to EOF and recorded: the next supervisor needs nothing of it any more.
 	s.dropPipes(rec.Name)
+}
+
+// ownsCgroup reports whether dir is a container cgroup this supervisor made (and so
+// removes); a unit's cgroup is systemd's to remove.
+func (s *Supervisor) ownsCgroup(dir string) bool {
+	return dir != "" && s.cfg.Cgroups != nil && s.cfg.Cgroups.Contains(dir)
+}
+
+// removeCgroup removes the cgroup a record names when this supervisor made it, killing
+// whatever is left in it; the record forgets it once it is gone.
+func (s *Supervisor) removeCgroup(rec *record) error {
+	if !s.ownsCgroup(rec.Cgroup) {
+		return nil
+	}
+	g, err := cgroup.Open(rec.Cgroup)
+	if errors.Is(err, os.ErrNotExist) {
+		rec.Cgroup = ""
+		return nil
+	}
+	if err == nil {
+		err = g.Remove()
+	}
+	if err != nil {
+		return err
+	}
+	rec.Cgroup = ""
+	return nil
 }
 
 // killedByMonitor decides whether an init that died of SIGKILL was killed by the monitor.

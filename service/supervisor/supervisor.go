@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/logs"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/runtime"
@@ -68,8 +69,16 @@ type Config struct {
 	// no container needs are closed and removed from the store.
 	Inherited map[string]*os.File
 
-	// watcher, when set (by tests), is used instead of the module at MonitorDevice.
-	watcher memoryWatcher
+	// Cgroups is where containers get a cgroup each (cgroup.Delegate of the supervisor's
+	// own cgroup, in manual mode and under jackfruit.service); nil: containers get none.
+	// Where the kernel monitor is absent and the containers' cgroups have the memory
+	// controller, they enforce the memory limits instead.
+	Cgroups *cgroup.Subtree
+
+	// watcher, when set (by tests), is used instead of the module at MonitorDevice, and
+	// reported as watcherBy (default service.EnforcedByModule).
+	watcher   memoryWatcher
+	watcherBy string
 }
 
 // Supervisor is the core. Create it with New; it implements service.Manager.
@@ -79,7 +88,9 @@ type Supervisor struct {
 	events  *broker
 	journal *logs.Journal // nil when journald is unavailable
 	mem     memoryWatcher // nil when memory limits cannot be enforced
+	memBy   string        // what mem is: service.EnforcedByModule or EnforcedByCgroup
 	memMsg  string        // why mem is nil
+	monMsg  string        // why the kernel monitor is not used (Status.MonitorMessage)
 	// memKept is true when mem is the previous supervisor's monitor file, from the fd store:
 	// the registrations (watch handles) recorded by that supervisor are still valid, and
 	// the events queued while no supervisor ran are read first.
@@ -131,6 +142,7 @@ type container struct {
 	dir  string
 	rec  record
 	proc *runtime.Process   // nil for containers loaded from disk
+	cg   *cgroup.Group      // the container's cgroup while it runs; nil when it has none
 	clog *logs.ContainerLog // nil for containers loaded from disk
 	tty  *ttyHub            // the terminal of a container started with Tty
 	// copies counts the two output copiers; the container is final only after both drained.
@@ -241,18 +253,7 @@ func New(cfg Config) (*Supervisor, error) {
 			s.journal = j
 		}
 	}
-	if cfg.watcher != nil {
-		s.mem = cfg.watcher
-	} else if cfg.MonitorDevice == MonitorDisabled {
-		s.memMsg = "memory limits are not enforced: the kernel memory monitor is disabled by configuration"
-		s.log.Warn(s.memMsg)
-	} else if m, err := s.openMonitor(cfg.MonitorDevice); err != nil {
-		// The monitor's errors name the device and the remedy (ABI versions, modprobe).
-		s.memMsg = "memory limits are not enforced: " + err.Error()
-		s.log.Warn(s.memMsg)
-	} else {
-		s.mem = m
-	}
+	s.openMemoryWatcher()
 
 	// With journald and the monitor there: what was written while no supervisor ran goes
 	// to the journal too.
@@ -274,6 +275,43 @@ func New(cfg Config) (*Supervisor, error) {
 	go s.sampler()
 	ok = true
 	return s, nil
+}
+
+// openMemoryWatcher picks what enforces memory limits: the kernel monitor where it is there
+// (the cgroups then only account), else the containers' cgroups where they have the memory
+// controller, else nothing; said once, with the reason.
+func (s *Supervisor) openMemoryWatcher() {
+	if s.cfg.watcher != nil {
+		s.mem, s.memBy = s.cfg.watcher, s.cfg.watcherBy
+		if s.memBy == "" {
+			s.memBy = service.EnforcedByModule
+		}
+		return
+	}
+	var why string
+	if s.cfg.MonitorDevice == MonitorDisabled {
+		why = "the kernel memory monitor is disabled by configuration"
+	} else if m, err := s.openMonitor(s.cfg.MonitorDevice); err != nil {
+		// The monitor's errors name the device and the remedy (ABI versions, modprobe).
+		why = err.Error()
+	} else {
+		s.mem, s.memBy = m, service.EnforcedByModule
+		return
+	}
+	switch {
+	case s.cfg.Cgroups != nil && s.cfg.Cgroups.Has("memory"):
+		s.mem, s.memBy = newCgroupWatcher(), service.EnforcedByCgroup
+		s.monMsg = "the kernel memory monitor is not used (" + why + "); the containers' cgroups enforce the memory limits (memory.max)"
+		s.log.Warn("memory limits are enforced by cgroup v2 (memory.max) instead of the kernel memory monitor", "reason", why)
+	case s.cfg.Cgroups != nil:
+		s.memMsg = "memory limits are not enforced: " + why + "; and the containers' cgroups cannot enforce them: " + s.cfg.Cgroups.Missing("memory")
+		s.monMsg = s.memMsg
+		s.log.Warn(s.memMsg)
+	default:
+		s.memMsg = "memory limits are not enforced: " + why
+		s.monMsg = s.memMsg
+		s.log.Warn(s.memMsg)
+	}
 }
 
 // checkPrivileges refuses to run without root: every container needs new namespaces and

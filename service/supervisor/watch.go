@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/logs"
 )
 
@@ -68,18 +69,30 @@ func (s *Supervisor) handleMemoryEvent(ev memEvent) {
 		c.rec.RSS = ev.RSS
 		c.rec.PeakRSS = max(c.rec.PeakRSS, ev.RSS)
 	}
+	if ev.Current > 0 && ev.Kind != memHard { // memHard carries memory.peak
+		c.rec.MemoryCurrent = ev.Current
+	}
 	switch ev.Kind {
 	case memSoft:
 		c.rec.SoftLimitExceeded = true
-		s.log.Warn("container exceeded its soft memory limit", "container", c.rec.Name, "rss", ev.RSS, "limit", ev.Limit)
-		s.publish(service.EventSoftLimit, c, ev.RSS, ev.Limit)
+		s.log.Warn("container exceeded its soft memory limit", "container", c.rec.Name, "rss", ev.usage(), "limit", ev.Limit, "enforced_by", c.rec.EnforcedBy)
+		s.publish(service.EventSoftLimit, c, ev.usage(), ev.Limit)
 	case memHard:
-		c.hardOnce.Do(func() { close(c.hard) })
-		s.log.Warn("container reached its hard memory limit and is killed", "container", c.rec.Name, "rss", ev.RSS, "limit", ev.Limit)
-		s.publish(service.EventHardLimit, c, ev.RSS, ev.Limit)
+		s.hardLimitLocked(c, ev.usage(), ev.Limit)
 	case memExited:
 		c.exitOnce.Do(func() { close(c.monExited) })
 	}
+}
+
+// hardLimitLocked records that c was killed at its hard limit and publishes hard-limit, once
+// whoever learns it first (the watcher's event or the reaper's own query). The caller holds
+// s.mu.
+func (s *Supervisor) hardLimitLocked(c *container, usage, limit uint64) {
+	c.hardOnce.Do(func() {
+		close(c.hard)
+		s.log.Warn("container reached its hard memory limit and is killed", "container", c.rec.Name, "rss", usage, "limit", limit, "enforced_by", c.rec.EnforcedBy)
+		s.publish(service.EventHardLimit, c, usage, limit)
+	})
 }
 
 // sampler refreshes RSS and peak RSS of running containers for ps and inspect: with a
@@ -95,10 +108,40 @@ func (s *Supervisor) sampler() {
 		case <-t.C:
 		case <-s.kick:
 		}
-		if s.mem != nil {
+		if s.memBy == service.EnforcedByModule {
 			s.sampleWatched()
 		} else {
 			s.sampleProc()
+		}
+		s.sampleCgroups()
+	}
+}
+
+// sampleCgroups refreshes memory.current of every running container that has a cgroup with
+// the memory controller.
+func (s *Supervisor) sampleCgroups() {
+	if s.cfg.Cgroups == nil || !s.cfg.Cgroups.Has("memory") {
+		return
+	}
+	s.mu.Lock()
+	groups := make(map[*container]*cgroup.Group)
+	for _, c := range s.containers {
+		if c.cg != nil && !c.rec.State.Final() && !c.settling {
+			groups[c] = c.cg
+		}
+	}
+	s.mu.Unlock()
+	cur := make(map[*container]uint64, len(groups))
+	for c, g := range groups {
+		if v, err := g.MemoryCurrent(); err == nil {
+			cur[c] = v
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, v := range cur {
+		if !c.rec.State.Final() && !c.settling {
+			c.rec.MemoryCurrent = v
 		}
 	}
 }

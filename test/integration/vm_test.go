@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +26,14 @@ import (
 // a hog is exec'd (the module sums the RSS over the container's PID namespace, so the exec'd
 // hog takes its container over the hard limit): only the first and the last may end as
 // killed-by-memory-limit.
+// The guest has a pure cgroup2 at /sys/fs/cgroup: with the module the containers' cgroups
+// only account. Then it unloads the module and does the same again with a second
+// supervisor: now the cgroups enforce the limits (memory.max).
 const vmInit = `#!/bin/sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp; mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || echo "VM-FAIL mount cgroup2"
 echo "VM-BOOT $(uname -r)"
 insmod /lib/container_monitor.ko || echo "VM-FAIL insmod"
 export JACKFRUIT_SOCKET=/run/jackfruit/jackfruit.sock
@@ -46,6 +51,25 @@ for c in hog small plainkill exechog; do jackfruit wait $c >/dev/null; echo "VM-
 kill -TERM %1; wait
 sed 's/^/VM-SUPERVISOR /' /tmp/sup.log
 dmesg | grep '\[container_monitor\]' | sed 's/^/VM-KLOG /'
+
+rmmod container_monitor || echo "VM-FAIL rmmod"
+jackfruit supervisor --base-rootfs /rootfs --state-dir /tmp/state2 --no-dbus 2>/tmp/sup2.log &
+SUP2=$!
+for i in $(seq 1 200); do [ -S $JACKFRUIT_SOCKET ] && jackfruit status >/dev/null 2>&1 && break; sleep 0.1; done
+jackfruit status --format json | tr -d '\n' | sed 's/^/VM-CGSTATUS /'; echo
+jackfruit events --format json > /tmp/events2 2>&1 &
+sleep 0.5
+jackfruit start hog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null
+jackfruit start small --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/memory_hog -step-mib 4 -interval 50ms -max-mib 16 >/dev/null
+jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
+sleep 2
+echo "VM-CGRUNNING $(jackfruit inspect --format '{{.Cgroup}} {{.MemoryCurrent}} {{.EnforcedBy}}' plainkill) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/pids.current) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/memory.max)"
+jackfruit kill plainkill --signal KILL
+for c in hog small plainkill; do jackfruit wait $c >/dev/null; echo "VM-CGSTATE $(tr -d '\n' < /tmp/state2/containers/$c/state.json)"; done
+echo "VM-CGLEFT $(ls /sys/fs/cgroup/jackfruit/containers | tr '\n' ' ')"
+kill -TERM $SUP2; wait
+sed 's/^/VM-CGEVENT /' /tmp/events2
+sed 's/^/VM-SUPERVISOR2 /' /tmp/sup2.log
 echo VM-DONE
 poweroff -f
 `
@@ -161,6 +185,10 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	t.Logf("guest (%s) finished in %v", kv, time.Since(t0).Round(time.Second))
 
 	states := map[string]service.ContainerInfo{}
+	cgStates := map[string]service.ContainerInfo{}
+	var cgStatus service.Status
+	var cgRunning string
+	var cgEvents []service.Event
 	var status, klog []string
 	execRC := ""
 	done := false
@@ -175,6 +203,38 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 				t.Errorf("state line %q: %v", line, err)
 			}
 			states[info.Name] = info
+		case strings.HasPrefix(line, "VM-CGSTATE "):
+			var info service.ContainerInfo
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-CGSTATE ")), &info); err != nil {
+				t.Errorf("state line %q: %v", line, err)
+			}
+			cgStates[info.Name] = info
+		case strings.HasPrefix(line, "VM-CGSTATUS "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-CGSTATUS ")), &cgStatus); err != nil {
+				t.Errorf("status line %q: %v", line, err)
+			}
+		case strings.HasPrefix(line, "VM-CGRUNNING "):
+			cgRunning = strings.TrimPrefix(line, "VM-CGRUNNING ")
+		case strings.HasPrefix(line, "VM-CGLEFT "):
+			if left := strings.TrimSpace(strings.TrimPrefix(line, "VM-CGLEFT ")); left != "" {
+				t.Errorf("cgroups left after the containers ended: %s", left)
+			}
+		case strings.HasPrefix(line, "VM-CGEVENT {"):
+			var ev struct {
+				Type      string `json:"type"`
+				Container struct {
+					Name       string `json:"name"`
+					State      string `json:"state"`
+					EnforcedBy string `json:"enforced_by"`
+				} `json:"container"`
+				RSS   uint64 `json:"rss"`
+				Limit uint64 `json:"limit"`
+			}
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-CGEVENT ")), &ev); err != nil {
+				t.Errorf("event line %q: %v", line, err)
+			}
+			cgEvents = append(cgEvents, service.Event{Type: service.EventType(ev.Type), RSS: ev.RSS, Limit: ev.Limit,
+				Container: service.ContainerInfo{Name: ev.Container.Name, State: service.State(ev.Container.State), EnforcedBy: ev.Container.EnforcedBy}})
 		case strings.HasPrefix(line, "VM-STATUS "):
 			status = append(status, strings.TrimPrefix(line, "VM-STATUS "))
 		case strings.HasPrefix(line, "VM-EXECRC "):
@@ -199,8 +259,11 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 		t.Errorf("status in the guest does not show the monitor:\n%s", s)
 	}
 	hog, small, plain := states["hog"], states["small"], states["plainkill"]
-	if hog.State != service.StateOOMKill || !hog.SoftLimitExceeded || !hog.LimitsEnforced || hog.PeakRSS < 64<<20 {
-		t.Errorf("hog: state %s soft_exceeded=%v enforced=%v peak %d; want killed-by-memory-limit after the soft warning", hog.State, hog.SoftLimitExceeded, hog.LimitsEnforced, hog.PeakRSS)
+	if hog.State != service.StateOOMKill || !hog.SoftLimitExceeded || !hog.LimitsEnforced || hog.PeakRSS < 64<<20 || hog.EnforcedBy != service.EnforcedByModule {
+		t.Errorf("hog: state %s soft_exceeded=%v enforced=%v by %q peak %d; want killed-by-memory-limit by the module after the soft warning", hog.State, hog.SoftLimitExceeded, hog.LimitsEnforced, hog.EnforcedBy, hog.PeakRSS)
+	}
+	if hog.MemoryCurrent == 0 {
+		t.Errorf("hog: no memory_current from its cgroup (accounting beside the module)")
 	}
 	if small.State != service.StateExited || small.ExitCode != 0 || small.SoftLimitExceeded {
 		t.Errorf("small: %s code %d soft_exceeded=%v; want exited 0 under the limits", small.State, small.ExitCode, small.SoftLimitExceeded)
@@ -217,6 +280,7 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	if execRC != "137" {
 		t.Errorf("the exec'd hog's jackfruit exec exited %q; want 137 (SIGKILL with its container)", execRC)
 	}
+	checkCgroupEnforced(t, cgStatus, cgRunning, cgStates, cgEvents)
 	kl := strings.Join(klog, "\n")
 	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid=",
 		"SOFT LIMIT container=exechog pid=", "HARD LIMIT container=exechog pid="} {
@@ -237,5 +301,50 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(to, b, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkCgroupEnforced checks the guest's second supervisor, which ran without the module: the
+// containers' cgroups enforce the limits, and the outcome reads as with the module, plus
+// enforced_by.
+func checkCgroupEnforced(t *testing.T, st service.Status, running string, states map[string]service.ContainerInfo, events []service.Event) {
+	t.Helper()
+	if st.MemoryEnforcer != service.EnforcedByCgroup || st.MonitorAvailable {
+		t.Errorf("status without the module: enforcer %q monitor %v (%s); want cgroup", st.MemoryEnforcer, st.MonitorAvailable, st.MonitorMessage)
+	}
+	// "<cgroup> <memory_current> <enforced_by> <pids.current> <memory.max>" of a running sleep.
+	f := strings.Fields(running)
+	if len(f) != 5 || f[0] != "/sys/fs/cgroup/jackfruit/containers/plainkill" || f[1] == "0" || f[2] != "cgroup" || f[3] != "1" || f[4] != fmt.Sprint(service.DefaultHardLimit) {
+		t.Errorf("running container: %q; want its cgroup, memory_current > 0, enforced_by cgroup, 1 task, memory.max = the hard limit", running)
+	}
+	hog, small, plain := states["hog"], states["small"], states["plainkill"]
+	if hog.State != service.StateOOMKill || !hog.SoftLimitExceeded || !hog.LimitsEnforced || hog.EnforcedBy != service.EnforcedByCgroup || hog.ExitCode != 137 {
+		t.Errorf("cgroup hog: state %s code %d soft_exceeded=%v enforced=%v by %q (%s); want killed-by-memory-limit by the cgroup after the soft warning",
+			hog.State, hog.ExitCode, hog.SoftLimitExceeded, hog.LimitsEnforced, hog.EnforcedBy, hog.Message)
+	}
+	if small.State != service.StateExited || small.ExitCode != 0 || small.SoftLimitExceeded || small.EnforcedBy != service.EnforcedByCgroup {
+		t.Errorf("cgroup small: %s code %d soft_exceeded=%v by %q; want exited 0 under the limits", small.State, small.ExitCode, small.SoftLimitExceeded, small.EnforcedBy)
+	}
+	if plain.State != service.StateKilled || plain.Signal != "SIGKILL" {
+		t.Errorf("cgroup plainkill: %s %s; a SIGKILL by hand must not count as a memory-limit kill", plain.State, plain.Signal)
+	}
+	for _, c := range []service.ContainerInfo{hog, small, plain} {
+		if c.Cgroup != "" {
+			t.Errorf("%s: cgroup %q still recorded after it ended", c.Name, c.Cgroup)
+		}
+	}
+	// The hog's events: one soft warning, then the hard-limit kill, then its exit.
+	var seq []string
+	for _, ev := range events {
+		if ev.Container.Name != "hog" || ev.Type == service.EventChanged {
+			continue
+		}
+		seq = append(seq, string(ev.Type))
+		if (ev.Type == service.EventSoftLimit || ev.Type == service.EventHardLimit) && (ev.Container.EnforcedBy != service.EnforcedByCgroup || ev.RSS < ev.Limit) {
+			t.Errorf("%s event: enforced_by %q, usage %d, limit %d", ev.Type, ev.Container.EnforcedBy, ev.RSS, ev.Limit)
+		}
+	}
+	if got := strings.Join(seq, ","); got != "started,soft-limit,hard-limit,exited" {
+		t.Errorf("cgroup hog events %s; want started,soft-limit,hard-limit,exited", got)
 	}
 }
