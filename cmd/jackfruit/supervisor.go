@@ -52,9 +52,11 @@ func newSupervisorCmd() *cobra.Command {
 
 It serves the control socket (taken from systemd socket activation when started by
 jackfruit.socket, bound by itself otherwise), owns io.jackfruit.Jackfruit1 on the system bus,
-sends container output to journald and to per-container log files, and enforces memory limits
-through the container_monitor kernel module. Each of the bus, journald and the module may be
-missing: the supervisor then says so once and runs without it. It connects to the bus when
+sends container output to journald and to per-container log files, gives each container a cgroup
+v2 below its own (where /sys/fs/cgroup is a pure cgroup2 mount), and enforces memory limits
+through the container_monitor kernel module, or, without it, through each container's cgroup
+(memory.max). Each of the bus, journald, the module and cgroup v2 may be missing: the
+supervisor then says so once and runs without it. It connects to the bus when
 the bus appears later, and reconnects by itself when the bus restarts.
 
 On SIGTERM, SIGINT or SIGHUP (its terminal closing) it stops every running container

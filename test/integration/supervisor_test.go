@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/control"
 )
 
@@ -224,7 +225,12 @@ func TestNotifyReadyStatusStopping(t *testing.T) {
 	}
 
 	log := d.stderr.String()
-	for _, warn := range []string{"memory limits are not enforced", "no D-Bus"} {
+	warnings := []string{"memory limits are not enforced", "no D-Bus"}
+	if cgroup.Check(cgroup.DefaultMount) != nil {
+		// A hybrid or v1 host (this project's build host): no cgroups for containers, said once.
+		warnings = append(warnings, "containers get no cgroup")
+	}
+	for _, warn := range warnings {
 		if n := strings.Count(log, warn); n != 1 {
 			t.Errorf("warning %q given %d times, want once:\n%s", warn, n, log)
 		}
