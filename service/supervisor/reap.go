@@ -89,11 +89,14 @@ func (s *Supervisor) reap(c *container) {
 		// The watcher's own event may still be on its way (or, for a cgroup, the poll not
 		// yet have seen the kill): hard-limit precedes exited whoever noticed first.
 		s.mu.Lock()
+		limit := c.rec.HardLimit
+		s.mu.Unlock()
 		usage := rss
 		if usage == 0 && c.cg != nil {
-			usage = killedAt(c.cg, c.rec.HardLimit)
+			usage = killedAt(c.cg, limit)
 		}
-		s.hardLimitLocked(c, usage, c.rec.HardLimit)
+		s.mu.Lock()
+		s.hardLimitLocked(c, usage, limit)
 		s.mu.Unlock()
 	}
 	s.unregister(c)
