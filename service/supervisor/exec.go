@@ -74,7 +74,7 @@ func validateExec(req service.ExecRequest) error {
 	}
 	for _, e := range req.Env {
 		k, _, ok := strings.Cut(e, "=")
-		if !ok || !envKeyRE.MatchString(k) || strings.IndexByte(e, 0) >= 0 {
+		if !ok || !validEnvKey(k) || strings.IndexByte(e, 0) >= 0 {
 			return invalid("environment entry %q is not KEY=VALUE", e)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -20,11 +19,25 @@ import (
 // certainly a unit mistake (milliseconds taken for seconds) and would hold shutdown hostage.
 const MaxStopTimeout = 24 * time.Hour
 
-var (
-	nameRE     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,62})$`)
-	envKeyRE   = regexp.MustCompile(`^[^=\x00]+$`)
-)
+// nameLike reports whether s matches [a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}, the rule for container
+// names and hostnames. Checked by hand rather than with a regexp: package-level regexps are
+// compiled at every start of the binary, which is every CLI call and every setup stage.
+func nameLike(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		alnum := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+		if !alnum && (i == 0 || b != '_' && b != '.' && b != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validEnvKey reports whether k can be the key of a KEY=VALUE environment entry.
+func validEnvKey(k string) bool { return k != "" && !strings.ContainsAny(k, "=\x00") }
 
 func invalid(format string, args ...any) *service.Error {
 	return service.Errorf(service.KindInvalidArgument, format, args...)
@@ -42,7 +55,7 @@ func validName(name string) error {
 		return invalid("container name %q contains '/'", name)
 	case strings.Contains(name, ".."):
 		return invalid("container name %q contains '..'", name)
-	case !nameRE.MatchString(name):
+	case !nameLike(name):
 		return invalid("container name %q is invalid: it must start with a letter or digit and contain only letters, digits, '_', '.' and '-'", name)
 	}
 	return nil
@@ -76,13 +89,13 @@ func validate(req service.StartRequest, baseRootfs string) (request, error) {
 	r.Env = append([]string(nil), req.Env...)
 	for _, e := range req.Env {
 		k, _, ok := strings.Cut(e, "=")
-		if !ok || !envKeyRE.MatchString(k) || strings.IndexByte(e, 0) >= 0 {
+		if !ok || !validEnvKey(k) || strings.IndexByte(e, 0) >= 0 {
 			return r, invalid("environment entry %q is not KEY=VALUE", e)
 		}
 	}
 	if req.Hostname == "" {
 		r.Hostname = req.Name
-	} else if !hostnameRE.MatchString(req.Hostname) {
+	} else if !nameLike(req.Hostname) {
 		return r, invalid("hostname %q is invalid: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit", req.Hostname)
 	}
 
