@@ -16,6 +16,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_LD) -o $(BIN)/jackfruit ./cmd/jackfruit
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_LD) -o $(BIN)/jackfruit-init ./cmd/jackfruit-init
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/memory_hog ./cmd/memory_hog
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/jfprobe ./cmd/jfprobe
 

@@ -68,6 +68,10 @@ func setupStage(sync *os.File) (code int) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return fail(fmt.Errorf("decoding setup config: %w", err))
 	}
+	if cfg.Protocol != setupProtocol {
+		return fail(fmt.Errorf("the setup stage (%s) speaks setup protocol %d, the supervisor %d: they are from different builds; install or build them together (make build)",
+			StageName, setupProtocol, cfg.Protocol))
+	}
 	// Capabilities, no_new_privs, the seccomp filter and the signal mask are all per thread
 	// and survive exec only on the thread that execs: from here to the exec this goroutine
 	// owns its thread, and every one of them is set on it.

@@ -4,8 +4,9 @@
 // namespaces, its own root filesystem (pivot_root), a fresh /proc, a minimal /dev, a hostname,
 // stdin from /dev/null and stdout/stderr as pipes to the caller.
 //
-// The container is created by re-executing the current binary (/proc/self/exe) in the new
-// namespaces; that copy is the "setup stage": it reads its configuration from an inherited
+// The container is created by executing the "setup stage" in the new namespaces: the small
+// dedicated jackfruit-init binary when the caller found one (OpenStage, Spec.Stage), else the
+// current binary again (/proc/self/exe). The setup stage reads its configuration from an inherited
 // socket, sets up the mounts, reports any failure back over the socket and finally execs the
 // user's command, which becomes PID 1 of the container. This is why Init must be the first
 // call in main(): in the setup stage it never returns.
@@ -45,6 +46,9 @@ type Spec struct {
 	Init string
 	// Security is the container's confinement; nil means DefaultSecurity().
 	Security *Security
+	// Stage is the setup-stage binary to run (OpenStage); nil re-executes /proc/self/exe.
+	// It must stay open until Start returns.
+	Stage *os.File
 	// Cgroup is the cgroup v2 directory the setup stage is born in (clone3's
 	// CLONE_INTO_CGROUP), so that everything of the container is accounted and limited
 	// there from its first instruction; nil: the caller's own cgroup. Start does not close it.
@@ -111,6 +115,7 @@ type Process struct {
 
 // setupConfig is what the parent hands the setup stage over the sync socket.
 type setupConfig struct {
+	Protocol int      `json:"protocol"` // setupProtocol
 	Name     string   `json:"name"`
 	Hostname string   `json:"hostname"`
 	Rootfs   string   `json:"rootfs"`
@@ -214,6 +219,7 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
 	cfg, err := json.Marshal(setupConfig{
+		Protocol: setupProtocol,
 		Name:     spec.Name,
 		Hostname: spec.hostname(),
 		Rootfs:   rootfs,
@@ -227,7 +233,7 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
 	}
 
-	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup)
+	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup, stagePath(spec.Stage))
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
@@ -263,9 +269,9 @@ func Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-// spawn clones the setup stage into new namespaces and returns it with the parent's end of
-// the sync socket.
-func spawn(name string, network Network, cgroup *os.File) (p *Process, syncSock *os.File, err error) {
+// spawn clones the setup stage (the binary at path stage) into new namespaces and returns
+// it with the parent's end of the sync socket.
+func spawn(name string, network Network, cgroup *os.File, stage string) (p *Process, syncSock *os.File, err error) {
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -330,14 +336,13 @@ func spawn(name string, network Network, cgroup *os.File) (p *Process, syncSock 
 		attr.Sys.UseCgroupFD = true
 		attr.Sys.CgroupFD = int(cgroup.Fd())
 	}
-	// /proc/self/exe works even if the binary was replaced on disk (package upgrade).
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{initArg0, name}, attr)
+	pid, err := syscall.ForkExec(stage, []string{initArg0, name}, attr)
 	if err != nil {
 		parentSock.Close()
 		outR.Close()
 		errR.Close()
 		if errors.Is(err, syscall.ENOENT) {
-			return nil, nil, fmt.Errorf("starting setup stage: re-executing /proc/self/exe: %w (is /proc mounted?)", err)
+			return nil, nil, fmt.Errorf("starting setup stage: executing %s: %w (is /proc mounted?)", stage, err)
 		}
 		if cgroup != nil {
 			return nil, nil, fmt.Errorf("starting setup stage in cgroup %s: %w", cgroup.Name(), err)

@@ -165,7 +165,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		initBinary = s.cfg.InitBinary
 	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Stage: s.stage})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):

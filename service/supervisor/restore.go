@@ -238,6 +238,7 @@ func (s *Supervisor) Detach() error {
 		if s.journal != nil {
 			s.journal.Close()
 		}
+		s.closeStage()
 		s.lock.Close()
 	})
 	return nil

@@ -97,6 +97,10 @@ type Supervisor struct {
 	memKept bool
 	bootID  string
 	lock    *os.File // flock on the state directory, held until Close
+	// stage is the dedicated setup-stage binary every container starts from
+	// (runtime.OpenStage), open until Close so that an upgrade on disk changes nothing for
+	// this supervisor; nil re-executes the supervisor's own binary.
+	stage *os.File
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -229,6 +233,18 @@ func New(cfg Config) (*Supervisor, error) {
 			lock.Close()
 		}
 	}()
+	stage, err := runtime.OpenStage()
+	if err != nil {
+		s.log.Warn("no dedicated setup stage: every container start re-executes the supervisor binary instead (slower)", "error", err.Error())
+	} else if stage != nil {
+		s.log.Debug("containers start from the setup stage", "path", stage.Name())
+		s.stage = stage
+		defer func() {
+			if !ok {
+				stage.Close()
+			}
+		}()
+	}
 	if cfg.RunDir != "" {
 		if err := os.MkdirAll(filepath.Join(cfg.RunDir, "containers"), 0o700); err != nil {
 			return nil, fmt.Errorf("create run directory: %w", err)
@@ -388,9 +404,17 @@ func (s *Supervisor) Close() error {
 		if s.journal != nil {
 			s.journal.Close()
 		}
+		s.closeStage()
 		s.lock.Close()
 	})
 	return nil
+}
+
+// closeStage lets go of the setup-stage binary once no start can be in flight.
+func (s *Supervisor) closeStage() {
+	if s.stage != nil {
+		s.stage.Close()
+	}
 }
 
 func (s *Supervisor) containersDir() string { return filepath.Join(s.cfg.StateDir, "containers") }

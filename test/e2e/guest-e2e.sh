@@ -78,6 +78,9 @@ phase2() {
 		"systemctl show -p StatusText jackfruit"
 	check_match "the supervisor owns $BUS on the system bus" "$BUS" \
 		"busctl --no-pager list | grep $BUS"
+	# Containers start from the small setup-stage binary, which the supervisor holds open.
+	check_match "the supervisor holds /usr/libexec/jackfruit/jackfruit-init open" "/usr/libexec/jackfruit/jackfruit-init" \
+		"ls -l /proc/\$(systemctl show -P MainPID jackfruit)/fd"
 
 	step 4 "busctl StartContainer hog (soft 40 MiB, hard 64 MiB): soft and hard limits end to end"
 	check_match "busctl call StartContainer hog /usr/bin/memory_hog" "^o \"$HOG_PATH\"" \
