@@ -234,6 +234,10 @@ func (f *fakeManager) List(_ context.Context, _ service.Caller, all bool) ([]ser
 	return out, nil
 }
 
+func (f *fakeManager) RunContainer(context.Context, service.Caller, service.StartRequest, func(service.ContainerInfo), func(service.LogLine) error) (service.ContainerInfo, error) {
+	return service.ContainerInfo{}, service.Errorf(service.KindInternal, "RunContainer is not used by the D-Bus adapter")
+}
+
 func (f *fakeManager) Wait(context.Context, service.Caller, string) (service.ContainerInfo, error) {
 	return service.ContainerInfo{}, service.Errorf(service.KindInternal, "Wait is not used by the D-Bus adapter")
 }

@@ -81,6 +81,10 @@ type StartRequest struct {
 	// Network is "host" (the host's network namespace; the default when empty) or "none"
 	// (a namespace of its own with only lo, up).
 	Network string
+	// Remove deletes the container (its record, writable layer and log) as soon as it has
+	// ended and its output is drained, as `run --rm` does. Such a container's state is not
+	// made durable: after a crash whatever is left of it is removed (docs/design.md).
+	Remove bool
 }
 
 // ExecRequest asks the core to run a command inside a running container (`jackfruit exec`).
@@ -275,11 +279,21 @@ type Status struct {
 	RunningCount     int    `json:"running_count"`
 }
 
+// MsgNotRemoved starts the Message of a container that RunContainer could not remove.
+const MsgNotRemoved = "the container ended but could not be removed"
+
 // Manager is what the front ends (control socket, D-Bus) call. *Supervisor implements it.
 // Every method validates its input and authorises the caller itself; mutating methods
 // refuse callers that are neither root nor in the configured admin group (KindAccessDenied).
 type Manager interface {
 	Start(ctx context.Context, caller Caller, req StartRequest) (ContainerInfo, error)
+	// RunContainer is `jackfruit run` in one call: it starts the container, calls started
+	// with it as Start would return it, calls fn for each line of its output from the first
+	// one, and returns the container in its final state once it has ended and its output is
+	// drained; with req.Remove, only after the container is also removed (the name is free
+	// again), or with Message saying why it could not be. A caller that gives up (ctx) leaves
+	// the container running (and, with Remove, to be removed when it ends).
+	RunContainer(ctx context.Context, caller Caller, req StartRequest, started func(ContainerInfo), fn func(LogLine) error) (ContainerInfo, error)
 	// Stop sends SIGTERM, then SIGKILL after timeout (0: the container's StopTimeout; NoGrace:
 	// at once), and returns once the container reached a final state and its output was drained.
 	Stop(ctx context.Context, caller Caller, name string, timeout time.Duration) (ContainerInfo, error)

@@ -278,7 +278,7 @@ does not exist in the rootfs, 126 when it is not executable, 125 for any other e
 		},
 	}
 	f.register(cmd.Flags())
-	cmd.Flags().BoolVar(&rm, "rm", false, "remove the container once it has exited")
+	cmd.Flags().BoolVar(&rm, "rm", false, "remove the container as soon as it has exited (its state is not kept across a crash)")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "start in the background and print the ID (like start)")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: send this terminal's input to the container")
 	cmd.Flags().StringVar(&detachKeys, "detach-keys", defaultDetachKeys, "with -it: key sequence that detaches (comma-separated: a character or ctrl-X each; empty: never)")
@@ -297,36 +297,47 @@ func (c *cli) run(ctx context.Context, req service.StartRequest, rm, detach bool
 	}
 	defer cl.Close()
 
-	// Forward signals from the moment the container exists; before that, a signal only has
-	// to stop the client (default behaviour).
-	sigs := make(chan os.Signal, 4)
-	info, err := cl.Start(ctx, req)
-	if err != nil {
-		return startFailed(err)
-	}
 	if detach {
+		info, err := cl.Start(ctx, req)
+		if err != nil {
+			return startFailed(err)
+		}
 		fmt.Fprintln(c.stdout, info.ID)
 		return nil
 	}
-	// No "limits not enforced" warning here: stderr carries the container's own output.
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+
+	// Forward signals from the moment the container exists; before that, a signal only has
+	// to stop the client (default behaviour).
+	sigs := make(chan os.Signal, 4)
 	defer signal.Stop(sigs)
 	fwdCtx, stopFwd := context.WithCancel(ctx)
 	defer stopFwd()
-	go c.forwardSignals(fwdCtx, req.Name, sigs)
-
+	started := false
+	forward := func() {
+		started = true
+		// No "limits not enforced" warning here: stderr carries the container's own output.
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+		go c.forwardSignals(fwdCtx, req.Name, sigs)
+	}
 	out := newLogWriter(c.stdout, c.stderr, false)
-	if err := cl.Logs(ctx, req.Name, service.LogOptions{Follow: true}, out.write); err != nil {
-		return &exitError{code: 125, err: fmt.Errorf("following the output of %q: %w", req.Name, err)}
-	}
-	final, err := cl.Wait(ctx, req.Name)
-	if err != nil {
-		return &exitError{code: 125, err: fmt.Errorf("waiting for %q: %w", req.Name, err)}
-	}
-	if rm {
-		if err := cl.Remove(ctx, req.Name); err != nil {
-			fmt.Fprintf(c.stderr, "Error: removing %q: %v\n", req.Name, err)
+	// One call does it all: start, output, end and (--rm) removal.
+	req.Remove = rm
+	final, err := cl.Run(ctx, req, func(service.ContainerInfo) { forward() }, out.write)
+	switch {
+	case errors.Is(err, control.ErrNotImplemented):
+		// A supervisor from before Run: the same in four calls (the connection is still
+		// usable after an error reply).
+		req.Remove = false
+		if final, err = c.runCalls(ctx, cl, req, rm, forward, out); err != nil {
+			return err
 		}
+	case err != nil && !started:
+		return startFailed(err)
+	case err != nil:
+		return &exitError{code: 125, err: fmt.Errorf("running %q: %w", req.Name, err)}
+	}
+	if rm && strings.HasPrefix(final.Message, service.MsgNotRemoved) {
+		fmt.Fprintf(c.stderr, "Error: removing %q: %s\n", req.Name, final.Message)
 	}
 	if code := exitCode(final); code != 0 {
 		if final.State == service.StateOOMKill {
@@ -335,6 +346,28 @@ func (c *cli) run(ctx context.Context, req service.StartRequest, rm, detach bool
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// runCalls is `run` against a supervisor without the Run call: Start, Logs with follow,
+// Wait and (rm) Remove.
+func (c *cli) runCalls(ctx context.Context, cl *control.Client, req service.StartRequest, rm bool, forward func(), out *logWriter) (service.ContainerInfo, error) {
+	if _, err := cl.Start(ctx, req); err != nil {
+		return service.ContainerInfo{}, startFailed(err)
+	}
+	forward()
+	if err := cl.Logs(ctx, req.Name, service.LogOptions{Follow: true}, out.write); err != nil {
+		return service.ContainerInfo{}, &exitError{code: 125, err: fmt.Errorf("following the output of %q: %w", req.Name, err)}
+	}
+	final, err := cl.Wait(ctx, req.Name)
+	if err != nil {
+		return service.ContainerInfo{}, &exitError{code: 125, err: fmt.Errorf("waiting for %q: %w", req.Name, err)}
+	}
+	if rm {
+		if err := cl.Remove(ctx, req.Name); err != nil {
+			fmt.Fprintf(c.stderr, "Error: removing %q: %v\n", req.Name, err)
+		}
+	}
+	return final, nil
 }
 
 // forwardSignals sends each signal jackfruit run receives to the container, on its own

@@ -235,12 +235,50 @@ func (c *Client) containerCall(ctx context.Context, method string, params any) (
 
 // Start creates and starts a container.
 func (c *Client) Start(ctx context.Context, req service.StartRequest) (service.ContainerInfo, error) {
-	return c.containerCall(ctx, "Start", startIn{
-		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
-		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: stopTimeoutToWire(req.StopTimeout),
-		Tty: req.Tty, Init: req.Init,
-		CapAdd: req.CapAdd, CapDrop: req.CapDrop, SecurityOpt: req.SecurityOpt, Network: req.Network,
+	return c.containerCall(ctx, "Start", startInOf(req))
+}
+
+// Run starts a container, calls started once it runs, hands each line of its output to fn as
+// it comes and returns the container in its final state, once it has ended (and with
+// req.Remove, been removed): the whole of `jackfruit run` in one round trip. With a supervisor
+// from before Run the error wraps ErrNotImplemented.
+func (c *Client) Run(ctx context.Context, req service.StartRequest, started func(service.ContainerInfo), fn func(service.LogLine) error) (service.ContainerInfo, error) {
+	var first, final *Container
+	err := c.call(ctx, InterfaceName+".Run", startInOf(req), true, func(raw json.RawMessage) error {
+		var out runOut
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("malformed Run reply: %w", err)
+		}
+		for _, w := range out.Lines {
+			l, err := logLineFromWire(w)
+			if err != nil {
+				return err
+			}
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		switch {
+		case out.Container == nil:
+		case first == nil:
+			first = out.Container
+			info, err := containerFromWire(*first)
+			if err != nil {
+				return err
+			}
+			started(info)
+		default:
+			final = out.Container
+		}
+		return nil
 	})
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	if final == nil {
+		return service.ContainerInfo{}, errors.New("malformed Run replies: no container in its final state")
+	}
+	return containerFromWire(*final)
 }
 
 // Stop stops a container (timeout 0: the container's own stop timeout; service.NoGrace:

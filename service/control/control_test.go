@@ -792,7 +792,7 @@ func TestInterfaceDescription(t *testing.T) {
 	if parsed.Name != control.InterfaceName {
 		t.Fatalf("IDL name %q", parsed.Name)
 	}
-	want := []string{"Start", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec", "Attach", "Top", "Stats"}
+	want := []string{"Start", "Run", "Stop", "Kill", "Remove", "Get", "List", "Wait", "Logs", "Events", "Status", "Exec", "Attach", "Top", "Stats"}
 	var got []string
 	for _, m := range parsed.Methods {
 		got = append(got, m.Name)
@@ -1099,5 +1099,69 @@ func closeAwaitsConnectionGoroutines(t *testing.T) {
 	f.srv.Close()
 	if left := goroutinesIn("control.(*conn).readLoop", "control.watchHangup", "control.(*Server).serveConn"); len(left) > 0 {
 		t.Fatalf("%d connection goroutines still running after Close:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+}
+
+// Run is start, output and end in one call: the lines arrive as they are printed, the final
+// reply carries the container in its final state, and with remove it is gone afterwards.
+func TestRun(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	type result struct {
+		info service.ContainerInfo
+		err  error
+	}
+	lines := make(chan string, 100)
+	done := make(chan result, 1)
+	go func() {
+		info, err := f.client().Run(ctx, service.StartRequest{Name: "r", Command: []string{"/bin/true"}, Remove: true}, func(service.ContainerInfo) { lines <- "started" }, func(l service.LogLine) error {
+			lines <- string(l.Data)
+			return nil
+		})
+		done <- result{info, err}
+	}()
+	c := f.client()
+	select {
+	case s := <-lines:
+		if s != "started" {
+			t.Fatalf("first callback %q, want started", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not report the start")
+	}
+	for i := 0; i < 100; i++ {
+		f.m.Print("r", service.Stdout, []byte(fmt.Sprint(i)), false)
+	}
+	for i := 0; i < 100; i++ {
+		select {
+		case s := <-lines:
+			if s != fmt.Sprint(i) {
+				t.Fatalf("line %d = %q", i, s)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("line %d did not arrive", i)
+		}
+	}
+	f.m.Exit("r", 3, 0)
+	select {
+	case r := <-done:
+		if r.err != nil || r.info.State != service.StateExited || r.info.ExitCode != 3 || r.info.Name != "r" {
+			t.Fatalf("Run = %+v, %v", r.info, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end at exit")
+	}
+	if _, err := c.Get(ctx, "r"); service.KindOf(err) != service.KindNoSuchContainer {
+		t.Errorf("after Run with remove: Get = %v", err)
+	}
+
+	// Errors of the start come back as they do from Start, and Run needs more.
+	if _, err := c.Run(ctx, service.StartRequest{Name: "bad/name", Command: []string{"x"}}, func(service.ContainerInfo) {}, func(service.LogLine) error { return nil }); service.KindOf(err) != service.KindInvalidArgument {
+		t.Errorf("Run with a bad name: %v", err)
+	}
+	r := f.raw()
+	r.send(`{"method":"io.jackfruit.Jackfruit1.Run","parameters":{"name":"x","command":["/bin/true"]}}` + "\x00")
+	if rep := r.recv(); rep.Error != control.ErrExpectedMore {
+		t.Errorf("Run without more: %+v", rep)
 	}
 }

@@ -215,6 +215,7 @@ type (
 		CapDrop       []string `json:"cap_drop,omitempty"`
 		SecurityOpt   []string `json:"security_opt,omitempty"`
 		Network       string   `json:"network,omitempty"`
+		Remove        bool     `json:"remove,omitempty"`
 	}
 	nameIn struct {
 		Name string `json:"name"`
@@ -251,6 +252,11 @@ type (
 	}
 	logsOut struct {
 		Lines []LogLine `json:"lines"`
+	}
+	// runOut is a reply of Run: lines while the container runs, then the container.
+	runOut struct {
+		Lines     []LogLine  `json:"lines,omitempty"`
+		Container *Container `json:"container,omitempty"`
 	}
 	eventOut struct {
 		Event *Event `json:"event,omitempty"`
@@ -445,8 +451,35 @@ method Start(
   cap_add: ?[]string,
   cap_drop: ?[]string,
   security_opt: ?[]string,
-  network: ?string
+  network: ?string,
+  # Remove the container (record, writable layer, log) as soon as it has ended and its output
+  # is drained. Its state is not made durable: after a crash what is left of it is removed.
+  remove: ?bool
 ) -> (container: Container)
+
+# Start, then the output, then the end, in one call (jackfruit run). Requires more. The
+# parameters are Start's. The first reply (continues) carries the container as Start returns
+# it; the next ones carry its output from the first line on (continues); the final reply
+# carries the container in its final state, once it has ended and its output is drained and,
+# with remove, once it is removed (message says so if that failed). A client that disconnects
+# leaves the container running (with remove, it is removed when it ends).
+method Run(
+  name: string,
+  command: []string,
+  rootfs: ?string,
+  env: ?[]string,
+  hostname: ?string,
+  soft_limit: ?int,
+  hard_limit: ?int,
+  stop_timeout_ns: ?int,
+  tty: ?bool,
+  init: ?bool,
+  cap_add: ?[]string,
+  cap_drop: ?[]string,
+  security_opt: ?[]string,
+  network: ?string,
+  remove: ?bool
+) -> (lines: ?[]LogLine, container: ?Container)
 
 # Sends SIGTERM, then SIGKILL after timeout_ns (absent: the container's stop timeout), and
 # returns once the container has exited and its output is drained.
@@ -567,6 +600,32 @@ var kinds = []service.Kind{
 	service.KindCommandNotFound, service.KindCommandNotExecutable, service.KindInternal,
 }
 
+// request is the core's form of a Start or Run request.
+func (in startIn) request() service.StartRequest {
+	return service.StartRequest{
+		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
+		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
+		Tty: in.Tty, Init: in.Init,
+		CapAdd: in.CapAdd, CapDrop: in.CapDrop, SecurityOpt: in.SecurityOpt, Network: in.Network,
+		Remove: in.Remove,
+	}
+}
+
+// startInOf is the wire form of a Start or Run request.
+func startInOf(req service.StartRequest) startIn {
+	return startIn{
+		Name: req.Name, Command: req.Command, Rootfs: req.Rootfs, Env: req.Env, Hostname: req.Hostname,
+		SoftLimit: req.SoftLimit, HardLimit: req.HardLimit, StopTimeoutNs: stopTimeoutToWire(req.StopTimeout),
+		Tty: req.Tty, Init: req.Init,
+		CapAdd: req.CapAdd, CapDrop: req.CapDrop, SecurityOpt: req.SecurityOpt, Network: req.Network,
+		Remove: req.Remove,
+	}
+}
+
+// ErrNotImplemented is wrapped in the error of a call the supervisor does not know (an older
+// one): a client can then fall back to older calls.
+var ErrNotImplemented = errors.New("method not implemented by the supervisor")
+
 // errorName maps a core error to its varlink error name.
 func errorName(err error) string {
 	k := service.KindOf(err)
@@ -605,7 +664,7 @@ func errorFromWire(name string, raw json.RawMessage) error {
 		return &service.Error{Kind: service.KindAccessDenied, Msg: "permission denied"}
 	case ErrMethodNotFound, ErrMethodNotImplemented:
 		return &service.Error{Kind: service.KindInternal,
-			Msg: fmt.Sprintf("the supervisor does not implement %s (is it an older version?)", p.Method)}
+			Msg: fmt.Sprintf("the supervisor does not implement %s (is it an older version?)", p.Method), Err: ErrNotImplemented}
 	case ErrInterfaceNotFound:
 		return &service.Error{Kind: service.KindInternal,
 			Msg: fmt.Sprintf("the supervisor does not implement interface %s", p.Interface)}

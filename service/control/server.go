@@ -636,6 +636,7 @@ func (cn *conn) serviceMethod(c *call, method string) {
 // handlers maps io.jackfruit.Jackfruit1 method names to their implementation.
 var handlers = map[string]func(*conn, *call){
 	"Start":  (*conn).start,
+	"Run":    (*conn).run,
 	"Stop":   (*conn).stop,
 	"Kill":   (*conn).kill,
 	"Remove": (*conn).remove,
@@ -693,17 +694,43 @@ func (cn *conn) start(c *call) {
 		c.failErr(err)
 		return
 	}
-	info, err := cn.s.m.Start(c.ctx, cn.caller, service.StartRequest{
-		Name: in.Name, Rootfs: in.Rootfs, Command: in.Command, Env: in.Env, Hostname: in.Hostname,
-		SoftLimit: in.SoftLimit, HardLimit: in.HardLimit, StopTimeout: stopTimeoutFromWire(in.StopTimeoutNs),
-		Tty: in.Tty, Init: in.Init,
-		CapAdd: in.CapAdd, CapDrop: in.CapDrop, SecurityOpt: in.SecurityOpt, Network: in.Network,
-	})
+	info, err := cn.s.m.Start(c.ctx, cn.caller, in.request())
 	if err != nil {
 		c.failErr(err)
 		return
 	}
 	c.reply(containerOut{Container: containerToWire(info)})
+}
+
+func (cn *conn) run(c *call) {
+	var in startIn
+	if err := decodeParams(c.req.Parameters, &in); err != nil {
+		c.failErr(err)
+		return
+	}
+	if !c.req.More {
+		c.fail(ErrExpectedMore, errorParams{Message: "Run streams the output: call it with \"more\": true"})
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	send, finish := c.streamLines(ctx, cancel, func(lines []LogLine) any { return runOut{Lines: lines} })
+	// The first reply says the container runs (the client forwards signals from then on).
+	started := func(info service.ContainerInfo) {
+		w := containerToWire(info)
+		c.stream(runOut{Container: &w})
+	}
+	info, err := cn.s.m.RunContainer(ctx, cn.caller, in.request(), started, send)
+	finish()
+	if c.failed {
+		return
+	}
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	w := containerToWire(info)
+	c.reply(runOut{Container: &w})
 }
 
 func (cn *conn) stop(c *call) {
@@ -849,10 +876,26 @@ func (cn *conn) logs(c *call) {
 		return
 	}
 
-	// The core calls fn synchronously; a writer goroutine drains the channel in batches,
-	// so a slow client slows the reader (back pressure) instead of growing memory.
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
+	send, finish := c.streamLines(ctx, cancel, func(lines []LogLine) any { return logsOut{Lines: lines} })
+	err := cn.s.m.Logs(ctx, cn.caller, in.Name, opts, send)
+	finish()
+	if c.failed {
+		return
+	}
+	if err != nil {
+		c.failErr(err)
+		return
+	}
+	c.reply(logsOut{Lines: []LogLine{}})
+}
+
+// streamLines sends log lines as continuing replies of c, each batch wrapped by wrap. The core
+// calls send synchronously; a writer goroutine drains the channel in batches, so a slow client
+// slows the reader (back pressure) instead of growing memory. A client that is gone cancels
+// ctx (cancel). finish waits for everything sent to be written.
+func (c *call) streamLines(ctx context.Context, cancel context.CancelFunc, wrap func([]LogLine) any) (send func(service.LogLine) error, finish func()) {
 	ch := make(chan LogLine, maxBatchLines)
 	writerDone := make(chan struct{})
 	go func() {
@@ -873,7 +916,7 @@ func (cn *conn) logs(c *call) {
 					break drain
 				}
 			}
-			if !c.stream(logsOut{Lines: batch}) {
+			if !c.stream(wrap(batch)) {
 				cancel() // the client is gone: stop the core's reader
 				for range ch {
 				}
@@ -881,24 +924,19 @@ func (cn *conn) logs(c *call) {
 			}
 		}
 	}()
-	err := cn.s.m.Logs(ctx, cn.caller, in.Name, opts, func(l service.LogLine) error {
+	send = func(l service.LogLine) error {
 		select {
 		case ch <- logLineToWire(l):
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	})
-	close(ch)
-	<-writerDone
-	if c.failed {
-		return
 	}
-	if err != nil {
-		c.failErr(err)
-		return
+	finish = func() {
+		close(ch)
+		<-writerDone
 	}
-	c.reply(logsOut{Lines: []LogLine{}})
+	return send, finish
 }
 
 func (cn *conn) events(c *call) {

@@ -74,6 +74,9 @@ type ContainerLog struct {
 	closed bool
 	notify chan struct{} // closed and replaced whenever size, gen or closed change
 	ferr   bool          // a file write failure was already reported
+	// transient: the log is deleted with its container right after the container ends
+	// (`run --rm`), so Close does not fsync it.
+	transient bool
 }
 
 // OpenContainerLog opens (or creates) the log file at path. An existing file is appended to
@@ -421,8 +424,16 @@ func (c *ContainerLog) wakeLocked() {
 	c.notify = make(chan struct{})
 }
 
-// Close ends the log: the file is synced and closed, later Copy calls fail, and following
-// readers return once they have delivered everything.
+// SetTransient marks the log as one that is deleted with its container as soon as the
+// container ends (`run --rm`): Close then skips the fsync, which nothing would gain from.
+func (c *ContainerLog) SetTransient() {
+	c.mu.Lock()
+	c.transient = true
+	c.mu.Unlock()
+}
+
+// Close ends the log: the file is synced (unless transient) and closed, later Copy calls
+// fail, and following readers return once they have delivered everything.
 func (c *ContainerLog) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -432,7 +443,10 @@ func (c *ContainerLog) Close() error {
 	c.closed = true
 	c.wakeLocked()
 	// One fsync per container lifetime: lines are not synced individually.
-	serr := c.f.Sync()
+	var serr error
+	if !c.transient {
+		serr = c.f.Sync()
+	}
 	cerr := c.f.Close()
 	if cerr != nil {
 		return fmt.Errorf("closing container log: %w", cerr)

@@ -25,6 +25,11 @@ import (
 // Start validates req, prepares the rootfs and starts the container. Nothing of a failed
 // start is left behind: no directory, mount, registry entry or monitor registration.
 func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req service.StartRequest) (service.ContainerInfo, error) {
+	return s.start(ctx, caller, req, nil)
+}
+
+// start is Start; on success it also sets *out (when out is not nil) to the new container.
+func (s *Supervisor) start(ctx context.Context, caller service.Caller, req service.StartRequest, out **container) (service.ContainerInfo, error) {
 	if err := s.authorise(caller, "start containers"); err != nil {
 		return service.ContainerInfo{}, err
 	}
@@ -64,13 +69,13 @@ func (s *Supervisor) Start(ctx context.Context, caller service.Caller, req servi
 		s.mu.Unlock()
 		s.starts.Done()
 	}()
-	return s.create(ctx, r)
+	return s.create(ctx, r, out)
 }
 
 // create makes the container. A caller that gives up (ctx) before the process is started
 // gets its start undone; once the process runs, the start completes: the container then
 // exists and is the caller's to stop, as with any start whose reply was lost.
-func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerInfo, error) {
+func (s *Supervisor) create(ctx context.Context, r request, out **container) (service.ContainerInfo, error) {
 	var undo []func()
 	fail := func(err error) (service.ContainerInfo, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -155,6 +160,9 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		return fail(internal(err, "open log of container %q", r.Name))
 	}
 	clog.SetLogger(s.log)
+	if r.Remove {
+		clog.SetTransient()
+	}
 	undo = append(undo, func() { clog.Close() })
 
 	if err := gaveUp(ctx, "start container %q", r.Name); err != nil {
@@ -184,6 +192,9 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		hard:      make(chan struct{}),
 		monExited: make(chan struct{}),
 		announced: make(chan struct{}),
+	}
+	if r.Remove {
+		c.removed = make(chan struct{})
 	}
 	// Copy from the first moment: a container must never block on a full pipe.
 	c.copies.Add(2)
@@ -233,6 +244,7 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		InitStartTime: startTime,
 		BootID:        s.bootID,
 		MergedDir:     merged,
+		AutoRemove:    r.Remove,
 	}
 	if cg != nil {
 		c.rec.Cgroup = cg.Path()
@@ -268,10 +280,16 @@ func (s *Supervisor) create(ctx context.Context, r request) (service.ContainerIn
 		}
 	}
 	c.announce()
+	if out != nil {
+		c.followers.Add(1) // RunContainer's; before the reaper can remove the container
+	}
 	go s.reap(c)
 	select {
 	case s.kick <- struct{}{}:
 	default:
+	}
+	if out != nil {
+		*out = c
 	}
 	return info, nil
 }

@@ -29,7 +29,7 @@ func (s *Supervisor) loadAll() (lost []*container, err error) {
 		}
 		dir := filepath.Join(s.containersDir(), e.Name())
 		rec, err := load(dir)
-		if errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, errNoState) {
 			// A start that never completed (the supervisor died in the middle): undo it.
 			s.log.Warn("removing the remains of an unfinished container start", "dir", dir)
 			if err := s.removeDir(dir, s.mergedDir(e.Name())); err != nil {
@@ -49,12 +49,27 @@ func (s *Supervisor) loadAll() (lost []*container, err error) {
 			monExited: make(chan struct{}),
 		}
 		close(c.done)
+		if rec.AutoRemove && rec.State.Final() {
+			// It ended, and the supervisor that ran it stopped before removing it.
+			s.removeLeftover(c)
+			continue
+		}
 		s.containers[rec.Name] = c
 		if !rec.State.Final() {
 			lost = append(lost, c)
 		}
 	}
 	return lost, nil
+}
+
+// removeLeftover removes an AutoRemove container that a previous supervisor did not get to
+// remove (it stopped, or the machine crashed, before the container ended or was removed).
+func (s *Supervisor) removeLeftover(c *container) {
+	if err := s.removeDir(c.dir, c.rec.MergedDir); err != nil {
+		s.log.Error("cannot remove a container started with --rm", "container", c.rec.Name, "error", err.Error())
+		return
+	}
+	s.log.Info("removed a container started with --rm that a previous supervisor left", "container", c.rec.Name, "state", string(c.rec.State))
 }
 
 // recoverLost settles a container that was running when the previous supervisor died.

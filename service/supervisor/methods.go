@@ -131,6 +131,11 @@ func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name str
 	if err != nil {
 		return err
 	}
+	return s.remove(c, name)
+}
+
+// remove deletes c, a container in the registry under name, once it is final.
+func (s *Supervisor) remove(c *container, name string) error {
 	s.mu.Lock()
 	if !c.rec.State.Final() {
 		state := c.rec.State
@@ -153,7 +158,7 @@ func (s *Supervisor) Remove(ctx context.Context, caller service.Caller, name str
 		return internal(err, "remove the cgroup of container %q", name)
 	}
 	c.disk.mu.Lock()
-	err = s.removeDir(c.dir, merged)
+	err := s.removeDir(c.dir, merged)
 	if err == nil {
 		c.disk.gone = true // a background saver of its final state stops here
 	}
@@ -201,6 +206,61 @@ func (s *Supervisor) removeUnmounted(dir string) {
 	if err != nil {
 		s.log.Error("cannot clean up after a failed start", "dir", dir, "error", err.Error())
 	}
+}
+
+// autoRemove removes an AutoRemove container once its reaper has settled it, and tells
+// RunContainer (c.removed) when that is done or why it failed.
+func (s *Supervisor) autoRemove(c *container) {
+	defer close(c.removed)
+	c.followers.Wait()
+	if err := s.remove(c, c.rec.Name); err != nil {
+		c.disk.mu.Lock()
+		gone := c.disk.gone
+		c.disk.mu.Unlock()
+		if gone {
+			return // someone's Remove got there first
+		}
+		c.removeErr = err
+		s.log.Error("cannot remove a container started with --rm", "container", c.rec.Name, "error", err.Error())
+	}
+}
+
+// RunContainer starts a container, delivers its output as it comes and returns its final
+// state (see service.Manager).
+func (s *Supervisor) RunContainer(ctx context.Context, caller service.Caller, req service.StartRequest, started func(service.ContainerInfo), fn func(service.LogLine) error) (service.ContainerInfo, error) {
+	var c *container
+	info, err := s.start(ctx, caller, req, &c)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	started(info)
+	// The container itself, not its name: with Remove it leaves the registry as it ends,
+	// though not before this follower has read its log (c.followers).
+	err = c.clog.Read(ctx, service.LogOptions{Follow: true}, fn)
+	c.followers.Done()
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	gaveUp := func() (service.ContainerInfo, error) {
+		return service.ContainerInfo{}, &service.Error{Kind: service.KindInternal, Msg: fmt.Sprintf("running container %q: gave up waiting (it goes on)", req.Name), Err: ctx.Err()}
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return gaveUp()
+	}
+	info = s.snapshot(c)
+	if c.removed != nil {
+		select {
+		case <-c.removed:
+		case <-ctx.Done():
+			return gaveUp()
+		}
+		if c.removeErr != nil {
+			info.Message = fmt.Sprintf("%s: %v", service.MsgNotRemoved, c.removeErr)
+		}
+	}
+	return info, nil
 }
 
 // Get returns one container.

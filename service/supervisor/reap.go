@@ -145,6 +145,9 @@ func (s *Supervisor) reap(c *container) {
 	s.settle(c, rec)
 	// Drained to EOF and recorded: the next supervisor needs nothing of it any more.
 	s.dropPipes(rec.Name)
+	if rec.AutoRemove {
+		s.autoRemove(c)
+	}
 }
 
 // ownsCgroup reports whether dir is a container cgroup this supervisor made (and so

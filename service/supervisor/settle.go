@@ -50,7 +50,13 @@ func (s *Supervisor) saveFinal(c *container, rec record) error {
 // and a background saver keeps trying; an exit status the core knows is never replaced by
 // the "unknown" a restarted supervisor would have to assume.
 func (s *Supervisor) settle(c *container, rec record) {
-	err := s.saveFinal(c, rec)
+	var err error
+	// An AutoRemove container is removed right after this: its final state would be written
+	// only to be deleted. Should the removal fail or the supervisor stop first, its state on
+	// disk still says running, and the next supervisor settles and removes it.
+	if !rec.AutoRemove {
+		err = s.saveFinal(c, rec)
+	}
 	delay := saveRetryFirst
 	for i := 0; err != nil && i < settleRetries; i++ {
 		time.Sleep(delay)

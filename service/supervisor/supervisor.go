@@ -172,6 +172,13 @@ type container struct {
 	disk disk
 	// cpu turns the CPU times Stats reads from /proc into a total that never drops.
 	cpu cpuAccount
+	// removed is closed once an AutoRemove container's reaper has tried to remove it;
+	// removeErr (written before) says why that failed. nil for other containers.
+	removed   chan struct{}
+	removeErr error
+	// followers counts RunContainer callers still reading the log: an AutoRemove container
+	// is removed only after they have read it to the end.
+	followers sync.WaitGroup
 }
 
 // New prepares the state directory, loads the containers a previous supervisor left,
@@ -275,6 +282,10 @@ func New(cfg Config) (*Supervisor, error) {
 	// to the journal too.
 	for _, c := range lost {
 		s.restoreLost(c)
+		if c.rec.AutoRemove {
+			delete(s.containers, c.rec.Name)
+			s.removeLeftover(c)
+		}
 	}
 	s.dropUnusedInherited()
 

@@ -198,6 +198,26 @@ func (m *Manager) Start(_ context.Context, caller service.Caller, req service.St
 }
 
 // Stop implements service.Manager.
+// RunContainer is Start, Logs with Follow and Wait, then Remove when req.Remove is set.
+func (m *Manager) RunContainer(ctx context.Context, caller service.Caller, req service.StartRequest, started func(service.ContainerInfo), fn func(service.LogLine) error) (service.ContainerInfo, error) {
+	info, err := m.Start(ctx, caller, req)
+	if err != nil {
+		return service.ContainerInfo{}, err
+	}
+	started(info)
+	if err := m.Logs(ctx, caller, req.Name, service.LogOptions{Follow: true}, fn); err != nil {
+		return service.ContainerInfo{}, err
+	}
+	info, err = m.Wait(ctx, caller, req.Name)
+	if err != nil || !req.Remove {
+		return info, err
+	}
+	if err := m.Remove(ctx, caller, req.Name); err != nil {
+		info.Message = service.MsgNotRemoved + ": " + err.Error()
+	}
+	return info, nil
+}
+
 func (m *Manager) Stop(_ context.Context, caller service.Caller, name string, _ time.Duration) (service.ContainerInfo, error) {
 	m.seen(caller)
 	m.mu.Lock()
