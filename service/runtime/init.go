@@ -38,6 +38,10 @@ func Init() {
 		fmt.Fprintf(os.Stderr, "jackfruit: invalid %s=%q\n", initEnv, fdStr)
 		os.Exit(ExitRuntimeFailure)
 	}
+	// Executed as /proc/self/fd/N (or /proc/self/exe), the process would be called "N" (or
+	// "exe") in ps, top and perf until it execs the command.
+	name := []byte(initArg0 + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	os.Exit(setupStage(os.NewFile(uintptr(fd), "jackfruit-sync")))
 }
 

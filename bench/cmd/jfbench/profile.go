@@ -78,8 +78,9 @@ func (b *bench) stopProfiles(ctx context.Context) {
 
 // runJfprof profiles the supervisor core in-process (bench/cmd/jfprof): the in-use heap
 // with idle containers (item 3's cost) and CPU of start-wait-remove (item 1's), the latter
-// also under a system-wide perf so the container setup stage (comm "exe", the re-executed
-// jackfruit binary) and the kernel show up next to the supervisor.
+// also under a system-wide perf so the container setup stage (comm "jackfruit-init" once it
+// has named itself; before, the number of the descriptor it was executed through, or "exe"
+// for the re-executed jackfruit binary) and the kernel show up next to the supervisor.
 func (b *bench) runJfprof(ctx context.Context) {
 	c := b.cfg
 	if c.jfprof == "" {
@@ -116,7 +117,7 @@ func (b *bench) runJfprof(ctx context.Context) {
 		"--comms", "jfprof,exe,true", "--sort", "comm,dso", "-g", "none").Output()
 	if err == nil {
 		_ = os.WriteFile(base+"-cpu.perf-comm.txt", out, 0o644)
-		b.report.Notes = append(b.report.Notes, fmt.Sprintf("system-wide perf of the same loop by process (exe = container setup stage): %s-cpu.perf-comm.txt", base))
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("system-wide perf of the same loop by process (jackfruit-init = container setup stage): %s-cpu.perf-comm.txt", base))
 	}
 }
 
