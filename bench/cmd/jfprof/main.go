@@ -5,7 +5,7 @@
 // perf sees machine code but not which Go allocation keeps an idle container's memory.
 //
 //	jfprof -mode heap -n 200   start N idle `sleep` containers, write an in-use heap profile
-//	jfprof -mode cpu  -n 300   start-wait-remove N `/bin/true` containers, write a CPU profile
+//	jfprof -mode cpu  -n 300   run --rm N `/bin/true` containers (RunContainer), write a CPU profile
 //
 // Like jfbench it must run inside bench/run.sh's private namespaces (it mounts overlays);
 // `bench/run.sh --profile` runs it and prints `go tool pprof -top` of both profiles.
@@ -97,21 +97,15 @@ func run(mode string, n int, rootfs, work, out string) error {
 		t0 := time.Now()
 		for i := 0; i < n; i++ {
 			name := fmt.Sprintf("true-%d", i)
-			if _, err := sup.Start(ctx, root, service.StartRequest{Name: name, Command: []string{"/bin/true"}}); err != nil {
+			// What `jackfruit run --rm` asks for: one RunContainer with Remove.
+			if _, err := sup.RunContainer(ctx, root, service.StartRequest{Name: name, Command: []string{"/bin/true"}, Remove: true},
+				func(service.ContainerInfo) {}, func(service.LogLine) error { return nil }); err != nil {
 				pprof.StopCPUProfile()
-				return fmt.Errorf("start %s: %w", name, err)
-			}
-			if _, err := sup.Wait(ctx, root, name); err != nil {
-				pprof.StopCPUProfile()
-				return fmt.Errorf("wait %s: %w", name, err)
-			}
-			if err := sup.Remove(ctx, root, name); err != nil {
-				pprof.StopCPUProfile()
-				return fmt.Errorf("remove %s: %w", name, err)
+				return fmt.Errorf("run %s: %w", name, err)
 			}
 		}
 		pprof.StopCPUProfile()
-		fmt.Printf("jfprof cpu: %d start+wait+remove of /bin/true in-process: %.2f ms each (no CLI, no socket)\n",
+		fmt.Printf("jfprof cpu: %d run --rm of /bin/true in-process: %.2f ms each (no CLI, no socket)\n",
 			n, float64(time.Since(t0).Microseconds())/1000/float64(n))
 		return nil
 	}
