@@ -5,6 +5,7 @@
 package supervisor
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/jackfruit/jackfruit/service"
@@ -102,18 +103,25 @@ func (s *Supervisor) sampler() {
 	t := time.NewTicker(sampleInterval)
 	defer t.Stop()
 	for {
+		kicked := false
 		select {
 		case <-s.stopBg:
 			return
 		case <-t.C:
 		case <-s.kick:
+			kicked = true
 		}
-		if s.memBy == service.EnforcedByModule {
+		switch {
+		case s.memBy == service.EnforcedByModule:
 			s.sampleWatched()
-		} else {
+		case kicked:
+			s.sampleNew()
+		default:
 			s.sampleProc()
 		}
-		s.sampleCgroups()
+		if !kicked { // every container's memory.current: the next tick's, not each start's
+			s.sampleCgroups()
+		}
 	}
 }
 
@@ -143,6 +151,30 @@ func (s *Supervisor) sampleCgroups() {
 		if !c.rec.State.Final() && !c.settling {
 			c.rec.MemoryCurrent = v
 		}
+	}
+}
+
+// sampleNew gives containers that have no RSS yet (just started: the kick after a start) the
+// RSS of their init, until the next full round counts their other processes too. A full
+// round walks all of /proc, which after every start would cost each start time and garbage
+// in proportion to every process on the host.
+func (s *Supervisor) sampleNew() {
+	s.mu.Lock()
+	fresh := make(map[int]*container)
+	for _, c := range s.containers {
+		if !c.rec.State.Final() && c.rec.Pid > 0 && c.rec.RSS == 0 {
+			fresh[c.rec.Pid] = c
+		}
+	}
+	s.mu.Unlock()
+	for pid, c := range fresh {
+		v := vmRSS("/proc/" + strconv.Itoa(pid) + "/status")
+		s.mu.Lock()
+		if v > 0 && c.rec.Pid == pid && !c.rec.State.Final() && c.rec.RSS == 0 {
+			c.rec.RSS = v
+			c.rec.PeakRSS = max(c.rec.PeakRSS, v)
+		}
+		s.mu.Unlock()
 	}
 }
 
