@@ -79,7 +79,7 @@ takes them over with their output (kept in systemd's fd store) and exit status.`
 	f := cmd.Flags()
 	f.StringVar(&o.baseRootfs, "base-rootfs", "/var/lib/jackfruit/rootfs", "lower layer of containers started without --rootfs")
 	f.StringVar(&o.stateDir, "state-dir", supervisor.DefaultStateDir, "container state, logs and writable layers")
-	f.StringVar(&o.runDir, "run-dir", supervisor.DefaultRunDir, "runtime directory (overlay mounts)")
+	f.StringVar(&o.runDir, "run-dir", supervisor.DefaultRunDir, "runtime directory (overlay mount points of containers from older supervisors)")
 	f.StringVar(&o.socket, "socket", defaultSocketPath(), "control socket to bind when not socket-activated")
 	f.StringVar(&o.socketGroup, "socket-group", supervisor.DefaultAdminGroup, "group owning a self-bound control socket (if it exists)")
 	f.StringVar(&o.adminGroup, "admin-group", supervisor.DefaultAdminGroup, "members of this group may change containers besides root (empty: root only)")

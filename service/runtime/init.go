@@ -164,6 +164,12 @@ func setupContainer(cfg *setupConfig) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("making mounts private: %w", err)
 	}
+	// The container's overlay exists in this mount namespace only (Spec.Overlay).
+	if cfg.Overlay != nil {
+		if err := mountOverlay(*cfg.Overlay, cfg.Rootfs); err != nil {
+			return err
+		}
+	}
 	// pivot_root needs the new root to be a mount point; a recursive bind of the rootfs onto
 	// itself makes it one and keeps any mounts the rootfs already has beneath it.
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

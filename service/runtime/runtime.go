@@ -46,6 +46,9 @@ type Spec struct {
 	Init string
 	// Security is the container's confinement; nil means DefaultSecurity().
 	Security *Security
+	// Overlay, when set, is mounted on Rootfs (an empty directory) by the setup stage, in
+	// the container's mount namespace only (see Overlay).
+	Overlay *Overlay
 	// Stage is the setup-stage binary to run (OpenStage); nil re-executes /proc/self/exe.
 	// It must stay open until Start returns.
 	Stage *os.File
@@ -117,6 +120,7 @@ type Process struct {
 type setupConfig struct {
 	Protocol int      `json:"protocol"` // setupProtocol
 	Name     string   `json:"name"`
+	Overlay  *Overlay `json:"overlay,omitempty"`
 	Hostname string   `json:"hostname"`
 	Rootfs   string   `json:"rootfs"`
 	Args     []string `json:"args"`
@@ -218,8 +222,17 @@ func Start(spec Spec) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
+	var overlay *Overlay
+	if spec.Overlay != nil {
+		o := *spec.Overlay
+		if err := absOverlayPaths(&o.Lower, &o.Upper, &o.Work, &rootfs); err != nil {
+			return nil, fmt.Errorf("container %q: %w", spec.Name, err)
+		}
+		overlay = &o
+	}
 	cfg, err := json.Marshal(setupConfig{
 		Protocol: setupProtocol,
+		Overlay:  overlay,
 		Name:     spec.Name,
 		Hostname: spec.hostname(),
 		Rootfs:   rootfs,

@@ -3,10 +3,13 @@
 package runtime
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -116,4 +119,58 @@ func TestStartWithStageBinary(t *testing.T) {
 		t.Errorf("start from a non-stage: %v", err)
 	}
 	assertNoChildren(t)
+}
+
+// Spec.Overlay: the setup stage mounts the overlay in the container's namespace only. The
+// container sees the base and writes into the upper layer; the caller's namespace never has
+// a mount there, during or after; with Volatile too.
+func TestSpecOverlay(t *testing.T) {
+	rootfs := testRootfs(t)
+	dir := overlayTempDir(t)
+	for i, volatile := range []bool{false, true} {
+		d := filepath.Join(dir, strconv.Itoa(i))
+		o := &Overlay{Lower: rootfs, Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"), Volatile: volatile}
+		target := filepath.Join(d, "rootfs")
+		for _, p := range []string{o.Upper, o.Work, target} {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		spec := sh(target, "echo written > /etc/written; cat /etc/hostname; grep -c ' / / .* - overlay ' /proc/self/mountinfo; exec sleep 1000")
+		spec.Overlay = o
+		p, err := Start(spec)
+		if err != nil {
+			t.Fatalf("volatile=%v: %v", volatile, err)
+		}
+		// Two lines, then the container sleeps with its overlay mounted.
+		br := bufio.NewReader(p.Stdout)
+		var out string
+		for i := 0; i < 2; i++ {
+			l, err := br.ReadString('\n')
+			out += l
+			if err != nil {
+				break
+			}
+		}
+		if m, err := isMountPoint(target); err != nil || m {
+			t.Errorf("volatile=%v: %s is a mount point in the caller's namespace (%v)", volatile, target, err)
+		}
+		p.Signal(syscall.SIGKILL)
+		r := finish(t, p)
+		if out != "jackfruit\n1\n" {
+			t.Errorf("volatile=%v: container printed %q (stderr %q)", volatile, out, r.stderr)
+		}
+		if b, err := os.ReadFile(filepath.Join(o.Upper, "etc/written")); err != nil || string(b) != "written\n" {
+			t.Errorf("volatile=%v: upper layer holds %q, %v", volatile, b, err)
+		}
+		if _, err := os.Stat(filepath.Join(rootfs, "etc/written")); !os.IsNotExist(err) {
+			t.Errorf("volatile=%v: the write reached the base: %v", volatile, err)
+		}
+	}
+	// Paths the mount options cannot carry are refused before anything starts.
+	spec := sh(dir, "true")
+	spec.Overlay = &Overlay{Lower: rootfs, Upper: filepath.Join(dir, "a,b"), Work: filepath.Join(dir, "w")}
+	if _, err := Start(spec); err == nil || !strings.Contains(err.Error(), "must not contain") {
+		t.Errorf("overlay path with a comma: %v", err)
+	}
 }

@@ -96,38 +96,21 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		return fail(internal(err, "start container %q", r.Name))
 	}
 
-	rootfs, merged := r.Rootfs, ""
+	rootfs := r.Rootfs
+	var overlay *runtime.Overlay
 	if r.overlay {
-		merged = s.mergedDir(r.Name)
-		// The name is free in our state directory, so a mount at its merged directory
-		// belongs to someone else: another supervisor given the same run directory (the
-		// default /run/jackfruit) and a container of the same name. Touch nothing of it.
-		if mps, err := mountPoints(filepath.Dir(merged)); err == nil && len(mps) > 0 {
-			return fail(service.Errorf(service.KindAlreadyExists,
-				"container %q: its overlay mount point %s is in use, probably by another supervisor sharing the run directory %s; give each supervisor its own --run-dir",
-				r.Name, merged, filepath.Dir(filepath.Dir(filepath.Dir(merged)))))
-		}
-		upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
-		for _, d := range []string{upper, work} {
+		// The setup stage mounts the overlay on dir/rootfs inside the container's own mount
+		// namespace (runtime.Overlay): nothing is mounted here, so there is nothing for the
+		// supervisor to unmount, and the mount goes when the container's last process does.
+		upper, work, target := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "rootfs")
+		for _, d := range []string{upper, work, target} {
 			if err := os.Mkdir(d, 0o755); err != nil {
 				return fail(internal(err, "prepare overlay for container %q", r.Name))
 			}
 		}
-		if err := os.MkdirAll(merged, 0o755); err != nil {
-			return fail(internal(err, "prepare overlay for container %q", r.Name))
-		}
-		if s.cfg.RunDir != "" {
-			undo = append(undo, func() { s.removeUnmounted(filepath.Dir(merged)) })
-		}
-		if err := runtime.MountOverlay(r.lower, upper, work, merged); err != nil {
-			return fail(internal(err, "mount overlay of %s for container %q", r.lower, r.Name))
-		}
-		undo = append(undo, func() {
-			if err := runtime.Unmount(merged); err != nil {
-				s.log.Error("unmount overlay after failed start", "container", r.Name, "path", merged, "error", err.Error())
-			}
-		})
-		rootfs = merged
+		// A container removed when it ends needs no sync of its layer (runtime.Overlay).
+		overlay = &runtime.Overlay{Lower: r.lower, Upper: upper, Work: work, Volatile: r.Remove}
+		rootfs = target
 	}
 
 	var cg *cgroup.Group
@@ -173,7 +156,7 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		initBinary = s.cfg.InitBinary
 	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Stage: s.stage})
+	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Overlay: overlay, Stage: s.stage})
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -243,7 +226,6 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		},
 		InitStartTime: startTime,
 		BootID:        s.bootID,
-		MergedDir:     merged,
 		AutoRemove:    r.Remove,
 	}
 	if cg != nil {

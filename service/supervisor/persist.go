@@ -29,7 +29,9 @@ type record struct {
 	// process even after its pid was reused.
 	InitStartTime uint64 `json:"init_start_time,omitempty"`
 	BootID        string `json:"boot_id,omitempty"`
-	// MergedDir is where the overlay is mounted while the container runs.
+	// MergedDir is where the supervisor mounted the container's overlay in its own mount
+	// namespace, as supervisors before the setup stage mounted it (runtime.Overlay) did; kept
+	// so that a container of theirs is still unmounted. Empty for newer containers.
 	MergedDir string `json:"merged_dir,omitempty"`
 	// WatchHandle is the container's registration with the kernel monitor (its id), valid
 	// for the monitor file that systemd's fd store keeps across a restart; 0 when none.
