@@ -87,7 +87,7 @@ func (b *bench) itemFootprint(ctx context.Context, p *peers) {
 func (b *bench) footprintJackfruit(ctx context.Context, sup *supervisor) {
 	const item = "3 footprint"
 	c := b.cfg
-	goal := "<= 256 KiB per idle container"
+	goal := "<= 64 KiB per idle container (0->100)"
 	if out, err := sup.cli(ctx, "run", "--rm", "jfb-fp-warmup", "--", "/bin/true").CombinedOutput(); err != nil {
 		b.report.skip(item, "jackfruit", "warm-up container failed: "+errString(err, out))
 		return

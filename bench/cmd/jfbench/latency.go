@@ -155,7 +155,7 @@ func (b *bench) itemLatency(ctx context.Context, p *peers) {
 		b.report.Details["latency_failures"] = failures
 	}
 	b.emitComparison(item, "start-to-exit", "ms", subs, samples, c.runs,
-		"median <= crun's, >= 2x faster than runc")
+		"median <= crun's, >= 2.5x faster than runc")
 }
 
 // emitComparison writes one row per subject with its ratio to crun (and runc for jackfruit).
@@ -242,7 +242,7 @@ func (b *bench) itemThroughput(ctx context.Context, p *peers) {
 	}
 	b.report.how("throughput: the same commands, %d started at once (one goroutine each, released together), wall time until all are reaped / %d; %d rounds per runtime, interleaved",
 		c.concurrency, c.concurrency, c.rounds)
-	b.emitComparison(item, fmt.Sprintf("wall/container (%d at once)", c.concurrency), "ms", subs, samples, c.rounds, "")
+	b.emitComparison(item, fmt.Sprintf("wall/container (%d at once)", c.concurrency), "ms", subs, samples, c.rounds, "<= 1.2x crun's")
 }
 
 func (b *bench) batch(ctx context.Context, s *subject, prefix string, n int) (time.Duration, []string) {
