@@ -212,14 +212,24 @@ func TestSubtreeLifecycle(t *testing.T) {
 		t.Error("Stats of a removed group succeeded")
 	}
 
-	// An empty leftover of the same name (a crash between mkdir and rmdir) is reused.
-	if err := os.Mkdir(filepath.Join(sub.Dir(), "c2"), 0o755); err != nil {
+	// An empty leftover of the same name (a crash between mkdir and rmdir) is replaced by a
+	// fresh group: nothing of its settings carries over.
+	left := filepath.Join(sub.Dir(), "c2")
+	if err := os.Mkdir(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, "cgroup.max.descendants"), []byte("3"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if g2, err := sub.Create("c2"); err != nil {
 		t.Errorf("Create over an empty leftover: %v", err)
-	} else if err := g2.Remove(); err != nil {
-		t.Error(err)
+	} else {
+		if b, _ := os.ReadFile(filepath.Join(g2.Path(), "cgroup.max.descendants")); strings.TrimSpace(string(b)) != "max" {
+			t.Errorf("the leftover's setting carried over: cgroup.max.descendants = %q", b)
+		}
+		if err := g2.Remove(); err != nil {
+			t.Error(err)
+		}
 	}
 }
 

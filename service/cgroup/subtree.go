@@ -160,8 +160,9 @@ func (s *Subtree) Contains(dir string) bool {
 }
 
 // Create makes the group of container name. A group of that name left behind by an earlier
-// run is reused when it is empty; one that still holds processes is refused, as those belong
-// to a container that is not this one.
+// run is replaced when it is empty (its limits and memory.events counters must not carry
+// over); one that still holds processes is refused, as those belong to a container that is
+// not this one.
 func (s *Subtree) Create(name string) (*Group, error) {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return nil, fmt.Errorf("invalid cgroup name %q", name)
@@ -176,7 +177,10 @@ func (s *Subtree) Create(name string) (*Group, error) {
 		if len(procs) > 0 || hasChildren(g.dir) {
 			return nil, fmt.Errorf("cgroup %s exists and is in use (processes %v); not reusing it", g.dir, procs)
 		}
-		return g, nil
+		if err := unix.Rmdir(g.dir); err != nil && err != unix.ENOENT {
+			return nil, fmt.Errorf("replacing the leftover cgroup %s: %w", g.dir, err)
+		}
+		err = os.Mkdir(g.dir, 0o755)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating cgroup %s: %w", g.dir, err)
