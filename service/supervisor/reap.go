@@ -79,10 +79,12 @@ func (s *Supervisor) reap(c *container) {
 			state = service.StateOOMKill
 		}
 	}
-	var rss, current uint64
+	// The module's RSS is its last sample before the death; a cgroup's memory.current is
+	// only what is left after it, so the sampler's last value stays.
+	var rss uint64
 	if c.registered {
 		if u, err := s.mem.Usage(c.watch); err == nil {
-			rss, current = u.RSS, u.Current
+			rss = u.RSS
 		}
 	}
 	if state == service.StateOOMKill {
@@ -121,9 +123,6 @@ func (s *Supervisor) reap(c *container) {
 	if rss > 0 {
 		rec.RSS = rss
 		rec.PeakRSS = max(rec.PeakRSS, rss)
-	}
-	if current > 0 {
-		rec.MemoryCurrent = current
 	}
 	if c.cg != nil && s.ownsCgroup(rec.Cgroup) {
 		// Read (memory.events) and done with: the processes are gone, only the directory
