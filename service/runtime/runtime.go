@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,7 +55,9 @@ type Spec struct {
 	Stage *os.File
 	// Cgroup is the cgroup v2 directory the setup stage is born in (clone3's
 	// CLONE_INTO_CGROUP), so that everything of the container is accounted and limited
-	// there from its first instruction; nil: the caller's own cgroup. Start does not close it.
+	// there from its first instruction; nil: the caller's own cgroup. Where clone3 is
+	// refused (systemd's RestrictNamespaces=), the setup stage is moved there right after
+	// the clone, before it is told what to run. Start does not close it.
 	Cgroup *os.File
 }
 
@@ -350,6 +353,17 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		attr.Sys.CgroupFD = int(cgroup.Fd())
 	}
 	pid, err := syscall.ForkExec(stage, []string{initArg0, name}, attr)
+	moveLater := false
+	if cgroup != nil && (errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM)) {
+		// clone3 refused: systemd's RestrictNamespaces= (jackfruit.service) makes it fail
+		// with ENOSYS, as it cannot see clone3's flags. Clone as before and move the setup
+		// stage before it gets its config (below): it then has run nothing of the
+		// container's yet, only its own start-up is charged to our cgroup.
+		attr.Sys.UseCgroupFD, attr.Sys.CgroupFD = false, 0
+		pidfd = -1
+		pid, err = syscall.ForkExec(stage, []string{initArg0, name}, attr)
+		moveLater = err == nil
+	}
 	if err != nil {
 		parentSock.Close()
 		outR.Close()
@@ -377,7 +391,30 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		}
 		unix.CloseOnExec(pidfd)
 	}
-	return &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}, parentSock, nil
+	p = &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}
+	if moveLater {
+		// Our child, not reaped yet: its pid cannot have been reused.
+		if err := moveToCgroup(int(cgroup.Fd()), pid); err != nil {
+			_ = p.Signal(syscall.SIGKILL)
+			_, _ = p.Wait()
+			parentSock.Close()
+			outR.Close()
+			errR.Close()
+			return nil, nil, fmt.Errorf("placing the setup stage in cgroup %s: %w", cgroup.Name(), err)
+		}
+	}
+	return p, parentSock, nil
+}
+
+// moveToCgroup moves process pid (every thread) into the cgroup v2 directory dirfd.
+func moveToCgroup(dirfd, pid int) error {
+	fd, err := unix.Openat(dirfd, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte(strconv.Itoa(pid)))
+	return err
 }
 
 // handshake sends the config and waits until the setup stage reports the container set up

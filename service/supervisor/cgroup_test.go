@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
@@ -208,4 +212,65 @@ func TestNoCgroup(t *testing.T) {
 	if final, err := e.s.Wait(ctx, root, "plain"); err != nil || final.State != service.StateExited {
 		t.Fatalf("%+v %v", final, err)
 	}
+}
+
+// Under systemd's RestrictNamespaces= (jackfruit.service) clone3 fails with ENOSYS, so
+// CLONE_INTO_CGROUP is not there: the setup stage is moved into the container's cgroup right
+// after a plain clone instead, before it runs anything of the container.
+func TestContainerCgroupWithoutClone3(t *testing.T) {
+	if goruntime.GOARCH != "amd64" {
+		t.Skip("the test filter knows x86-64's clone3 number only")
+	}
+	e, mount, sub := cgroupEnv(t)
+	type result struct {
+		info service.ContainerInfo
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The filter stays on this thread, which dies with the goroutine (still locked).
+		goruntime.LockOSThread()
+		if err := refuseClone3(); err != nil {
+			done <- result{err: err}
+			return
+		}
+		// Proof that the filter works: a clone3 here gets ENOSYS.
+		if _, _, errno := unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0); errno != unix.ENOSYS {
+			done <- result{err: fmt.Errorf("clone3 under the test filter: %v, want ENOSYS", errno)}
+			return
+		}
+		info, err := e.s.Start(context.Background(), root, service.StartRequest{Name: "noclone3", Command: []string{"sleep", "1000"}})
+		done <- result{info, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	want := filepath.Join(sub.Dir(), "noclone3")
+	if got := cgroupOf(t, mount, r.info.Pid); got != want || r.info.Cgroup != want {
+		t.Errorf("the init is in %s (recorded %s); want %s", got, r.info.Cgroup, want)
+	}
+	if _, err := e.s.Stop(context.Background(), root, "noclone3", service.NoGrace); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refuseClone3 installs on the calling thread a seccomp filter that fails clone3 with ENOSYS,
+// as systemd's RestrictNamespaces= does, and allows everything else.
+func refuseClone3() error {
+	const (
+		retAllow = 0x7fff0000
+		retErrno = 0x00050000
+	)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_CLONE3},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retErrno | uint32(unix.ENOSYS)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, 1 /* SECCOMP_SET_MODE_FILTER */, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return fmt.Errorf("installing the test seccomp filter: %w", errno)
+	}
+	return nil
 }
