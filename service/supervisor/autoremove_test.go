@@ -170,3 +170,37 @@ func TestAutoRemoveLeftovers(t *testing.T) {
 		t.Errorf("kept: %v", err)
 	}
 }
+
+// Remove moves the directory out of the way at once and deletes it in the background;
+// Close waits for that, and a supervisor deletes what a previous one left in the trash.
+func TestRemoveTrash(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.start(t, "gone", "sh", "-c", "echo x > /written")
+	e.wait(t, "gone")
+	if err := e.s.Remove(ctx, root, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.StateDir, "containers", "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("container directory after Remove: %v", err)
+	}
+	e.start(t, "gone", "true") // the name is free at once
+	e.wait(t, "gone")
+	e.s.Close()
+	if ents, err := os.ReadDir(filepath.Join(e.cfg.StateDir, "trash")); err != nil || len(ents) != 0 {
+		t.Errorf("trash after Close: %v %v", ents, err)
+	}
+
+	left := filepath.Join(e.cfg.StateDir, "trash", "c-left", "dir", "upper")
+	if err := os.MkdirAll(left, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if ents, err := os.ReadDir(filepath.Join(e.cfg.StateDir, "trash")); err != nil || len(ents) != 0 {
+		t.Errorf("trash a previous supervisor left, after a new one ran: %v %v", ents, err)
+	}
+}

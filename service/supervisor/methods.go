@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -191,7 +192,31 @@ func (s *Supervisor) removeDir(dir, merged string) error {
 	if len(mps) > 0 {
 		return fmt.Errorf("%s is still mounted; not removing %s", mps[0], dir)
 	}
+	// One rename frees the name at once; the files (a dozen or more unlinks and rmdirs,
+	// ~2 ms on a busy ext4, on every `run --rm`'s critical path) go in the background.
+	if gone, err := os.MkdirTemp(s.trashDir(), "c-"); err == nil {
+		if err := os.Rename(dir, filepath.Join(gone, "dir")); err == nil {
+			s.emptyTrash(gone)
+			return nil
+		}
+		os.Remove(gone)
+	}
 	return os.RemoveAll(dir)
+}
+
+// trashDir holds removed container directories until they are deleted in the background;
+// on the state directory's filesystem, so that moving a directory there is one rename.
+func (s *Supervisor) trashDir() string { return filepath.Join(s.cfg.StateDir, "trash") }
+
+// emptyTrash deletes dir in the background; Close and Detach wait for it.
+func (s *Supervisor) emptyTrash(dir string) {
+	s.trash.Add(1)
+	go func() {
+		defer s.trash.Done()
+		if err := os.RemoveAll(dir); err != nil {
+			s.log.Warn("deleting a removed container's files", "dir", dir, "error", err.Error())
+		}
+	}()
 }
 
 // removeUnmounted undoes a directory of a failed start, unless something is still mounted

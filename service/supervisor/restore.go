@@ -239,6 +239,7 @@ func (s *Supervisor) Detach() error {
 			s.journal.Close()
 		}
 		s.closeStage()
+		s.trash.Wait()
 		s.lock.Close()
 	})
 	return nil

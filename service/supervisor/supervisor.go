@@ -122,6 +122,7 @@ type Supervisor struct {
 	// before the journal, the monitor and the state directory lock go away.
 	starts    sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
+	trash     sync.WaitGroup // background deletions of removed containers' directories
 	stopBg    chan struct{}
 	kick      chan struct{} // asks the sampler for an early round (a container just started)
 	closeOnce sync.Once
@@ -256,6 +257,15 @@ func New(cfg Config) (*Supervisor, error) {
 		if err := os.MkdirAll(filepath.Join(cfg.RunDir, "containers"), 0o700); err != nil {
 			return nil, fmt.Errorf("create run directory: %w", err)
 		}
+	}
+	// What a previous supervisor had not finished deleting (removeDir).
+	if ents, err := os.ReadDir(s.trashDir()); err == nil {
+		for _, e := range ents {
+			s.emptyTrash(filepath.Join(s.trashDir(), e.Name()))
+		}
+	}
+	if err := os.MkdirAll(s.trashDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	lost, err := s.loadAll()
 	if err != nil {
@@ -416,6 +426,7 @@ func (s *Supervisor) Close() error {
 			s.journal.Close()
 		}
 		s.closeStage()
+		s.trash.Wait()
 		s.lock.Close()
 	})
 	return nil
