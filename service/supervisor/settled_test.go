@@ -151,8 +151,12 @@ func TestExitStatusSurvivesFailedSave(t *testing.T) {
 			t.Fatalf("the final state was not saved after the directory became writable again")
 		}
 	}
-	if !strings.Contains(logbuf.String(), "saved the final state of a container after retrying") {
-		t.Errorf("no note that the retry succeeded:\n%s", logbuf.String())
+	// The note follows the rename that the loop above saw.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logbuf.String(), "saved the final state of a container after retrying"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("no note that the retry succeeded:\n%s", logbuf.String())
+			break
+		}
 	}
 	e.s.Close()
 	s2, err := New(e.cfg)
