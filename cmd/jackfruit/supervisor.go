@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,6 +128,9 @@ func parseSize(s string) (int64, error) {
 	return v * mult, nil
 }
 
+// supervisorGCPercent is the supervisor's GOGC unless the environment sets one.
+const supervisorGCPercent = 50
+
 func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -145,6 +149,13 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	}
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	// The supervisor's live heap is small and most of what each start allocates is garbage
+	// at once; with Go's default GOGC=100 the heap (and the RSS) grows to twice the live data
+	// between collections. 50 keeps ~14 KiB less per idle container (bench item 3) for a few
+	// more, short collections of a small heap. GOGC in the environment still decides.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(supervisorGCPercent)
 	}
 	raiseFileLimit(logger)
 	// What systemd passed (the socket unit's socket, the fd store of a previous run) is
