@@ -45,7 +45,10 @@ jackfruit start small --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- /usr/bin/m
 jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
 jackfruit start exechog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- sleep 1000 >/dev/null
 (jackfruit exec exechog -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null; echo "VM-EXECRC $?") &
+(jackfruit exec plainkill -- sleep 999 >/dev/null &)
 sleep 1
+jackfruit top plainkill | sed 's/^/VM-TOP /'
+echo "VM-STATS $(jackfruit stats --no-stream --format json plainkill | tr -d '\n')"
 jackfruit kill plainkill --signal KILL
 for c in hog small plainkill exechog; do jackfruit wait $c >/dev/null; echo "VM-STATE $(tr -d '\n' < /tmp/state/containers/$c/state.json)"; done
 kill -TERM %1; wait
@@ -194,6 +197,12 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	var status, klog []string
 	execRC, cgExecRC := "", ""
 	done, inOOMReport := false, false
+	var top []string
+	var stats []struct {
+		RSS            uint64 `json:"rss"`
+		LimitsEnforced bool   `json:"limits_enforced"`
+		Processes      int    `json:"processes"`
+	}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -241,6 +250,12 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 			status = append(status, strings.TrimPrefix(line, "VM-STATUS "))
 		case strings.HasPrefix(line, "VM-CGEXECRC "):
 			cgExecRC = strings.TrimPrefix(line, "VM-CGEXECRC ")
+		case strings.HasPrefix(line, "VM-TOP "):
+			top = append(top, strings.TrimPrefix(line, "VM-TOP "))
+		case strings.HasPrefix(line, "VM-STATS "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-STATS ")), &stats); err != nil {
+				t.Errorf("stats line %q: %v", line, err)
+			}
 		case strings.HasPrefix(line, "VM-EXECRC "):
 			execRC = strings.TrimPrefix(line, "VM-EXECRC ")
 		case strings.HasPrefix(line, "VM-KLOG "):
@@ -300,6 +315,14 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	}
 	if cgExecRC != "137" {
 		t.Errorf("the exec'd hog's jackfruit exec exited %q under the cgroup; want 137", cgExecRC)
+	}
+	// top and stats with the real module: the exec'd sleep is one of plainkill's processes,
+	// and the memory stats shows is the module's measurement of the whole container.
+	if len(top) != 3 || !strings.Contains(top[2], "sleep 999") || strings.Fields(top[2])[1] == "1" {
+		t.Errorf("jackfruit top plainkill in the guest:\n%s", strings.Join(top, "\n"))
+	}
+	if len(stats) != 1 || !stats[0].LimitsEnforced || stats[0].RSS == 0 || stats[0].Processes != 2 {
+		t.Errorf("jackfruit stats plainkill in the guest: %+v", stats)
 	}
 	kl := strings.Join(klog, "\n")
 	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid=",
