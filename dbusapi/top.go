@@ -24,7 +24,7 @@ type processEntry struct {
 	Args      []string
 }
 
-// statsEntry is GetContainerStats' (ssstttttbtuu): one sample of a container's resource use.
+// statsEntry is GetContainerStats' (sssttttttbstuu): one sample of a container's resource use.
 type statsEntry struct {
 	Name           string
 	ID             string
@@ -32,9 +32,11 @@ type statsEntry struct {
 	TimeUsec       uint64 // CLOCK_REALTIME µs, as systemd's timestamps
 	RSS            uint64
 	PeakRSS        uint64
+	MemoryCurrent  uint64
 	SoftLimit      uint64
 	HardLimit      uint64
 	LimitsEnforced bool
+	EnforcedBy     string
 	CPUTimeNs      uint64
 	Tasks          uint32
 	Processes      uint32
@@ -50,8 +52,8 @@ func processesToDBus(ps []service.Process) []processEntry {
 }
 
 func statsToDBus(s service.ContainerStats) statsEntry {
-	return statsEntry{s.Name, s.ID, string(s.State), uint64(max(s.Time.UnixMicro(), 0)), s.RSS, s.PeakRSS,
-		s.SoftLimit, s.HardLimit, s.LimitsEnforced, uint64(max(s.CPUTime, 0)), uint32(max(s.Tasks, 0)), uint32(max(s.Processes, 0))}
+	return statsEntry{s.Name, s.ID, string(s.State), uint64(max(s.Time.UnixMicro(), 0)), s.RSS, s.PeakRSS, s.MemoryCurrent,
+		s.SoftLimit, s.HardLimit, s.LimitsEnforced, s.EnforcedBy, uint64(max(s.CPUTime, 0)), uint32(max(s.Tasks, 0)), uint32(max(s.Processes, 0))}
 }
 
 // top and stats are reads, like GetContainer: everyone may call them.

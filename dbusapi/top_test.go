@@ -54,11 +54,12 @@ func TestRealProcessesAndStats(t *testing.T) {
 	}
 
 	type sample struct {
-		Name, ID, State                              string
-		TimeUsec, RSS, PeakRSS, SoftLimit, HardLimit uint64
-		Enforced                                     bool
-		CPU                                          uint64
-		Tasks, Processes                             uint32
+		Name, ID, State                            string
+		TimeUsec, RSS, PeakRSS, MemCur, Soft, Hard uint64
+		Enforced                                   bool
+		EnforcedBy                                 string
+		CPU                                        uint64
+		Tasks, Processes                           uint32
 	}
 	var st []sample
 	if err := e.mgr.Call(dbusapi.ManagerInterface+".GetContainerStats", 0, []string{}).Store(&st); err != nil {
@@ -66,7 +67,7 @@ func TestRealProcessesAndStats(t *testing.T) {
 	}
 	now := uint64(time.Now().UnixMicro())
 	if len(st) != 1 || st[0].Name != "box" || st[0].State != "running" || st[0].Processes != 2 || st[0].Tasks < 2 ||
-		st[0].SoftLimit != service.DefaultSoftLimit || st[0].HardLimit != service.DefaultHardLimit ||
+		st[0].Soft != service.DefaultSoftLimit || st[0].Hard != service.DefaultHardLimit ||
 		st[0].Enforced || st[0].TimeUsec > now || st[0].TimeUsec < now-10_000_000 {
 		t.Errorf("GetContainerStats: %+v", st)
 	}

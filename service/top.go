@@ -39,14 +39,21 @@ type ContainerStats struct {
 	Time  time.Time `json:"time"` // when the sample was taken
 	// RSS and PeakRSS are what ps and inspect show: the kernel monitor's sum over the
 	// container's PID namespace, or the sum of VmRSS from /proc without the monitor.
-	RSS            uint64 `json:"rss"`
-	PeakRSS        uint64 `json:"peak_rss"`
+	RSS     uint64 `json:"rss"`
+	PeakRSS uint64 `json:"peak_rss"`
+	// MemoryCurrent is the container's cgroup's memory.current (page cache included);
+	// 0 when it has no cgroup with the memory controller.
+	MemoryCurrent  uint64 `json:"memory_current"`
 	SoftLimit      uint64 `json:"soft_limit"`
 	HardLimit      uint64 `json:"hard_limit"`
 	LimitsEnforced bool   `json:"limits_enforced"`
+	// EnforcedBy is what enforces the limits (EnforcedByModule: they apply to RSS;
+	// EnforcedByCgroup: to MemoryCurrent), "" when nothing does.
+	EnforcedBy string `json:"enforced_by,omitempty"`
 	// CPUTime is the user and system time the container's processes have used, and only
 	// ever grows while the container runs: CPU use between two samples is the difference
-	// of their CPUTime over the difference of their Time.
+	// of their CPUTime over the difference of their Time. From the cgroup's cpu.stat where
+	// the container has a cgroup, else summed from /proc.
 	CPUTime time.Duration `json:"cpu_time_ns"`
 	// Tasks counts the container's threads (what a cgroup's pids.current counts),
 	// Processes its processes.

@@ -52,17 +52,22 @@ is restored on exit.
 
   CPU %    CPU time used over the last interval, in percent of one CPU (200% is two
            CPUs busy); the first frame measures the 0.5 s before it
-  MEM      memory as ps shows it: the kernel monitor's RSS of the whole container, or
+  RSS      memory as ps shows it: the kernel monitor's RSS of the whole container, or
            the sum of its processes' RSS from /proc without the monitor
-  SOFT %   MEM in percent of the soft limit (over 100%: warned)
-  HARD %   MEM in percent of the hard limit (the container is killed at 100%)
-  LIMITS   the soft/hard limits; "(not enforced)" without the kernel monitor
+  CGROUP   the container's cgroup's memory.current (page cache included), where
+           containers have cgroups
+  SOFT %   the memory the limits apply to (RSS with the kernel monitor, CGROUP when the
+           cgroup enforces them) in percent of the soft limit (over 100%: warned)
+  HARD %   the same in percent of the hard limit (the container is killed at 100%)
+  LIMITS   the soft/hard limits; "(cgroup)" when the cgroup enforces them, "(not
+           enforced)" when nothing does
   TASKS    threads in the container
 
 --no-stream prints one frame and exits; its CPU % is measured over 0.5 s (docker's
 --no-stream reports the interval between two samples too). --format json prints each
 frame as a JSON array of the control protocol's ContainerStats (docs/protocol.md) with
-cpu_percent (null while unknown), soft_percent and hard_percent added: one line per frame
+cpu_percent (null while unknown), memory (what the percentages are of), soft_percent and
+hard_percent added: one line per frame
 while streaming, one indented array with --no-stream. Without names, containers that start
 later join the view and those that end leave it; a named container that is not running is
 an error, and one that ends while shown stays with its state.`,
@@ -131,9 +136,12 @@ an error, and one that ends while shown stays with its state.`,
 // statsRow is one container of a frame: its sample and the CPU use since the previous one.
 type statsRow struct {
 	control.ContainerStats
-	CPUPercent  *float64 `json:"cpu_percent"` // nil without an earlier sample of it
-	SoftPercent float64  `json:"soft_percent"`
-	HardPercent float64  `json:"hard_percent"`
+	CPUPercent *float64 `json:"cpu_percent"` // nil without an earlier sample of it
+	// Memory is what the limits apply to: memory_current when the cgroup enforces them,
+	// else rss; the percentages are of it.
+	Memory      uint64  `json:"memory"`
+	SoftPercent float64 `json:"soft_percent"`
+	HardPercent float64 `json:"hard_percent"`
 	running     bool
 }
 
@@ -146,8 +154,12 @@ func statsRows(prev, cur []service.ContainerStats) []statsRow {
 	}
 	rows := make([]statsRow, 0, len(cur))
 	for _, s := range cur {
-		r := statsRow{ContainerStats: control.StatsToWire(s), running: !s.State.Final(),
-			SoftPercent: percent(s.RSS, s.SoftLimit), HardPercent: percent(s.RSS, s.HardLimit)}
+		mem := s.RSS
+		if s.EnforcedBy == service.EnforcedByCgroup {
+			mem = s.MemoryCurrent
+		}
+		r := statsRow{ContainerStats: control.StatsToWire(s), running: !s.State.Final(), Memory: mem,
+			SoftPercent: percent(mem, s.SoftLimit), HardPercent: percent(mem, s.HardLimit)}
 		if p, ok := before[s.ID]; ok && r.running && !p.State.Final() && s.Time.After(p.Time) {
 			pct := cpuPercent(s.CPUTime-p.CPUTime, s.Time.Sub(p.Time))
 			r.CPUPercent = &pct
@@ -222,23 +234,29 @@ func writeStatsTable(w io.Writer, rows []statsRow, width int) error {
 		{header: "CONTAINER ID", drop: 2},
 		{header: "NAME", min: 8, shrink: 1},
 		{header: "CPU %"},
-		{header: "MEM"},
+		{header: "RSS"},
+		{header: "CGROUP MEM", short: "CGROUP", drop: 3},
 		{header: "SOFT %"},
 		{header: "HARD %"},
 		{header: "LIMITS (SOFT/HARD)", short: "SOFT/HARD"},
 		{header: "TASKS", drop: 1},
 	}
+	hasCgroup := false
 	for _, r := range rows {
 		id := r.ID
 		if len(id) > 12 {
 			id = id[:12]
 		}
-		name, cpu, mem, soft, hard, tasks := r.Name, "--", "--", "--", "--", "--"
+		name, cpu, mem, cgmem, soft, hard, tasks := r.Name, "--", "--", "--", "--", "--", "--"
 		if r.running {
 			if r.CPUPercent != nil {
 				cpu = fmt.Sprintf("%.2f%%", *r.CPUPercent)
 			}
 			mem = humanSize(r.RSS)
+			if r.MemoryCurrent > 0 {
+				cgmem = humanSize(r.MemoryCurrent)
+				hasCgroup = true
+			}
 			soft = fmt.Sprintf("%.1f%%", r.SoftPercent)
 			hard = fmt.Sprintf("%.1f%%", r.HardPercent)
 			tasks = fmt.Sprint(r.Tasks)
@@ -246,12 +264,19 @@ func writeStatsTable(w io.Writer, rows []statsRow, width int) error {
 			name += " (" + r.State + ")"
 		}
 		limits := humanSize(r.SoftLimit) + "/" + humanSize(r.HardLimit)
-		if !r.LimitsEnforced {
+		switch {
+		case !r.LimitsEnforced:
 			limits += " (not enforced)"
+		case r.EnforcedBy == service.EnforcedByCgroup:
+			limits += " (cgroup)"
 		}
-		for n, s := range []string{id, name, cpu, mem, soft, hard, limits, tasks} {
+		for n, s := range []string{id, name, cpu, mem, cgmem, soft, hard, limits, tasks} {
 			cols[n].cells = append(cols[n].cells, s)
 		}
+	}
+	if !hasCgroup {
+		// No container has a cgroup (a hybrid host): a column of dashes says nothing.
+		cols = append(cols[:4], cols[5:]...)
 	}
 	if width > 0 {
 		cols = fitColumns(cols, width, tablePadding)

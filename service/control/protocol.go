@@ -180,9 +180,11 @@ type ContainerStats struct {
 	Time           string `json:"time"`
 	RSS            uint64 `json:"rss"`
 	PeakRSS        uint64 `json:"peak_rss"`
+	MemoryCurrent  uint64 `json:"memory_current"`
 	SoftLimit      uint64 `json:"soft_limit"`
 	HardLimit      uint64 `json:"hard_limit"`
 	LimitsEnforced bool   `json:"limits_enforced"`
+	EnforcedBy     string `json:"enforced_by,omitempty"`
 	CPUTimeNs      int64  `json:"cpu_time_ns"`
 	Tasks          int    `json:"tasks"`
 	Processes      int    `json:"processes"`
@@ -417,11 +419,16 @@ type ContainerStats (
   # from /proc without the monitor.
   rss: int,
   peak_rss: int,
+  # The container's cgroup's memory.current; 0 without a cgroup memory controller.
+  memory_current: int,
   soft_limit: int,
   hard_limit: int,
   limits_enforced: bool,
-  # CPU time (user + system) the container's processes used; it only grows while the
-  # container runs, so CPU use is its difference between two samples over their time.
+  # module (the limits apply to rss) or cgroup (to memory_current); absent when not enforced.
+  enforced_by: ?string,
+  # CPU time (user + system) the container's processes used (the cgroup's cpu.stat where
+  # it has one); it only grows while the container runs, so CPU use is its difference
+  # between two samples over their time.
   cpu_time_ns: int,
   # Threads and processes in the container.
   tasks: int,
@@ -869,8 +876,8 @@ func processFromWire(w Process) service.Process {
 // StatsToWire returns the protocol's form of a stats sample (`jackfruit stats --format json`).
 func StatsToWire(s service.ContainerStats) ContainerStats {
 	return ContainerStats{Name: s.Name, ID: s.ID, State: string(s.State), Time: encodeTime(s.Time),
-		RSS: s.RSS, PeakRSS: s.PeakRSS, SoftLimit: s.SoftLimit, HardLimit: s.HardLimit,
-		LimitsEnforced: s.LimitsEnforced, CPUTimeNs: int64(s.CPUTime), Tasks: s.Tasks, Processes: s.Processes}
+		RSS: s.RSS, PeakRSS: s.PeakRSS, MemoryCurrent: s.MemoryCurrent, SoftLimit: s.SoftLimit, HardLimit: s.HardLimit,
+		LimitsEnforced: s.LimitsEnforced, EnforcedBy: s.EnforcedBy, CPUTimeNs: int64(s.CPUTime), Tasks: s.Tasks, Processes: s.Processes}
 }
 
 func statsFromWire(w ContainerStats) (service.ContainerStats, error) {
@@ -879,6 +886,6 @@ func statsFromWire(w ContainerStats) (service.ContainerStats, error) {
 		return service.ContainerStats{}, fmt.Errorf("stats of %q: bad time: %w", w.Name, err)
 	}
 	return service.ContainerStats{Name: w.Name, ID: w.ID, State: service.State(w.State), Time: t,
-		RSS: w.RSS, PeakRSS: w.PeakRSS, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
-		LimitsEnforced: w.LimitsEnforced, CPUTime: time.Duration(w.CPUTimeNs), Tasks: w.Tasks, Processes: w.Processes}, nil
+		RSS: w.RSS, PeakRSS: w.PeakRSS, MemoryCurrent: w.MemoryCurrent, SoftLimit: w.SoftLimit, HardLimit: w.HardLimit,
+		LimitsEnforced: w.LimitsEnforced, EnforcedBy: w.EnforcedBy, CPUTime: time.Duration(w.CPUTimeNs), Tasks: w.Tasks, Processes: w.Processes}, nil
 }

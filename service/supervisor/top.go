@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/service"
+	"github.com/jackfruit/jackfruit/service/cgroup"
 )
 
 // Top lists the processes in the container's PID namespace: its init, their descendants and
@@ -29,11 +30,10 @@ func (s *Supervisor) Top(ctx context.Context, caller service.Caller, name string
 	if err != nil {
 		return nil, err
 	}
-	byNS, err := namespaceProcs(map[string]bool{ns: true})
+	procs, err := s.containerProcs(c, ns)
 	if err != nil {
 		return nil, internal(err, "list the processes of container %q", name)
 	}
-	procs := byNS[ns]
 	users := containerUsers(pid)
 	now, err := bootTime()
 	if err != nil {
@@ -106,30 +106,44 @@ func (s *Supervisor) Stats(ctx context.Context, caller service.Caller, names []s
 			cs = append(cs, c)
 		}
 	}
-	// Memory is what ps shows (the sampler keeps it fresh every second); CPU time and tasks
-	// are counted now, for every container in one pass over /proc.
+	// Memory is what ps shows (the sampler keeps it fresh every second). CPU time and tasks
+	// are counted now: from the container's cgroup where it has one, else from /proc, for
+	// every container without a cgroup in one pass.
 	out := make([]service.ContainerStats, len(cs))
 	nsOf := make([]string, len(cs))
 	want := make(map[string]bool, len(cs))
 	for i, c := range cs {
 		s.mu.Lock()
-		r := c.rec
+		r, g := c.rec, c.cg
 		s.mu.Unlock()
 		out[i] = service.ContainerStats{Name: r.Name, ID: r.ID, State: r.State,
-			SoftLimit: r.SoftLimit, HardLimit: r.HardLimit, LimitsEnforced: r.LimitsEnforced}
+			SoftLimit: r.SoftLimit, HardLimit: r.HardLimit, LimitsEnforced: r.LimitsEnforced, EnforcedBy: r.EnforcedBy}
 		if r.State.Final() {
 			continue
 		}
-		out[i].RSS, out[i].PeakRSS = r.RSS, r.PeakRSS
+		out[i].RSS, out[i].PeakRSS, out[i].MemoryCurrent = r.RSS, r.PeakRSS, r.MemoryCurrent
 		ns, _, err := s.containerNamespace(c)
 		if err != nil {
 			continue // created, or ending right now: nothing to count
 		}
+		if g != nil {
+			if cg, err := cgroupSample(g, ns); err == nil {
+				out[i].CPUTime, out[i].Tasks, out[i].Processes = cg.cpu, cg.tasks, cg.procs
+				if cg.mem > 0 {
+					out[i].MemoryCurrent = cg.mem
+				}
+				continue
+			}
+			// The group is going away with the container: /proc still tells what is left.
+		}
 		nsOf[i], want[ns] = ns, true
 	}
-	byNS, err := namespaceProcs(want)
-	if err != nil {
-		return nil, internal(err, "count the processes of containers")
+	var byNS map[string][]procStat
+	if len(want) > 0 {
+		var err error
+		if byNS, err = namespaceProcs(want); err != nil {
+			return nil, internal(err, "count the processes of containers")
+		}
 	}
 	now := time.Now()
 	for i, c := range cs {
@@ -145,6 +159,65 @@ func (s *Supervisor) Stats(ctx context.Context, caller service.Caller, names []s
 		out[i].CPUTime = ticks(c.cpu.update(procs))
 	}
 	return out, nil
+}
+
+// cgroupUse is what a container's cgroup says about it.
+type cgroupUse struct {
+	cpu   time.Duration // cpu.stat usage_usec: every process it ever had, gone ones included
+	tasks int
+	procs int
+	mem   uint64 // memory.current; 0 without the memory controller
+}
+
+func cgroupSample(g *cgroup.Group, ns string) (cgroupUse, error) {
+	var u cgroupUse
+	st, err := g.Stats()
+	if err != nil {
+		return u, err
+	}
+	pids, err := g.Procs()
+	if err != nil {
+		return u, err
+	}
+	for _, pid := range pids {
+		if l, err := pidNamespace(pid); err == nil && l == ns {
+			u.procs++
+		}
+	}
+	u.cpu, u.tasks = st.CPUUsage, int(st.Tasks)
+	if st.HasMemory {
+		u.mem = st.MemoryCurrent
+	}
+	return u, nil
+}
+
+// containerProcs returns the processes of the container whose PID namespace is ns: those
+// of its cgroup when it has one (no scan of all of /proc), else those /proc shows in ns.
+// Of the cgroup's processes only those in ns count: an exec joins the cgroup a moment
+// before its command forks into the container's namespace.
+func (s *Supervisor) containerProcs(c *container, ns string) ([]procStat, error) {
+	s.mu.Lock()
+	g := c.cg
+	s.mu.Unlock()
+	if g != nil {
+		if pids, err := g.Procs(); err == nil {
+			out := make([]procStat, 0, len(pids))
+			for _, pid := range pids {
+				if l, err := pidNamespace(pid); err != nil || l != ns {
+					continue
+				}
+				if st, err := readProcStat(pid); err == nil {
+					out = append(out, st)
+				}
+			}
+			return out, nil
+		}
+	}
+	byNS, err := namespaceProcs(map[string]bool{ns: true})
+	if err != nil {
+		return nil, err
+	}
+	return byNS[ns], nil
 }
 
 // containerNamespace returns the PID namespace of c's init and the init's host pid, or

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,5 +189,50 @@ func TestStats(t *testing.T) {
 	}
 	if all, err := e.s.Stats(ctx, root, nil); err != nil || len(all) != 1 || all[0].Name != "box" {
 		t.Errorf("stats of the running containers once one stopped: %+v %v", all, err)
+	}
+}
+
+// With a cgroup per container, top lists the cgroup's processes (the exec'd ones are there
+// too) and stats takes CPU time and tasks from it.
+func TestTopAndStatsWithCgroup(t *testing.T) {
+	e, _, sub := cgroupEnv(t)
+	ctx := context.Background()
+	e.start(t, "box", "sleep", "1000")
+	busy := execBackground(t, e, service.ExecRequest{Name: "box", Command: []string{"sh", "-c", "while :; do :; done"}})
+	var ps []service.Process
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if ps, err = e.s.Top(ctx, root, "box"); err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(ps) != 2 || ps[0].Pid != 1 || ps[1].HostPid != busy.Pid() || ps[1].Pid <= 1 {
+		t.Fatalf("top of a container with a cgroup: %+v", ps)
+	}
+	time.Sleep(500 * time.Millisecond)
+	busy.Signal(syscall.SIGKILL)
+	busy.Wait(ctx)
+	st, err := e.s.Stats(ctx, root, []string{"box"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(sub.Dir(), "box", "cpu.stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usec int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+			usec, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	cgCPU := time.Duration(usec) * time.Microsecond
+	// The exec'd loop is gone, so its time is in the cgroup's total: what stats reported.
+	if s := st[0]; s.CPUTime < 100*time.Millisecond || s.CPUTime > cgCPU || cgCPU-s.CPUTime > 50*time.Millisecond ||
+		s.Processes != 1 || s.Tasks != 1 {
+		t.Errorf("stats %+v; the cgroup's cpu.stat says %v", s, cgCPU)
 	}
 }

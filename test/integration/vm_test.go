@@ -68,6 +68,10 @@ jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
 jackfruit start exechog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- sleep 1000 >/dev/null
 (jackfruit exec exechog -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null; echo "VM-CGEXECRC $?") &
 sleep 2
+(jackfruit exec plainkill -- sleep 999 >/dev/null &)
+sleep 0.5
+jackfruit top plainkill | sed 's/^/VM-CGTOP /'
+echo "VM-CGSTATS $(jackfruit stats --no-stream --format json plainkill | tr -d '\n')"
 echo "VM-CGRUNNING $(jackfruit inspect --format '{{.Cgroup}} {{.MemoryCurrent}} {{.EnforcedBy}}' plainkill) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/pids.current) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/memory.max)"
 jackfruit kill plainkill --signal KILL
 for c in hog small plainkill exechog; do jackfruit wait $c >/dev/null; echo "VM-CGSTATE $(tr -d '\n' < /tmp/state2/containers/$c/state.json)"; done
@@ -197,12 +201,17 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	var status, klog []string
 	execRC, cgExecRC := "", ""
 	done, inOOMReport := false, false
-	var top []string
-	var stats []struct {
+	var top, cgTop []string
+	type vmStats []struct {
 		RSS            uint64 `json:"rss"`
+		MemoryCurrent  uint64 `json:"memory_current"`
+		Memory         uint64 `json:"memory"`
 		LimitsEnforced bool   `json:"limits_enforced"`
+		EnforcedBy     string `json:"enforced_by"`
 		Processes      int    `json:"processes"`
+		Tasks          int    `json:"tasks"`
 	}
+	var stats, cgStats vmStats
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -250,6 +259,12 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 			status = append(status, strings.TrimPrefix(line, "VM-STATUS "))
 		case strings.HasPrefix(line, "VM-CGEXECRC "):
 			cgExecRC = strings.TrimPrefix(line, "VM-CGEXECRC ")
+		case strings.HasPrefix(line, "VM-CGTOP "):
+			cgTop = append(cgTop, strings.TrimPrefix(line, "VM-CGTOP "))
+		case strings.HasPrefix(line, "VM-CGSTATS "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "VM-CGSTATS ")), &cgStats); err != nil {
+				t.Errorf("stats line %q: %v", line, err)
+			}
 		case strings.HasPrefix(line, "VM-TOP "):
 			top = append(top, strings.TrimPrefix(line, "VM-TOP "))
 		case strings.HasPrefix(line, "VM-STATS "):
@@ -321,8 +336,18 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 	if len(top) != 3 || !strings.Contains(top[2], "sleep 999") || strings.Fields(top[2])[1] == "1" {
 		t.Errorf("jackfruit top plainkill in the guest:\n%s", strings.Join(top, "\n"))
 	}
-	if len(stats) != 1 || !stats[0].LimitsEnforced || stats[0].RSS == 0 || stats[0].Processes != 2 {
+	if len(stats) != 1 || !stats[0].LimitsEnforced || stats[0].EnforcedBy != service.EnforcedByModule ||
+		stats[0].RSS == 0 || stats[0].Memory != stats[0].RSS || stats[0].Processes != 2 {
 		t.Errorf("jackfruit stats plainkill in the guest: %+v", stats)
+	}
+	// Where the cgroup enforces, stats measures what memory.max limits: memory.current;
+	// processes and tasks come from the cgroup.
+	if len(cgTop) != 3 || !strings.Contains(cgTop[2], "sleep 999") || strings.Fields(cgTop[2])[1] == "1" {
+		t.Errorf("jackfruit top plainkill under the cgroup:\n%s", strings.Join(cgTop, "\n"))
+	}
+	if len(cgStats) != 1 || cgStats[0].EnforcedBy != service.EnforcedByCgroup || cgStats[0].MemoryCurrent == 0 ||
+		cgStats[0].Memory != cgStats[0].MemoryCurrent || cgStats[0].Processes != 2 || cgStats[0].Tasks != 2 {
+		t.Errorf("jackfruit stats plainkill under the cgroup: %+v", cgStats)
 	}
 	kl := strings.Join(klog, "\n")
 	for _, want := range []string{"SOFT LIMIT container=hog pid=", "HARD LIMIT container=hog pid=",

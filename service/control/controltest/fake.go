@@ -582,9 +582,9 @@ func (m *Manager) Stats(_ context.Context, caller service.Caller, names []string
 	for _, c := range cs {
 		i := c.info
 		st := service.ContainerStats{Name: i.Name, ID: i.ID, State: i.State, Time: time.Now(),
-			SoftLimit: i.SoftLimit, HardLimit: i.HardLimit, LimitsEnforced: i.LimitsEnforced}
+			SoftLimit: i.SoftLimit, HardLimit: i.HardLimit, LimitsEnforced: i.LimitsEnforced, EnforcedBy: i.EnforcedBy}
 		if !i.State.Final() {
-			st.RSS, st.PeakRSS, st.Tasks, st.Processes = i.RSS, i.PeakRSS, 1, 1
+			st.RSS, st.PeakRSS, st.MemoryCurrent, st.Tasks, st.Processes = i.RSS, i.PeakRSS, i.MemoryCurrent, 1, 1
 		}
 		out = append(out, st)
 	}
