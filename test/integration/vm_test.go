@@ -346,7 +346,7 @@ func memoryLimitInVM(t *testing.T, bin, rootfs, qemu, kv string) {
 		t.Errorf("jackfruit top plainkill under the cgroup:\n%s", strings.Join(cgTop, "\n"))
 	}
 	if len(cgStats) != 1 || cgStats[0].EnforcedBy != service.EnforcedByCgroup || cgStats[0].MemoryCurrent == 0 ||
-		cgStats[0].Memory != cgStats[0].MemoryCurrent || cgStats[0].Processes != 2 || cgStats[0].Tasks != 2 {
+		cgStats[0].Memory != cgStats[0].MemoryCurrent || cgStats[0].Processes != 2 || cgStats[0].Tasks < 2 {
 		t.Errorf("jackfruit stats plainkill under the cgroup: %+v", cgStats)
 	}
 	kl := strings.Join(klog, "\n")
