@@ -68,11 +68,11 @@ jackfruit start plainkill --rootfs /rootfs -- sleep 1000 >/dev/null
 jackfruit start exechog --rootfs /rootfs --soft-mib 40 --hard-mib 64 -- sleep 1000 >/dev/null
 (jackfruit exec exechog -- /usr/bin/memory_hog -step-mib 4 -interval 100ms >/dev/null; echo "VM-CGEXECRC $?") &
 sleep 2
+echo "VM-CGRUNNING $(jackfruit inspect --format '{{.Cgroup}} {{.MemoryCurrent}} {{.EnforcedBy}}' plainkill) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/pids.current) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/memory.max)"
 (jackfruit exec plainkill -- sleep 999 >/dev/null &)
 sleep 0.5
 jackfruit top plainkill | sed 's/^/VM-CGTOP /'
 echo "VM-CGSTATS $(jackfruit stats --no-stream --format json plainkill | tr -d '\n')"
-echo "VM-CGRUNNING $(jackfruit inspect --format '{{.Cgroup}} {{.MemoryCurrent}} {{.EnforcedBy}}' plainkill) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/pids.current) $(cat /sys/fs/cgroup/jackfruit/containers/plainkill/memory.max)"
 jackfruit kill plainkill --signal KILL
 for c in hog small plainkill exechog; do jackfruit wait $c >/dev/null; echo "VM-CGSTATE $(tr -d '\n' < /tmp/state2/containers/$c/state.json)"; done
 echo "VM-CGLEFT $(find /sys/fs/cgroup/jackfruit/containers -mindepth 1 -type d | tr '\n' ' ')"
