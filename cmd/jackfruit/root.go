@@ -115,6 +115,8 @@ changing containers needs root or membership in the jackfruit group.`,
 	hot := map[string]func() *cobra.Command{
 		"start": c.newStartCmd, "run": c.newRunCmd, "stop": c.newStopCmd, "kill": c.newKillCmd,
 		"rm": c.newRmCmd, "ps": c.newPsCmd, "logs": c.newLogsCmd, "wait": c.newWaitCmd, "exec": c.newExecCmd,
+		// The first process of every container's unit (unit mode).
+		"spawn": newSpawnCmd,
 	}
 	if len(args) > 0 {
 		if mk, ok := hot[args[0]]; ok {
@@ -136,7 +138,7 @@ changing containers needs root or membership in the jackfruit group.`,
 		sub.GroupID = "supervisor"
 		root.AddCommand(sub)
 	}
-	root.AddCommand(c.newGenDocsCmd(root))
+	root.AddCommand(c.newGenDocsCmd(root), newSpawnCmd())
 	return root
 }
 

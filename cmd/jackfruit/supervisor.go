@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/jackfruit/jackfruit/service/control"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/sdglue"
+	"github.com/jackfruit/jackfruit/service/sdunit"
 	"github.com/jackfruit/jackfruit/service/supervisor"
 )
 
@@ -42,6 +44,7 @@ type supervisorOptions struct {
 	fdStoreMax    int
 	maxConns      int
 	cgroupMount   string
+	units         string
 }
 
 func newSupervisorCmd() *cobra.Command {
@@ -91,6 +94,7 @@ takes them over with their output (kept in systemd's fd store) and exit status.`
 	f.StringVar(&o.logLevel, "log-level", "info", "supervisor log level: debug, info, warn, error")
 	f.IntVar(&o.fdStoreMax, "fd-store-max", 4096, "FileDescriptorStoreMax= of the unit, used when systemd does not say ($FDSTORE)")
 	f.StringVar(&o.cgroupMount, "cgroup", cgroup.DefaultMount, `cgroup2 mount: each container gets a cgroup below the supervisor's own ("none": no cgroups)`)
+	f.StringVar(&o.units, "container-units", unitsAuto, `run each container as a systemd unit of its own ("auto": when systemd and its system bus are there) or as a child of the supervisor ("none")`)
 	f.IntVar(&o.maxConns, "max-connections", control.DefaultMaxConns, "most control socket connections open at once (fewer when the descriptor limit is low: clients get at most half of it)")
 	return cmd
 }
@@ -191,6 +195,13 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		return fmt.Errorf("--fd-store-max %d: want 0 or more", o.fdStoreMax)
 	}
 	fdStore = sdglue.NewFDStore(o.fdStoreMax, stored, logger)
+	units, err := connectUnits(ctx, o, logger)
+	if err != nil {
+		return err
+	}
+	if units != nil {
+		defer units.Close()
+	}
 	sup, err := supervisor.New(supervisor.Config{
 		Cgroups:       delegateCgroups(o.cgroupMount, logger),
 		StateDir:      o.stateDir,
@@ -202,10 +213,12 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		Logger:        logger,
 		FDStore:       fdStore,
 		Inherited:     inherited.Stored,
+		Units:         units,
 	})
 	if err != nil {
 		return err
 	}
+	markUnits(o.runDir, units != nil, logger)
 	// From here on every exit path stops the containers.
 	l, activated, err := inherited.Listen(o.socket, o.socketGroup)
 	if err != nil {
@@ -232,7 +245,11 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		if st.ContainerCount == 1 {
 			noun = "container"
 		}
-		return fmt.Sprintf("%d %s (%d running)", st.ContainerCount, noun, st.RunningCount)
+		text := fmt.Sprintf("%d %s (%d running)", st.ContainerCount, noun, st.RunningCount)
+		if sup.ContainersOutlive() {
+			text += ", as systemd units"
+		}
+		return text
 	}
 	if err := sdglue.Ready(status()); err != nil {
 		logger.Warn("sd_notify READY=1 failed", "error", err.Error())
@@ -298,6 +315,7 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 		// The socket keeps answering while containers stop, so ps shows them stopping;
 		// new starts are refused by the core from here on.
 		sup.Close()
+		markUnits(o.runDir, false, logger)
 	}
 	cancelEvents()
 	stopWatchdog()
@@ -307,6 +325,70 @@ func runSupervisor(ctx context.Context, o supervisorOptions) error {
 	srv.Close()
 	bg.Wait()
 	return exitErr
+}
+
+// --container-units values.
+const (
+	unitsAuto = "auto"
+	unitsNone = "none"
+)
+
+// connectUnits decides where containers run: in systemd units of their own when systemd is
+// the init system and its bus answers (auto), else as the supervisor's children, as they
+// do without systemd (manual mode).
+func connectUnits(ctx context.Context, o supervisorOptions, logger *slog.Logger) (*sdunit.Manager, error) {
+	switch o.units {
+	case unitsNone:
+		return nil, nil
+	case unitsAuto:
+	default:
+		return nil, fmt.Errorf("invalid --container-units %q: want %s or %s", o.units, unitsAuto, unitsNone)
+	}
+	if !sdunit.Booted() {
+		logger.Debug("systemd is not the init system: containers run as children of the supervisor")
+		return nil, nil
+	}
+	if o.noDBus || o.dbusAddress != "" {
+		// Units need systemd's own bus; a private test bus has no systemd on it.
+		logger.Info("containers run as children of the supervisor, not as systemd units (--no-dbus or --dbus-address)")
+		return nil, nil
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the jackfruit binary for container units: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := sdunit.Connect(cctx, bin, logger)
+	if err != nil {
+		logger.Warn("containers run as children of the supervisor, not as systemd units", "error", err.Error())
+		return nil, nil
+	}
+	logger.Info("containers run as systemd units", "slice", sdunit.Slice)
+	return m, nil
+}
+
+// unitsMarker, in the run directory, exists while the supervisor's containers run as
+// systemd units of their own, which survive a restart of the supervisor: the package's
+// postinst restarts the supervisor on upgrade only then (a restart would stop containers
+// that are its children).
+const unitsMarker = "container-units"
+
+// markUnits creates or removes the marker; a failure costs only the restart on upgrade.
+func markUnits(runDir string, on bool, logger *slog.Logger) {
+	if runDir == "" {
+		return
+	}
+	path := filepath.Join(runDir, unitsMarker)
+	var err error
+	if on {
+		err = os.WriteFile(path, []byte("containers run as systemd units (jackfruit.slice); a restart keeps them\n"), 0o644)
+	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		logger.Warn("cannot update the container-units marker for the package's upgrade", "path", path, "error", err.Error())
+	}
 }
 
 // restarting decides what a SIGTERM means: true when systemd is restarting the service and

@@ -439,9 +439,12 @@ func enterContainer() error {
 		return fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
 	// One setns through the pidfd joins them all at once (Linux 5.8). The PID namespace
-	// applies to children only, which is why the command is forked, not exec'd.
+	// applies to children only, which is why the command is forked, not exec'd. Not
+	// CLONE_NEWCGROUP: a container has no cgroup namespace of its own, and under
+	// jackfruit.service's RestrictNamespaces= (no "cgroup") systemd's filter refuses any
+	// setns naming it with EPERM.
 	flags := unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNET |
-		unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP
+		unix.CLONE_NEWPID
 	if err := unix.Setns(execPidFd, flags); err != nil {
 		if errors.Is(err, unix.ESRCH) {
 			return ErrNotRunning

@@ -59,6 +59,23 @@ type Spec struct {
 	// refused (systemd's RestrictNamespaces=), the setup stage is moved there right after
 	// the clone, before it is told what to run. Start does not close it.
 	Cgroup *os.File
+	// Launcher starts the setup stage as somebody else's child; nil: as the caller's.
+	Launcher Launcher
+}
+
+// Launcher starts the setup stage somewhere else than as a child of the caller: as the main
+// process of a systemd unit (package sdunit), whose parent, systemd, then outlives the
+// supervisor and records the container's exit status.
+type Launcher interface {
+	// Launch runs SpawnSetup(args) in a process whose stdin is boot, and returns the pid of
+	// the setup stage it cloned once that is known. boot carries the setup stage's
+	// descriptors (SCM_RIGHTS), so that the launcher (systemd keeps a unit's stdio open as
+	// long as the unit exists) holds none of them: EOF on the sync socket and the output
+	// pipes then means what it means for a child.
+	Launch(args []string, boot *os.File) (pid int, err error)
+	// Exit returns how the setup stage (later the container's init) with pid ended. It is
+	// called once the process has exited, which its parent notices and reaps, not us.
+	Exit(pid int) (Exit, error)
 }
 
 // InitPath is where a container started with Spec.Init sees its init (as docker's --init:
@@ -117,6 +134,9 @@ type Process struct {
 	mu     sync.Mutex
 	pidfd  int // -1 once reaped; refers to exactly this process, so pid reuse never matters
 	waited bool
+	// launcher, when set, started the process and is its parent's voice: the process is not
+	// our child, so Wait learns how it ended from there.
+	launcher Launcher
 }
 
 // setupConfig is what the parent hands the setup stage over the sync socket.
@@ -249,7 +269,7 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
 	}
 
-	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup, stagePath(spec.Stage))
+	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup, spec.Stage, spec.Launcher)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
@@ -285,9 +305,9 @@ func Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-// spawn clones the setup stage (the binary at path stage) into new namespaces and returns
-// it with the parent's end of the sync socket.
-func spawn(name string, network Network, cgroup *os.File, stage string) (p *Process, syncSock *os.File, err error) {
+// spawn starts the setup stage (the binary stage, or this one when nil) in new namespaces,
+// as our child or through l, and returns it with the parent's end of the sync socket.
+func spawn(name string, network Network, cgroup *os.File, stage *os.File, l Launcher) (p *Process, syncSock *os.File, err error) {
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -319,18 +339,52 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		return nil, nil, fmt.Errorf("stderr pipe: %w", err)
 	}
 	closers = append(closers, errW)
-	// The setup stage replaces this with the container's own /dev/null; it only needs a
-	// harmless descriptor 0 until then.
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
+	fail := func(err error) (*Process, *os.File, error) {
 		parentSock.Close()
 		outR.Close()
 		errR.Close()
 		return nil, nil, err
 	}
-	closers = append(closers, devNull)
 
-	pidfd := -1
+	if l != nil {
+		boot, err := bootSocket(childSock, outW, errW, stage)
+		if err != nil {
+			return fail(err)
+		}
+		pid, err := l.Launch(SpawnArgs(name, network), boot)
+		boot.Close()
+		if err != nil {
+			return fail(fmt.Errorf("starting setup stage: %w", err))
+		}
+		// Not our child: its parent (systemd) may reap it any time. It waits for its config
+		// on the sync socket, so it is alive unless it crashed; a pid reused since would not
+		// hold the other end of our socket, which the handshake then finds closed.
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			return fail(fmt.Errorf("pidfd_open of setup stage %d: %w", pid, err))
+		}
+		unix.CloseOnExec(pidfd)
+		return &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd, launcher: l}, parentSock, nil
+	}
+
+	// The setup stage replaces this with the container's own /dev/null; it only needs a
+	// harmless descriptor 0 until then.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, devNull)
+	pid, pidfd, err := cloneSetup(name, network, cgroup, stagePath(stage), []uintptr{devNull.Fd(), outW.Fd(), errW.Fd(), childFd})
+	if err != nil {
+		return fail(err)
+	}
+	return &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}, parentSock, nil
+}
+
+// cloneSetup clones the setup stage (the binary at path stage) into new namespaces with
+// files as its descriptors 0-3 (3 is the sync socket) and returns its pid and a pidfd of it.
+func cloneSetup(name string, network Network, cgroup *os.File, stage string, files []uintptr) (pid, pidfd int, err error) {
+	pidfd = -1
 	cloneflags := uintptr(syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
 	if network == NetworkNone {
 		cloneflags |= syscall.CLONE_NEWNET
@@ -340,7 +394,7 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		// The setup stage builds the container's environment from the config; nothing of
 		// the supervisor's environment may leak in.
 		Env:   []string{fmt.Sprintf("%s=%d", initEnv, syncFd)},
-		Files: []uintptr{devNull.Fd(), outW.Fd(), errW.Fd(), childFd},
+		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags: cloneflags,
 			// Its own session: a Ctrl-C on the supervisor's terminal must not reach containers.
@@ -352,7 +406,7 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		attr.Sys.UseCgroupFD = true
 		attr.Sys.CgroupFD = int(cgroup.Fd())
 	}
-	pid, err := syscall.ForkExec(stage, []string{initArg0, name}, attr)
+	pid, err = syscall.ForkExec(stage, []string{initArg0, name}, attr)
 	moveLater := false
 	if cgroup != nil && (errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM)) {
 		// clone3 refused: systemd's RestrictNamespaces= (jackfruit.service) makes it fail
@@ -365,16 +419,13 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 		moveLater = err == nil
 	}
 	if err != nil {
-		parentSock.Close()
-		outR.Close()
-		errR.Close()
 		if errors.Is(err, syscall.ENOENT) {
-			return nil, nil, fmt.Errorf("starting setup stage: executing %s: %w (is /proc mounted?)", stage, err)
+			return 0, -1, fmt.Errorf("starting setup stage: executing %s: %w (is /proc mounted?)", stage, err)
 		}
 		if cgroup != nil {
-			return nil, nil, fmt.Errorf("starting setup stage in cgroup %s: %w", cgroup.Name(), err)
+			return 0, -1, fmt.Errorf("starting setup stage in cgroup %s: %w", cgroup.Name(), err)
 		}
-		return nil, nil, fmt.Errorf("starting setup stage: %w", err)
+		return 0, -1, fmt.Errorf("starting setup stage: %w", err)
 	}
 	if pidfd < 0 {
 		// clone did not hand out a pidfd; the child is not reaped yet, so its pid cannot
@@ -384,26 +435,21 @@ func spawn(name string, network Network, cgroup *os.File, stage string) (p *Proc
 			_ = unix.Kill(pid, unix.SIGKILL)
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(pid, &ws, 0, nil)
-			parentSock.Close()
-			outR.Close()
-			errR.Close()
-			return nil, nil, fmt.Errorf("pidfd_open: %w", err)
+			return 0, -1, fmt.Errorf("pidfd_open: %w", err)
 		}
 		unix.CloseOnExec(pidfd)
 	}
-	p = &Process{Pid: pid, Stdout: outR, Stderr: errR, pidfd: pidfd}
 	if moveLater {
 		// Our child, not reaped yet: its pid cannot have been reused.
 		if err := moveToCgroup(int(cgroup.Fd()), pid); err != nil {
-			_ = p.Signal(syscall.SIGKILL)
-			_, _ = p.Wait()
-			parentSock.Close()
-			outR.Close()
-			errR.Close()
-			return nil, nil, fmt.Errorf("placing the setup stage in cgroup %s: %w", cgroup.Name(), err)
+			_ = unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, 0, nil)
+			unix.Close(pidfd)
+			return 0, -1, fmt.Errorf("placing the setup stage in cgroup %s: %w", cgroup.Name(), err)
 		}
 	}
-	return p, parentSock, nil
+	return pid, pidfd, nil
 }
 
 // moveToCgroup moves process pid (every thread) into the cgroup v2 directory dirfd.
@@ -415,6 +461,124 @@ func moveToCgroup(dirfd, pid int) error {
 	defer unix.Close(fd)
 	_, err = unix.Write(fd, []byte(strconv.Itoa(pid)))
 	return err
+}
+
+// bootMsg is the one byte that carries the setup stage's descriptors to the spawn stage.
+const bootMsg = "j"
+
+// bootSocket returns one end of a socket pair whose other end has already sent sync, stdout,
+// stderr and the setup stage's binary when there is one (in that order) and is closed: the
+// spawn stage's stdin. The binary goes along so that the spawn stage runs exactly the setup
+// stage the supervisor opened, whatever an upgrade has put on disk since.
+func bootSocket(sync, stdout, stderr, stage *os.File) (*os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("boot socket: %w", err)
+	}
+	defer unix.Close(fds[0])
+	send := []int{int(sync.Fd()), int(stdout.Fd()), int(stderr.Fd())}
+	if stage != nil {
+		send = append(send, int(stage.Fd()))
+	}
+	rights := unix.UnixRights(send...)
+	if err := unix.Sendmsg(fds[0], []byte(bootMsg), rights, nil, 0); err != nil {
+		unix.Close(fds[1])
+		return nil, fmt.Errorf("boot socket: sending the setup stage's descriptors: %w", err)
+	}
+	return os.NewFile(uintptr(fds[1]), "jackfruit-boot"), nil
+}
+
+// receiveBoot takes the setup stage's descriptors (sync, stdout, stderr, and its binary if
+// sent) from the boot socket on descriptor 0.
+func receiveBoot() ([]int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(0, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, errors.New("stdin is not the supervisor's boot socket: this stage is started by the supervisor only")
+	}
+	buf := make([]byte, len(bootMsg))
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := unix.Recvmsg(0, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("reading the boot socket: %w", err)
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if got, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if string(buf[:n]) != bootMsg || len(fds) < 3 || len(fds) > 4 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("the boot socket sent %q with %d descriptors, want %q with 3 or 4", buf[:n], len(fds), bootMsg)
+	}
+	return fds, nil
+}
+
+// ErrNotSame means Adopt found pid, but not the process it was asked for (the pid was
+// reused).
+var ErrNotSame = errors.New("the pid belongs to another process now")
+
+// Adopt returns the Process of a container init that l started earlier (for a supervisor
+// that ran before this one), from its pid, with the read ends of its output pipes (either
+// may be nil: that output is not read). same is asked once a pidfd pins the process, so
+// that a reused pid is never taken for the container (ErrNotSame). Wait and Signal work as
+// for a Process from Start; there is no pty.
+func Adopt(pid int, same func(pid int) bool, stdout, stderr io.ReadCloser, l Launcher) (*Process, error) {
+	if l == nil {
+		return nil, errors.New("adopt: only a process started by a Launcher can be adopted (a child of a process that is gone cannot be waited for)")
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("adopt pid %d: %w", pid, err)
+	}
+	unix.CloseOnExec(fd)
+	if !same(pid) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adopt pid %d: %w", pid, ErrNotSame)
+	}
+	return &Process{Pid: pid, Stdout: stdout, Stderr: stderr, pidfd: fd, launcher: l}, nil
+}
+
+// SpawnArgs are the arguments a Launcher passes to SpawnSetup.
+func SpawnArgs(name string, network Network) []string {
+	return []string{name, string(network)}
+}
+
+// SpawnSetup is the core of the spawn stage, the first process of a container's systemd
+// unit (started by a Launcher): it clones the setup stage exactly as Start does, with the
+// sync socket and output pipes that came on the boot socket (stdin). It returns the setup
+// stage's pid and a pidfd of it; the caller exits, which leaves systemd the parent.
+func SpawnSetup(args []string) (pid, pidfd int, err error) {
+	if len(args) != 2 || args[0] == "" {
+		return 0, -1, fmt.Errorf("want 2 arguments (container name, network), got %q", args)
+	}
+	network, err := ParseNetwork(args[1])
+	if err != nil {
+		return 0, -1, err
+	}
+	fds, err := receiveBoot()
+	if err != nil {
+		return 0, -1, err
+	}
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, -1, err
+	}
+	defer devNull.Close()
+	stage := "/proc/self/exe" // this binary is a setup stage too (runtime.Init)
+	if len(fds) == 4 {
+		stage = "/proc/self/fd/" + strconv.Itoa(fds[3])
+	}
+	return cloneSetup(args[0], network, nil, stage, []uintptr{devNull.Fd(), uintptr(fds[1]), uintptr(fds[2]), uintptr(fds[0])})
 }
 
 // handshake sends the config and waits until the setup stage reports the container set up
@@ -569,6 +733,17 @@ func (p *Process) Wait() (Exit, error) {
 	fd := p.pidfd
 	p.mu.Unlock()
 
+	if p.launcher != nil {
+		err := waitExited(fd)
+		p.mu.Lock()
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+		p.mu.Unlock()
+		if err != nil {
+			return Exit{}, fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
+		}
+		return p.launcher.Exit(p.Pid)
+	}
 	var info siginfoChild
 	var ru unix.Rusage
 	err := waitPidfd(fd, &info, &ru)
@@ -631,6 +806,52 @@ func waitPidfd(fd int, info *siginfoChild, ru *unix.Rusage) error {
 		return reap(0)
 	}
 	return werr
+}
+
+// waitExited waits until the process behind pidfd (not our child) has exited, parked in
+// Go's netpoller: a pidfd polls readable once its process is gone.
+func waitExited(fd int) error {
+	exited := func() (bool, error) {
+		for {
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			return n > 0, err
+		}
+	}
+	dfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.SetNonblock(dfd, true); err != nil {
+		unix.Close(dfd)
+		return err
+	}
+	f := os.NewFile(uintptr(dfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Read(func(uintptr) bool {
+		var gone bool
+		gone, perr = exited()
+		return gone || perr != nil
+	}); err != nil {
+		// Not pollable through the netpoller: block in poll(2) instead.
+		for {
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n > 0 {
+				return err
+			}
+		}
+	}
+	return perr
 }
 
 // readWithFds reads sock to EOF (at most max bytes) and collects the descriptors that came

@@ -20,6 +20,7 @@ import (
 	"github.com/jackfruit/jackfruit/service/cgroup"
 	"github.com/jackfruit/jackfruit/service/logs"
 	"github.com/jackfruit/jackfruit/service/runtime"
+	"github.com/jackfruit/jackfruit/service/sdunit"
 )
 
 // Start validates req, prepares the rootfs and starts the container. Nothing of a failed
@@ -115,7 +116,8 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 
 	var cg *cgroup.Group
 	var cgDir *os.File
-	if s.cfg.Cgroups != nil {
+	// In unit mode the container's cgroup is its unit's (below).
+	if s.cfg.Cgroups != nil && s.cfg.Units == nil {
 		if cg, err = s.cfg.Cgroups.Create(r.Name); err != nil {
 			return fail(internal(err, "create the cgroup of container %q", r.Name))
 		}
@@ -155,8 +157,42 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 	if r.Init {
 		initBinary = s.cfg.InitBinary
 	}
+	spec := runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Stage: s.stage, Overlay: overlay}
+	var unit *sdunit.Unit
+	if s.cfg.Units != nil {
+		us := sdunit.Spec{Name: r.Name, StopTimeout: r.StopTimeout}
+		if s.cfg.Cgroups != nil {
+			// The unit's cgroup accounts (and without the module limits) the container, as
+			// the supervisor's own subtree does in manual mode.
+			if s.memBy == service.EnforcedByCgroup {
+				us.MemoryMax = r.HardLimit
+			}
+			us.Started = func(dir string) error {
+				g, err := cgroup.Open(dir)
+				if err != nil {
+					return err
+				}
+				if s.memBy == service.EnforcedByCgroup {
+					// memory.oom.group besides memory.max: a kill ends the whole container.
+					if err := g.SetMemoryLimit(r.HardLimit); err != nil {
+						return fmt.Errorf("set the memory limit of container %q: %w", r.Name, err)
+					}
+				}
+				cg = g
+				return nil
+			}
+		}
+		unit = s.cfg.Units.Unit(us)
+		spec.Launcher = unit
+		// Whatever fails from here, the unit this start created (if any) goes too.
+		undo = append(undo, func() {
+			if err := unit.Remove(); err != nil {
+				s.log.Error("removing the unit of a failed start", "container", r.Name, "unit", unit.Name(), "error", err.Error())
+			}
+		})
+	}
 	created := time.Now()
-	proc, err := runtime.Start(runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Overlay: overlay, Stage: s.stage})
+	proc, err := runtime.Start(spec)
 	if err != nil {
 		switch {
 		case errors.Is(err, runtime.ErrCommandNotFound):
@@ -170,6 +206,7 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		dir:       dir,
 		proc:      proc,
 		cg:        cg,
+		unit:      unit,
 		clog:      clog,
 		done:      make(chan struct{}),
 		hard:      make(chan struct{}),
@@ -189,13 +226,13 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		c.copies.Add(1)
 		go s.copyOutput(c, r.Name, c.tty, service.Stdout, nil)
 	}
-	undo = append(undo[:len(undo)-1], func() {
-		// The process is ours now: kill it, reap it, drain it, then close the log.
+	// The process is ours now: kill it, reap it and drain it; the undos added before (the
+	// unit's, then the log's) run after this one.
+	undo = append(undo, func() {
 		c.announce()
 		proc.Signal(syscall.SIGKILL)
 		proc.Wait()
 		c.copies.Wait()
-		clog.Close()
 	})
 	startTime, _ := procStartTime(proc.Pid)
 
@@ -234,6 +271,10 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 	if r.overlay {
 		// What the user asked for is the base; the merged mount is an implementation detail.
 		c.rec.Rootfs = r.lower
+	}
+	if unit != nil {
+		c.rec.Unit = unit.Name()
+		s.registerMachine(c)
 	}
 	s.keepPipes(c)
 	undo = append(undo, func() { s.dropPipes(r.Name) })
@@ -361,4 +402,21 @@ func newID() (string, error) {
 		return "", fmt.Errorf("generate container id: %w", err)
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// registerMachine makes the container a machine of systemd-machined (machinectl list,
+// status, terminate). It is a convenience: a failure (machined absent, a name it refuses, a
+// machine of that name from another manager) is a warning, and the container runs.
+func (s *Supervisor) registerMachine(c *container) {
+	err := s.cfg.Units.RegisterMachine(c.rec.Name, c.rec.ID, c.proc.Pid, c.rec.Rootfs)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, sdunit.ErrNoMachined) {
+		s.machinedOnce.Do(func() {
+			s.log.Warn("containers are not registered as machines (machinectl does not show them)", "error", err.Error())
+		})
+		return
+	}
+	s.log.Warn("container not registered with machined", "container", c.rec.Name, "error", err.Error())
 }

@@ -78,6 +78,12 @@ func (s *Supervisor) recoverLost(rec *record) {
 	if rec.Pid > 0 && rec.BootID != "" && rec.BootID == s.bootID && rec.InitStartTime != 0 {
 		killed = killIfSame(rec.Pid, rec.InitStartTime)
 	}
+	if rec.Unit != "" && s.cfg.Units != nil {
+		// The unit systemd kept for the exit status nobody will read now.
+		if err := s.cfg.Units.Existing(rec.Name).Remove(); err != nil {
+			s.log.Error("removing the unit of a lost container", "container", rec.Name, "unit", rec.Unit, "error", err.Error())
+		}
+	}
 	if rec.MergedDir != "" {
 		if err := s.teardownOverlay(rec.MergedDir); err != nil {
 			s.log.Error("tearing down overlay of lost container", "container", rec.Name, "error", err.Error())

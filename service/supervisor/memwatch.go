@@ -150,20 +150,57 @@ func (m *moduleWatcher) Next() (memEvent, error) {
 		if err != nil {
 			return memEvent{}, err
 		}
-		var k memEventKind
-		switch ev.Type {
-		case monitor.EventRegistered:
-			k = memWatched
-		case monitor.EventSoft:
-			k = memSoft
-		case monitor.EventHard:
-			k = memHard
-		case monitor.EventExited:
-			k = memExited
-		default:
-			continue // a type this supervisor does not know: nothing to act on
+		if me, ok := memEventOf(ev); ok {
+			return me, nil
 		}
-		return memEvent{Kind: k, Handle: watchHandle(ev.ID), RSS: ev.RSS, Limit: ev.Limit}, nil
+	}
+}
+
+// memEventOf translates a module event; false for a type this supervisor does not know
+// (nothing to act on).
+func memEventOf(ev monitor.Event) (memEvent, bool) {
+	var k memEventKind
+	switch ev.Type {
+	case monitor.EventRegistered:
+		k = memWatched
+	case monitor.EventSoft:
+		k = memSoft
+	case monitor.EventHard:
+		k = memHard
+	case monitor.EventExited:
+		k = memExited
+	default:
+		return memEvent{}, false
+	}
+	return memEvent{Kind: k, Handle: watchHandle(ev.ID), RSS: ev.RSS, Limit: ev.Limit}, true
+}
+
+// Queued returns the events the module has queued already, without waiting for more: what
+// happened to the containers while no supervisor read the kept monitor file.
+func (m *moduleWatcher) Queued() ([]memEvent, error) {
+	var out []memEvent
+	for {
+		ready := false
+		err := withFD(m.c.File(), func(fd int) error {
+			for {
+				n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+				if err == unix.EINTR {
+					continue
+				}
+				ready = n > 0
+				return err
+			}
+		})
+		if err != nil || !ready {
+			return out, err
+		}
+		ev, err := m.c.ReadEvent()
+		if err != nil {
+			return out, err
+		}
+		if me, ok := memEventOf(ev); ok {
+			out = append(out, me)
+		}
 	}
 }
 

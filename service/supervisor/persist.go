@@ -40,6 +40,9 @@ type record struct {
 	// --rm`). Its state.json and log are never fsync'd, and a supervisor that finds it, or
 	// what a crash left of it, removes it (docs/design.md, "What is durable").
 	AutoRemove bool `json:"auto_remove,omitempty"`
+	// Unit is the container's systemd unit (unit mode), which systemd keeps after the init
+	// ended until the supervisor has read its exit status and removed it.
+	Unit string `json:"unit,omitempty"`
 }
 
 // save writes dir/state.json atomically, so a crash leaves either the old or the new state,

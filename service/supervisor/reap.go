@@ -141,6 +141,15 @@ func (s *Supervisor) reap(c *container) {
 	case msg != "":
 		rec.Message = msg
 	}
+	if c.unit != nil {
+		// systemd has given its record of the exit (Wait) and the cgroup has been read;
+		// the unit holds only leftovers now, and must go before the name is free again.
+		if err := c.unit.Remove(); err != nil {
+			s.log.Error("removing the unit of an ended container", "container", rec.Name, "unit", c.unit.Name(), "error", err.Error())
+		} else {
+			rec.Cgroup = "" // gone with the unit
+		}
+	}
 	s.settle(c, rec)
 	// Drained to EOF and recorded: the next supervisor needs nothing of it any more.
 	s.dropPipes(rec.Name)

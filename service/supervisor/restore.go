@@ -314,10 +314,11 @@ type eofReader struct{}
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // ContainersOutlive reports whether the containers outlive this supervisor: only then does
-// Detach leave them running for the next one. In manual mode they are its children and
-// the next supervisor could not learn how they end.
+// Detach leave them running for the next one. They do in unit mode, where systemd is the
+// parent of each init and records how it ends; in manual mode they are the supervisor's
+// children and the next supervisor could not learn how they end.
 func (s *Supervisor) ContainersOutlive() bool {
-	return false // containers run as the supervisor's children (manual mode)
+	return s.cfg.Units != nil
 }
 
 // monitorFDName is the fd store name of the kernel monitor's open file. The module ties

@@ -29,6 +29,7 @@ import (
 	"github.com/jackfruit/jackfruit/service/logs"
 	"github.com/jackfruit/jackfruit/service/monitor"
 	"github.com/jackfruit/jackfruit/service/runtime"
+	"github.com/jackfruit/jackfruit/service/sdunit"
 )
 
 // Defaults for Config fields left empty.
@@ -68,6 +69,10 @@ type Config struct {
 	// one was started with them (sdglue.Inherited.Stored). New takes them over: the ones
 	// no container needs are closed and removed from the store.
 	Inherited map[string]*os.File
+	// Units, when set, runs every container as a systemd unit of its own (unit mode): systemd
+	// is then the parent of each container's init. nil: containers are the supervisor's
+	// children (manual mode).
+	Units *sdunit.Manager
 
 	// Cgroups is where containers get a cgroup each (cgroup.Delegate of the supervisor's
 	// own cgroup, in manual mode and under jackfruit.service); nil: containers get none.
@@ -138,6 +143,8 @@ type Supervisor struct {
 	// takes milliseconds, and nearly every container asks for the same few sets.
 	filtersMu sync.Mutex
 	filters   map[runtime.CapSet][]byte
+	// machinedOnce says once that machined is absent (unit mode).
+	machinedOnce sync.Once
 }
 
 var _ service.Manager = (*Supervisor)(nil)
@@ -148,6 +155,7 @@ type container struct {
 	rec  record
 	proc *runtime.Process   // nil for containers loaded from disk
 	cg   *cgroup.Group      // the container's cgroup while it runs; nil when it has none
+	unit *sdunit.Unit       // the container's systemd unit in unit mode, else nil
 	clog *logs.ContainerLog // nil for containers loaded from disk
 	tty  *ttyHub            // the terminal of a container started with Tty
 	// copies counts the two output copiers; the container is final only after both drained.
@@ -290,12 +298,33 @@ func New(cfg Config) (*Supervisor, error) {
 
 	// With journald and the monitor there: what was written while no supervisor ran goes
 	// to the journal too.
+	// What the kept monitor file queued while no supervisor ran: which containers the
+	// module killed at their hard limits meanwhile, for those that ended (restoreUnit);
+	// the rest is handled as if just read, once the containers are back.
+	var queued []memEvent
+	hardKilled := map[watchHandle]bool{}
+	if mw, ok := s.mem.(*moduleWatcher); ok && s.memKept {
+		if queued, err = mw.Queued(); err != nil {
+			s.log.Warn("reading the events the kernel monitor queued while no supervisor ran", "error", err.Error())
+		}
+		for _, ev := range queued {
+			if ev.Kind == memHard {
+				hardKilled[ev.Handle] = true
+			}
+		}
+	}
 	for _, c := range lost {
+		if c.rec.Unit != "" && s.cfg.Units != nil && s.restoreUnit(c, hardKilled) {
+			continue
+		}
 		s.restoreLost(c)
 		if c.rec.AutoRemove {
 			delete(s.containers, c.rec.Name)
 			s.removeLeftover(c)
 		}
+	}
+	for _, ev := range queued {
+		s.handleMemoryEvent(ev)
 	}
 	s.dropUnusedInherited()
 

@@ -34,7 +34,7 @@ phase1() {
 	# The image has no man-db, so verify cannot resolve Documentation=man:...; check that
 	# those pages are installed instead.
 	check "systemd-analyze verify on the installed units" \
-		"systemd-analyze verify --man=no /lib/systemd/system/jackfruit.socket /lib/systemd/system/jackfruit.service"
+		"systemd-analyze verify --man=no /lib/systemd/system/jackfruit.socket /lib/systemd/system/jackfruit.service /lib/systemd/system/jackfruit.slice"
 	check "the man pages the units refer to are installed" \
 		"ls /usr/share/man/man1/jackfruit.1.gz /usr/share/man/man1/jackfruit-supervisor.1.gz"
 	check "systemd-analyze security jackfruit.service" \
@@ -154,6 +154,115 @@ phase2() {
 	check_match "and the container has it" "^NoNewPrivs:[[:space:]]+1$" "$JR iso-nnp2 -- /bin/grep NoNewPrivs /proc/self/status"
 	check_fails "an unknown capability is refused" "jackfruit start iso-bad --cap-add NOT_A_CAP -- /bin/true"
 	check_fails "and no container was created" "jackfruit inspect iso-bad"
+
+	step 11a "each container is a systemd unit (jackfruit-NAME.service in jackfruit.slice) and a machine"
+	check "start 'web' (sleep, stop timeout 2 s)" "jackfruit start web --stop-timeout 2 -- /bin/sleep 3600"
+	check_match "systemctl is-active jackfruit-web.service" "^active$" "systemctl is-active jackfruit-web.service"
+	check_match "systemctl status jackfruit-web.service: described, in jackfruit.slice, with its memory and tasks" \
+		"jackfruit container web" \
+		"systemctl status --no-pager jackfruit-web.service | tee /dev/stderr | grep -q 'CGroup: /jackfruit.slice/jackfruit-web.service' && systemctl status --no-pager jackfruit-web.service | grep -Eq 'Memory: |Tasks: ' && systemctl show -P Description jackfruit-web.service"
+	check_match "the unit's main process is the container's init (same pid as jackfruit inspect)" "^same [0-9]+$" \
+		"u=\$(systemctl show -P MainPID jackfruit-web.service); j=\$(jackfruit inspect web | sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); [ \"\$u\" = \"\$j\" ] && echo same \$u || echo \"unit \$u inspect \$j\""
+	check_match "systemd-cgls shows the unit and its sleep under jackfruit.slice" "jackfruit-web.service" \
+		"systemd-cgls --no-pager -u jackfruit.slice | tee /dev/stderr | grep -A10 jackfruit-web.service | grep -q 'sleep 3600' && echo jackfruit-web.service"
+	check_match "systemd-cgtop lists it" "jackfruit.slice/jackfruit-web.service" \
+		"systemd-cgtop -b -n 2 -d 1 --depth=3 -P | grep jackfruit-web"
+	for p in CapabilityBoundingSet NoNewPrivileges ProtectSystem ProtectHome PrivateTmp ProtectKernelTunables \
+		ProtectKernelModules ProtectKernelLogs ProtectClock RestrictNamespaces RestrictRealtime RestrictSUIDSGID \
+		LockPersonality DevicePolicy SystemCallArchitectures SystemCallFilter SystemCallErrorNumber UMask; do
+		check_match "the unit has jackfruit.service's $p" "^same$" \
+			"a=\$(systemctl show -p $p jackfruit.service); b=\$(systemctl show -p $p jackfruit-web.service); [ \"\$a\" = \"\$b\" ] && echo same || { echo \"service: \$a\"; echo \"unit:    \$b\"; }"
+	done
+	check_match "DeviceAllow: the standard devices and pts, not the monitor's device" "^DeviceAllow=char-pts rw$" \
+		"systemctl show -p DeviceAllow jackfruit-web.service"
+	check_match "machinectl list shows web (class container, service jackfruit)" "^web +container +jackfruit" \
+		"machinectl list --no-pager --no-legend"
+	check_match "machinectl status web names its unit" "Unit: jackfruit-web.service" "machinectl status --no-pager web"
+	check "machinectl terminate web" "machinectl terminate web"
+	wait_for "web ends" 60 "jackfruit ps -a | grep -Eq ' web +(killed|exited) '"
+	check_match "web ended killed (SIGTERM ignored by PID 1, SIGKILL after the stop timeout)" '"state": ?"killed"' "jackfruit inspect web"
+	check_match "and its unit is gone" "^inactive$" "systemctl is-active jackfruit-web.service; true"
+	check_nomatch "and so is the machine" "^web " "machinectl list --no-pager --no-legend"
+	check "jackfruit rm web" "jackfruit rm web"
+	check_match "exit codes come through the unit: jackfruit run exits 7" "^rc=7$" \
+		"jackfruit run --rm code7 -- /bin/sh -c 'exit 7'; echo rc=\$?"
+	check_match "output, and the overlay mounted inside the unit" "^hello written$" \
+		"jackfruit run --rm ov -- /bin/sh -c 'echo written > /etc/w; echo hello \$(cat /etc/w)'"
+	check_fails "the base rootfs did not get the write" "test -e /var/lib/jackfruit/rootfs/etc/w"
+	check_match "jackfruit exec reaches a unit's container" "^sleep" \
+		"jackfruit start ex -- /bin/sleep 600 >/dev/null && jackfruit exec ex -- /bin/cat /proc/1/comm; jackfruit rm -f ex >/dev/null"
+	check "a foreign unit named jackfruit-clash.service" "systemd-run --unit jackfruit-clash.service /bin/sleep 600"
+	check_match "jackfruit start clash fails, naming the unit systemd already has" \
+		"systemd already has a unit jackfruit-clash.service" "jackfruit start clash -- /bin/sleep 600 2>&1; true"
+	check_fails "no container 'clash' was created" "jackfruit inspect clash"
+	check_match "the foreign unit was left alone" "^active$" "systemctl is-active jackfruit-clash.service"
+	check "stop the foreign unit" "systemctl stop jackfruit-clash.service"
+	check "start 'my_app' (a name machined refuses: '_')" "jackfruit start my_app -- /bin/sleep 600"
+	check_match "it runs, in its unit" "^active$" "systemctl is-active jackfruit-my_app.service"
+	check_match "the supervisor warned that machined refuses the name" "machined refuses the name" \
+		"journalctl --no-pager -u jackfruit.service -o cat | grep my_app"
+	check "jackfruit rm -f my_app" "jackfruit rm -f my_app"
+	check "a foreign machine 'other' (another manager's, registered by hand)" \
+		"systemd-run --unit fake-machine.service /bin/sleep 600 && busctl call org.freedesktop.machine1 /org/freedesktop/machine1 org.freedesktop.machine1.Manager RegisterMachine sayssus other 0 foreign container \$(systemctl show -P MainPID fake-machine.service) /"
+	check "jackfruit start other still starts" "jackfruit start other -- /bin/sleep 600"
+	check_match "with a warning about the clash" "already has a machine ..?other..? of another manager" \
+		"journalctl --no-pager -u jackfruit.service -o cat | grep other"
+	check_match "machinectl still shows the foreign machine" "^other +container +foreign" "machinectl list --no-pager --no-legend"
+	check "jackfruit rm -f other; stop the foreign machine" "jackfruit rm -f other && systemctl stop fake-machine.service"
+	check_match "no container unit is left" "^0 loaded units listed" \
+		"systemctl list-units --all --no-pager 'jackfruit-*.service'"
+
+	step 11b "live restore: containers survive restart, SIGKILL and upgrade of the supervisor"
+	# pid/state of a container, and the supervisor's main pid, as one-line commands.
+	ctpid() { echo "jackfruit inspect $1 | tr -d ' \n' | sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p'"; }
+	SUPPID="systemctl show -P MainPID jackfruit.service"
+	check "start 'counter' printing numbered lines" \
+		"jackfruit start counter -- /bin/sh -c 'i=0; while [ \$i -lt 100000 ]; do i=\$((i+1)); echo line \$i; sleep 0.1; done'"
+	cpid=$(bash -c "$(ctpid counter)")
+	log "  counter's init: pid $cpid"
+	spid=$($SUPPID)
+	check "systemctl restart jackfruit" "systemctl restart jackfruit"
+	check_match "counter runs on with the same pid $cpid" "^$cpid\$" "jackfruit ps >/dev/null; $(ctpid counter)"
+	check_match "the supervisor is a new process" "^new$" "[ \"\$($SUPPID)\" != $spid ] && echo new"
+	check_match "its D-Bus object is back: State running" '^s "running"$' \
+		"busctl get-property $BUS $MGR_PATH/container/counter $CT_IF State"
+	spid=$($SUPPID)
+	check "SIGKILL the supervisor's main process" "kill -KILL $spid"
+	wait_for "systemd restarts it (Restart=on-failure)" 60 \
+		"systemctl is-active --quiet jackfruit && [ \"\$($SUPPID)\" != $spid ] && [ \"\$($SUPPID)\" != 0 ] && jackfruit ps >/dev/null"
+	check_match "counter runs on with the same pid $cpid" "^$cpid\$" "$(ctpid counter)"
+	spid=$($SUPPID)
+	CHECK_TIMEOUT=600 check "dpkg -i jackfruit (the same package: the upgrade path)" "dpkg -i $JF/debs/jackfruit_*.deb"
+	wait_for "the postinst restarted the supervisor" 60 \
+		"systemctl is-active --quiet jackfruit && [ \"\$($SUPPID)\" != $spid ] && jackfruit ps >/dev/null"
+	check_match "counter runs on with the same pid $cpid" "^$cpid\$" "$(ctpid counter)"
+	check_match "jackfruit ps: counter running" " counter +running " "jackfruit ps"
+	check "jackfruit stop counter" "jackfruit stop counter"
+	INORDER="awk '\$1 == \"line\" { n++; if (\$2 != n) { print \"line \" n \" missing or repeated: \" \$0; bad = 1; exit } } END { if (!bad && n > 20) print \"in order: \" n \" lines\"; else if (!bad) print \"too few: \" n }'"
+	check_match "jackfruit logs counter: every line once, in order" "^in order: [0-9]+ lines$" "jackfruit logs counter | $INORDER"
+	check_match "journalctl CONTAINER=counter: every line once, in order" "^in order: [0-9]+ lines$" \
+		"journalctl --no-pager CONTAINER=counter -o cat | $INORDER"
+	check "jackfruit rm counter" "jackfruit rm counter"
+	check "start 'seven' (exits 7 after 8 s)" "jackfruit start seven -- /bin/sh -c 'echo before; sleep 8; echo after; exit 7'"
+	check "start 'hog2' (hard limit 64 MiB, allocates from 8 s on)" \
+		"jackfruit start hog2 --soft-mib 40 --hard-mib 64 -- /bin/sh -c 'sleep 8; exec /usr/bin/memory_hog -step-mib=8 -interval=100ms'"
+	spid=$($SUPPID)
+	check "SIGSTOP the supervisor" "kill -STOP $spid"
+	wait_for "seven ends while the supervisor is stopped: its unit records 7" 60 \
+		"[ \"\$(systemctl show -P ExecMainStatus jackfruit-seven.service)\" = 7 ]"
+	wait_for "hog2 is killed at its hard limit meanwhile: its unit records SIGKILL" 60 \
+		"[ \"\$(systemctl show -P ExecMainStatus jackfruit-hog2.service)\" = 9 ]"
+	check "SIGKILL the stopped supervisor" "kill -KILL $spid"
+	wait_for "systemd restarts it" 60 \
+		"systemctl is-active --quiet jackfruit && [ \"\$($SUPPID)\" != $spid ] && [ \"\$($SUPPID)\" != 0 ] && jackfruit ps >/dev/null"
+	check_match "seven is reported exited with code 7" '"state":"exited".*"exit_code":7,|"exit_code":7,.*"state":"exited"' \
+		"jackfruit inspect seven | tr -d ' \n'"
+	check_match "with all its output" "^before after$" "echo \$(jackfruit logs seven)"
+	check_match "hog2 is reported killed-by-memory-limit" '"state":"killed-by-memory-limit"' \
+		"jackfruit inspect hog2 | tr -d ' \n'"
+	check_match "and their units are gone" "^0 loaded units listed" \
+		"systemctl list-units --all --no-pager jackfruit-seven.service jackfruit-hog2.service"
+	check "jackfruit rm seven hog2" "jackfruit rm seven hog2"
 
 	step 6 "systemctl restart and stop behave; no unit failed"
 	check "start a long-running container 'sleeper'" "jackfruit start sleeper -- /bin/sleep 3600"

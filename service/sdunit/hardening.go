@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package sdunit
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/service/runtime"
+)
+
+// directive is one unit file setting, as jackfruit.service spells it.
+type directive struct{ key, value string }
+
+// Hardening is every restriction of jackfruit.service's "Hardening" section, which a
+// container started by the supervisor inherited while it was the supervisor's child. A
+// container in a unit of its own gets them from that unit instead, so that moving out of the
+// supervisor's cgroup loosens nothing. TestHardeningMatchesUnitFile keeps the two lists
+// equal; the only difference is the kernel monitor's device, which the supervisor needs and
+// a container does not (its DeviceAllow= is left out here).
+var Hardening = []directive{
+	{"CapabilityBoundingSet", "CAP_SYS_ADMIN CAP_SYS_CHROOT CAP_KILL CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_MKNOD CAP_SETFCAP CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_AUDIT_WRITE CAP_NET_ADMIN"},
+	{"NoNewPrivileges", "yes"},
+	{"ProtectSystem", "full"},
+	{"ProtectHome", "read-only"},
+	{"PrivateTmp", "yes"},
+	{"ProtectKernelTunables", "yes"},
+	{"ProtectKernelModules", "yes"},
+	{"ProtectKernelLogs", "yes"},
+	{"ProtectClock", "yes"},
+	{"RestrictNamespaces", "mnt pid uts ipc net"},
+	{"RestrictRealtime", "yes"},
+	{"RestrictSUIDSGID", "yes"},
+	{"LockPersonality", "yes"},
+	{"DevicePolicy", "closed"},
+	{"DeviceAllow", "char-pts rw"},
+	{"SystemCallArchitectures", "native"},
+	{"SystemCallFilter", "@system-service @mount sethostname setdomainname seccomp"},
+	{"SystemCallErrorNumber", "EPERM"},
+	{"UMask", "0022"},
+}
+
+// namespaceFlags are RestrictNamespaces= names and their clone flags.
+var namespaceFlags = map[string]uint64{
+	"cgroup": unix.CLONE_NEWCGROUP, "ipc": unix.CLONE_NEWIPC, "net": unix.CLONE_NEWNET,
+	"mnt": unix.CLONE_NEWNS, "pid": unix.CLONE_NEWPID, "user": unix.CLONE_NEWUSER,
+	"uts": unix.CLONE_NEWUTS,
+}
+
+// deviceRule is one DeviceAllow= entry, D-Bus (ss).
+type deviceRule struct{ Path, Access string }
+
+// hardeningProperties turns Hardening into the properties of a transient unit: the D-Bus
+// types systemd's StartTransientUnit takes for each setting.
+func hardeningProperties() ([]sddbus.Property, error) {
+	props := make([]sddbus.Property, 0, len(Hardening))
+	var devices []deviceRule
+	for _, d := range Hardening {
+		if d.key == "DeviceAllow" {
+			// All entries go in one property: a second one would replace the first.
+			path, access, ok := strings.Cut(d.value, " ")
+			if !ok {
+				return nil, fmt.Errorf("DeviceAllow=%s: want PATH ACCESS", d.value)
+			}
+			devices = append(devices, deviceRule{path, access})
+			continue
+		}
+		p, err := property(d)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: %w", d.key, d.value, err)
+		}
+		props = append(props, p)
+	}
+	if devices != nil {
+		props = append(props, sddbus.Property{Name: "DeviceAllow", Value: godbus.MakeVariant(devices)})
+	}
+	return props, nil
+}
+
+func property(d directive) (sddbus.Property, error) {
+	v := func(x any) sddbus.Property { return sddbus.Property{Name: d.key, Value: godbus.MakeVariant(x)} }
+	switch d.key {
+	case "NoNewPrivileges", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules",
+		"ProtectKernelLogs", "ProtectClock", "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality":
+		if d.value != "yes" && d.value != "no" {
+			return sddbus.Property{}, fmt.Errorf("want yes or no")
+		}
+		return v(d.value == "yes"), nil
+	case "ProtectSystem", "ProtectHome", "DevicePolicy":
+		return v(d.value), nil
+	case "CapabilityBoundingSet":
+		var set uint64
+		for _, n := range strings.Fields(d.value) {
+			c, err := runtime.ParseCap(n)
+			if err != nil {
+				return sddbus.Property{}, err
+			}
+			set |= 1 << c
+		}
+		return v(set), nil
+	case "RestrictNamespaces":
+		// The property holds the namespaces that stay allowed.
+		var set uint64
+		for _, n := range strings.Fields(d.value) {
+			f, ok := namespaceFlags[n]
+			if !ok {
+				return sddbus.Property{}, fmt.Errorf("unknown namespace %q", n)
+			}
+			set |= f
+		}
+		return v(set), nil
+	case "SystemCallArchitectures":
+		return v(strings.Fields(d.value)), nil
+	case "SystemCallFilter":
+		// (bas): an allow list; systemd expands the @groups itself.
+		return v(struct {
+			Allow bool
+			Names []string
+		}{true, strings.Fields(d.value)}), nil
+	case "SystemCallErrorNumber":
+		if d.value != "EPERM" {
+			return sddbus.Property{}, fmt.Errorf("only EPERM is known here")
+		}
+		return v(int32(unix.EPERM)), nil
+	case "UMask":
+		m, err := strconv.ParseUint(d.value, 8, 32)
+		if err != nil {
+			return sddbus.Property{}, err
+		}
+		return v(uint32(m)), nil
+	}
+	return sddbus.Property{}, fmt.Errorf("no D-Bus form known for %s", d.key)
+}
