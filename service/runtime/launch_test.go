@@ -110,8 +110,10 @@ func TestLauncher(t *testing.T) {
 	becomeSubreaper(t)
 	dir := overlayTempDir(t)
 	merged := filepath.Join(dir, "merged")
-	if err := os.Mkdir(merged, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{merged, filepath.Join(dir, "upper"), filepath.Join(dir, "work")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l := &subreaperLauncher{t: t}
 	ov := &Overlay{Lower: rootfs, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
