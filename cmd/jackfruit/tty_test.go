@@ -58,7 +58,29 @@ func (tm *tmux) line(text string) {
 	tm.keys("Enter")
 }
 
-func (tm *tmux) screen() string { tm.t.Helper(); return tm.run("capture-pane", "-p", "-t", "t") }
+// screen is the whole pane, history included, so counts of a string only ever grow.
+func (tm *tmux) screen() string {
+	tm.t.Helper()
+	return tm.run("capture-pane", "-p", "-S", "-", "-t", "t")
+}
+
+// waitShell waits until the host shell is the pane's foreground process again (or, with
+// shell false, until it no longer is): text typed while a client is still running (or not yet
+// started) would go to the wrong reader. Fixed sleeps made this test flaky under load.
+func (tm *tmux) waitShell(shell bool) {
+	tm.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		cmd := strings.TrimSpace(tm.run("display-message", "-p", "-t", "t", "#{pane_current_command}"))
+		if (cmd == "bash") == shell {
+			return
+		}
+		if time.Now().After(deadline) {
+			tm.t.Fatalf("the pane's foreground process is still %q (want the shell: %v):\n%s", cmd, shell, tm.screen())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // waitFor waits until the screen shows want (count times), failing with the screen.
 func (tm *tmux) waitFor(want string, count ...int) string {
@@ -106,22 +128,25 @@ func TestTerminalRunAttach(t *testing.T) {
 	tm.waitFor("Detached from box")
 
 	// exec -it a second shell in the same container while it runs detached.
+	prompts := strings.Count(tm.screen(), "/ #")
 	tm.line("jf exec -it box sh")
-	time.Sleep(time.Second)
+	tm.waitFor("/ #", prompts+1)
 	tm.line("echo exec-pid-$$; exit 6")
 	tm.waitFor("exec-pid-")
+	tm.waitShell(true)
 	tm.line("echo exec-rc=$?")
 	tm.waitFor("exec-rc=6")
 
 	tm.line("jf attach --detach-keys ctrl-x,x box")
-	time.Sleep(500 * time.Millisecond)
+	tm.waitShell(false)
 	tm.line("echo re-attached")
 	tm.waitFor("re-attached\n")
 	tm.line("echo $((2*3))-done")
 	tm.waitFor("6-done")
 	tm.line("exit 4")
-	time.Sleep(time.Second)
-	tm.line("echo rc=$?; stty -g > " + after + "; cmp " + before + " " + after + " && echo terminal-restored")
+	tm.waitShell(true)
+	// The marker is quoted apart so that the typed line itself does not show it.
+	tm.line("echo rc=$?; stty -g > " + after + "; cmp " + before + " " + after + " && echo terminal-re''stored")
 	s := tm.waitFor("terminal-restored")
 	if !strings.Contains(s, "rc=4") {
 		t.Errorf("attach did not exit with the container's code 4:\n%s", s)
