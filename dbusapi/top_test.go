@@ -11,6 +11,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/jackfruit/jackfruit/dbusapi"
+	"github.com/jackfruit/jackfruit/internal/testutil"
 	"github.com/jackfruit/jackfruit/service"
 )
 
@@ -76,13 +77,20 @@ func TestRealProcessesAndStats(t *testing.T) {
 		t.Errorf("Container.GetStats: %+v %v", one, err)
 	}
 
-	// gdbus, a client of its own. (As root: the installed bus policy,
-	// units/io.jackfruit.Jackfruit1.conf, does not let other users send these yet.)
-	out := mustSucceed(t, run(t, nil, "gdbus", "call", "--address", e.bus.Address,
+	// gdbus, a client of its own, as uid nobody: the installed bus policy
+	// (units/io.jackfruit.Jackfruit1.conf) lets everyone read these.
+	nobody := testutil.Nobody(t)
+	out := mustSucceed(t, run(t, nobody, "gdbus", "call", "--address", e.bus.Address,
 		"--dest", dest, "--object-path", mgrPath, "--method", dbusapi.ManagerInterface+".GetContainerProcesses", "box"))
 	if !strings.Contains(out, "'sleep', '777'") {
-		t.Errorf("gdbus GetContainerProcesses: %s", out)
+		t.Errorf("gdbus GetContainerProcesses as nobody: %s", out)
 	}
+	mustSucceed(t, run(t, nobody, "gdbus", "call", "--address", e.bus.Address,
+		"--dest", dest, "--object-path", mgrPath, "--method", dbusapi.ManagerInterface+".GetContainerStats", "['box']"))
+	mustSucceed(t, run(t, nobody, "busctl", "--address="+e.bus.Address, "call", dest, string(box.Path()),
+		dbusapi.ContainerInterface, "GetStats"))
+	mustSucceed(t, run(t, nobody, "busctl", "--address="+e.bus.Address, "call", dest, string(box.Path()),
+		dbusapi.ContainerInterface, "GetProcesses"))
 	if err := e.mgr.Call(dbusapi.ManagerInterface+".GetContainerProcesses", 0, "nope").Err; err == nil || !strings.Contains(err.Error(), `no such container "nope"`) {
 		t.Errorf("processes of an unknown container: %v", err)
 	}
