@@ -30,7 +30,22 @@ type delegateResult struct {
 	Error       string   `json:"error"`
 }
 
+// hogEnv makes the test binary a memory hog that touches 1 MiB more every few milliseconds
+// until it is killed (TestMemoryLimitKills).
+const hogEnv = "JACKFRUIT_TEST_CGROUP_HOG"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(hogEnv) != "" {
+		var keep [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 	if mount := os.Getenv(delegateEnv); mount != "" {
 		var r delegateResult
 		s, err := Delegate(mount)
@@ -345,5 +360,71 @@ func TestLimitKilled(t *testing.T) {
 		if got := c.e.LimitKilled(); got != c.want {
 			t.Errorf("%+v.LimitKilled() = %v; want %v", c.e, got, c.want)
 		}
+	}
+}
+
+// TestMemoryLimitKills runs where cgroup v2 has the memory controller (the QEMU guests of
+// make runtime-vm-test; this project's hybrid build host has none): a hog in a group limited
+// to 32 MiB is OOM-killed by the kernel, and memory.events says it was the group's own limit.
+func TestMemoryLimitKills(t *testing.T) {
+	_, dir := testutil.Cgroup2(t)
+	sub, err := NewSubtree(filepath.Join(dir, "containers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sub.Has("memory") {
+		t.Skipf("no memory controller: %s", sub.Missing("memory"))
+	}
+	g, err := sub.Create("hog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 32 << 20
+	if err := g.SetMemoryLimit(limit); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := g.MemoryEvents(); err != nil || ev.LimitKilled() {
+		t.Fatalf("a new group's memory.events: %+v, %v", ev, err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := g.OpenDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), hogEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the hog was not killed at %d bytes within a minute", limit)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the hog ended with %v; want SIGKILL from the OOM killer", err)
+	}
+	ev, err := g.MemoryEvents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("memory.events after the kill: %+v", ev)
+	if !ev.LimitKilled() || ev.OOMGroupKill == 0 {
+		t.Errorf("memory.events %+v: want an OOM of the group's own limit and a group kill (memory.oom.group)", ev)
+	}
+	if peak, err := g.MemoryPeak(); err != nil || peak < limit*9/10 || peak > limit {
+		t.Errorf("memory.peak %d, %v; want close to the limit %d", peak, err, limit)
+	}
+	if err := g.Remove(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs the runtime's host tests, then the seccomp package's, inside QEMU on a Debian kernel with
+# Runs the runtime's host tests, then the seccomp package's and the cgroup package's, inside QEMU on a Debian kernel with
 # a busybox initramfs as the root filesystem. This covers what the host tests cannot: the
 # distribution kernels (6.1, 6.12), an initramfs root, which pivot_root refuses to move (the
 # runtime falls back to MS_MOVE + chroot there), and i386 syscalls (int 0x80), which the build
@@ -31,6 +31,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/runtime.test" ./service/runtime/)
 (cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/seccomp.test" ./service/runtime/seccomp/)
+(cd "$repo" && CGO_ENABLED=0 go test -c -o "$work/cgroup.test" ./service/cgroup/)
 
 # TCG on purpose: build machines here have a /dev/kvm node that does not work.
 # Single-threaded TCG: with thread=multi, Debian's 6.12 kernel sometimes Oopses at boot
@@ -52,7 +53,7 @@ for kv in "${kernels[@]}"; do
 	mkdir -p "$img"/{bin,proc,sys,dev,tmp,lib/modules}
 	cp /bin/busybox "$img/bin/busybox"
 	ln -sf busybox "$img/bin/sh"
-	cp "$work/runtime.test" "$work/seccomp.test" "$img/"
+	cp "$work/runtime.test" "$work/seccomp.test" "$work/cgroup.test" "$img/"
 	cp -a "$rootfs" "$img/rootfs"
 	ov=$(find "/lib/modules/$kv/kernel/fs/overlayfs" -name 'overlay.ko*' 2>/dev/null | head -1)
 	[ -n "$ov" ] && cp "$ov" "$img/lib/modules/"
@@ -63,12 +64,17 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# A pure cgroup2 with the memory controller (the build host has none): service/cgroup's
+# memory.max and OOM tests run here for real.
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
 for m in /lib/modules/overlay.ko*; do [ -e "$m" ] && insmod "$m"; done
 echo "=== kernel $(uname -r), root: $(grep ' / / ' /proc/self/mountinfo | head -1)"
 cd /
 JACKFRUIT_TEST_ROOTFS=/rootfs TMPDIR=/tmp /runtime.test -test.count=1 -test.v -test.timeout=5m 2>&1
 echo "=== exit $?"
 TMPDIR=/tmp /seccomp.test -test.count=1 -test.v -test.timeout=5m 2>&1
+echo "=== exit $?"
+TMPDIR=/tmp /cgroup.test -test.count=1 -test.v -test.timeout=5m 2>&1
 echo "=== exit $?"
 poweroff -f
 EOF
@@ -99,9 +105,9 @@ EOF
 	tpass=$((tpass + p)) tfail=$((tfail + f)) tskip=$((tskip + k))
 	echo "    $kv: $p passed, $f failed, $k skipped in $(vm_duration $((EPOCHSECONDS - start)))"
 	ok=1
-	# Both test binaries (the runtime's and service/runtime/seccomp's) must pass: two PASS
-	# lines, two clean exits.
-	if [ "$(grep -c '^PASS$' "$log")" -ne 2 ] || [ "$(grep -c '^=== exit 0$' "$log")" -ne 2 ] || [ "$f" -ne 0 ]; then
+	# The three test binaries (the runtime's, service/runtime/seccomp's and service/cgroup's)
+	# must pass: three PASS lines, three clean exits.
+	if [ "$(grep -c '^PASS$' "$log")" -ne 3 ] || [ "$(grep -c '^=== exit 0$' "$log")" -ne 3 ] || [ "$f" -ne 0 ]; then
 		echo "FAIL on $kv (last 50 lines of $keep below)"; tail -50 "$log"; ok=0
 	fi
 	if grep -E 'BUG:|WARNING:|Oops|KASAN' "$log"; then
