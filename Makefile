@@ -41,8 +41,8 @@ test-host: rootfs
 kmod-test:
 	test/kmod/run.sh
 
-# The runtime's, the seccomp filter's and the cgroup package's tests inside QEMU on Debian's 6.1 and 6.12 kernels with an
-# initramfs root.
+# The runtime's, the seccomp filter's and the cgroup package's tests inside QEMU on Debian's
+# 6.1 and 6.12 kernels with an initramfs root.
 runtime-vm-test: rootfs
 	service/runtime/testdata/initramfs-test.sh build/rootfs
 
