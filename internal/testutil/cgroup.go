@@ -75,8 +75,9 @@ func rootMountPrivate() bool {
 // returns the mount (/sys/fs/cgroup on a cgroup2-only host; elsewhere, on a hybrid host, a
 // cgroup2 mounted on a temporary directory of the test's private mount namespace) and the
 // test's group, which is removed at the end of the test, with whatever is left in it
-// killed. The test process itself stays where it is. Controllers the host keeps on v1 (on
-// this project's build host: memory, pids, cpu) are absent there.
+// killed. The test process itself stays where it is. The group has the memory, pids and cpu
+// controllers where the hierarchy has them (cgroup.controllers); on a hybrid host, such as
+// this project's build host, they are on v1 and absent.
 func Cgroup2(t testing.TB) (mount, dir string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -97,6 +98,16 @@ func Cgroup2(t testing.TB) (mount, dir string) {
 				t.Errorf("unmounting %s: %v", mount, err)
 			}
 		})
+	}
+	// The root may hand out controllers while it holds processes: where the hierarchy has
+	// memory, pids and cpu (a QEMU guest with a pure cgroup2), the test's group gets them.
+	// On a hybrid host they are on v1 and not offered here.
+	if b, err := os.ReadFile(filepath.Join(mount, "cgroup.controllers")); err == nil {
+		for _, c := range []string{"memory", "pids", "cpu"} {
+			if strings.Contains(" "+strings.TrimSpace(string(b))+" ", " "+c+" ") {
+				_ = os.WriteFile(filepath.Join(mount, "cgroup.subtree_control"), []byte("+"+c), 0)
+			}
+		}
 	}
 	dir, err := os.MkdirTemp(mount, "jackfruit-test-")
 	if err != nil {

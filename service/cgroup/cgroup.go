@@ -53,10 +53,25 @@ func Check(mount string) error {
 	if unix.Statfs(filepath.Join(mount, "unified"), &u) == nil && int64(u.Type) == unix.CGROUP2_SUPER_MAGIC {
 		return fmt.Errorf("%s is a hybrid cgroup hierarchy (the controllers are on cgroup v1, %s/unified is cgroup2 without them); jackfruit uses cgroup v2 only (boot with systemd.unified_cgroup_hierarchy=1)", mount, mount)
 	}
-	if int64(st.Type) == unix.TMPFS_MAGIC || int64(st.Type) == unix.CGROUP_SUPER_MAGIC {
+	if int64(st.Type) == unix.CGROUP_SUPER_MAGIC || hasV1(mount) {
 		return fmt.Errorf("%s is a cgroup v1 hierarchy; jackfruit uses cgroup v2 only", mount)
 	}
 	return fmt.Errorf("%s is not a cgroup2 mount (filesystem type %#x); mount one with `mount -t cgroup2 none %s`", mount, st.Type, mount)
+}
+
+// hasV1 reports whether dir (a tmpfs, as on v1 hosts) holds cgroup v1 hierarchies.
+func hasV1(dir string) bool {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range es {
+		var st unix.Statfs_t
+		if e.IsDir() && unix.Statfs(filepath.Join(dir, e.Name()), &st) == nil && int64(st.Type) == unix.CGROUP_SUPER_MAGIC {
+			return true
+		}
+	}
+	return false
 }
 
 // Group is one cgroup v2 directory.

@@ -118,6 +118,9 @@ func TestCheck(t *testing.T) {
 	if err := Check(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a cgroup2 mount") {
 		t.Errorf("Check(a tmp directory) = %v; want not a cgroup2 mount", err)
 	}
+	if err := Check(DefaultMount + "/"); err == nil && int64(st.Type) != unix.CGROUP2_SUPER_MAGIC {
+		t.Errorf("Check(%s/) accepted it", DefaultMount)
+	}
 	if err := Check("/nonexistent"); err == nil {
 		t.Error("Check(/nonexistent) succeeded")
 	}
@@ -138,7 +141,7 @@ func TestOpenRefuses(t *testing.T) {
 
 func TestSubtreeLifecycle(t *testing.T) {
 	mount, dir := testutil.Cgroup2(t)
-	sub, err := NewSubtree(filepath.Join(dir, "containers"))
+	sub, err := NewSubtree(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +154,7 @@ func TestSubtreeLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sub.Contains(g.Path()) || sub.Contains(dir) {
+	if !sub.Contains(g.Path()) || sub.Contains(filepath.Dir(dir)) || sub.Contains(filepath.Join(g.Path(), "x")) {
 		t.Errorf("Contains is wrong for %s or %s", g.Path(), dir)
 	}
 	cmd := startIn(t, g)
@@ -315,7 +318,16 @@ func TestDelegate(t *testing.T) {
 			t.Errorf("controller %s: offered %q, enabled %v", c, offered, r.Controllers)
 		}
 	}
-	// A second supervisor in the same cgroup (a restart) finds everything in place.
+	// A second supervisor in the same cgroup (a restart) finds the directories in place. A
+	// process cannot be born in a group that hands out controllers, so, as systemd does when
+	// it starts a unit afresh, its cgroup hands out none at first.
+	for _, d := range []string{filepath.Join(dir, "containers"), dir} {
+		for _, c := range r.Controllers {
+			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("-"+c), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	cmd = exec.Command(exe)
 	cmd.Env = append(os.Environ(), delegateEnv+"="+mount)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
@@ -368,7 +380,7 @@ func TestLimitKilled(t *testing.T) {
 // to 32 MiB is OOM-killed by the kernel, and memory.events says it was the group's own limit.
 func TestMemoryLimitKills(t *testing.T) {
 	_, dir := testutil.Cgroup2(t)
-	sub, err := NewSubtree(filepath.Join(dir, "containers"))
+	sub, err := NewSubtree(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
