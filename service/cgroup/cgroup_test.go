@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,6 +44,7 @@ func TestMain(m *testing.M) {
 				b[i] = 1
 			}
 			keep = append(keep, b)
+			goruntime.KeepAlive(keep)
 			time.Sleep(2 * time.Millisecond)
 		}
 	}
