@@ -58,10 +58,22 @@ func (tm *tmux) line(text string) {
 	tm.keys("Enter")
 }
 
-// screen is the whole pane, history included, so counts of a string only ever grow.
-func (tm *tmux) screen() string {
+// screen is what the pane shows now.
+func (tm *tmux) screen() string { tm.t.Helper(); return tm.run("capture-pane", "-p", "-t", "t") }
+
+// all is the whole pane, history included, so counts of a string in it only ever grow.
+func (tm *tmux) all() string { tm.t.Helper(); return tm.run("capture-pane", "-p", "-S", "-", "-t", "t") }
+
+// waitForCount waits until the pane's whole history shows want n times.
+func (tm *tmux) waitForCount(want string, n int) {
 	tm.t.Helper()
-	return tm.run("capture-pane", "-p", "-S", "-", "-t", "t")
+	deadline := time.Now().Add(15 * time.Second)
+	for strings.Count(tm.all(), want) < n {
+		if time.Now().After(deadline) {
+			tm.t.Fatalf("the terminal never showed %q %d times:\n%s", want, n, tm.all())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitShell waits until the host shell is the pane's foreground process again (or, with
@@ -128,9 +140,9 @@ func TestTerminalRunAttach(t *testing.T) {
 	tm.waitFor("Detached from box")
 
 	// exec -it a second shell in the same container while it runs detached.
-	prompts := strings.Count(tm.screen(), "/ #")
+	prompts := strings.Count(tm.all(), "/ #")
 	tm.line("jf exec -it box sh")
-	tm.waitFor("/ #", prompts+1)
+	tm.waitForCount("/ #", prompts+1)
 	tm.line("echo exec-pid-$$; exit 6")
 	tm.waitFor("exec-pid-")
 	tm.waitShell(true)
