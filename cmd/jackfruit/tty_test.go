@@ -62,7 +62,10 @@ func (tm *tmux) line(text string) {
 func (tm *tmux) screen() string { tm.t.Helper(); return tm.run("capture-pane", "-p", "-t", "t") }
 
 // all is the whole pane, history included, so counts of a string in it only ever grow.
-func (tm *tmux) all() string { tm.t.Helper(); return tm.run("capture-pane", "-p", "-S", "-", "-t", "t") }
+func (tm *tmux) all() string {
+	tm.t.Helper()
+	return tm.run("capture-pane", "-p", "-S", "-", "-t", "t")
+}
 
 // waitForCount waits until the pane's whole history shows want n times.
 func (tm *tmux) waitForCount(want string, n int) {
