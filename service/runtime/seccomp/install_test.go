@@ -279,8 +279,8 @@ func probes(mnt string) map[string]string {
 		mode := statusLine("Seccomp")
 		for _, task := range tasks {
 			b, err := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "status"))
-			if errors.Is(err, os.ErrNotExist) {
-				continue // the thread exited since ReadDir
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				continue // the thread exited since ReadDir (ESRCH: while it was being read)
 			}
 			if err != nil {
 				return err.Error()
