@@ -652,54 +652,49 @@ var handlers = map[string]func(*conn, *call){
 	"Stats":  (*conn).stats,
 }
 
-func (cn *conn) top(c *call) {
-	var in nameIn
+// unary serves a call with one reply: decode the parameters into In, ask the core, reply with
+// what it returns or fail with its error (mapped to the protocol's error names).
+func unary[In any](c *call, do func(in In) (any, error)) {
+	var in In
 	if err := decodeParams(c.req.Parameters, &in); err != nil {
 		c.failErr(err)
 		return
 	}
-	ps, err := cn.s.m.Top(c.ctx, cn.caller, in.Name)
+	out, err := do(in)
 	if err != nil {
 		c.failErr(err)
 		return
 	}
-	out := topOut{Processes: make([]Process, 0, len(ps))}
-	for _, p := range ps {
-		out.Processes = append(out.Processes, ProcessToWire(p))
-	}
 	c.reply(out)
+}
+
+func (cn *conn) top(c *call) {
+	unary(c, func(in nameIn) (any, error) {
+		ps, err := cn.s.m.Top(c.ctx, cn.caller, in.Name)
+		out := topOut{Processes: make([]Process, 0, len(ps))}
+		for _, p := range ps {
+			out.Processes = append(out.Processes, ProcessToWire(p))
+		}
+		return out, err
+	})
 }
 
 func (cn *conn) stats(c *call) {
-	var in statsIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	st, err := cn.s.m.Stats(c.ctx, cn.caller, in.Names)
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	out := statsOut{Stats: make([]ContainerStats, 0, len(st))}
-	for _, s := range st {
-		out.Stats = append(out.Stats, StatsToWire(s))
-	}
-	c.reply(out)
+	unary(c, func(in statsIn) (any, error) {
+		st, err := cn.s.m.Stats(c.ctx, cn.caller, in.Names)
+		out := statsOut{Stats: make([]ContainerStats, 0, len(st))}
+		for _, s := range st {
+			out.Stats = append(out.Stats, StatsToWire(s))
+		}
+		return out, err
+	})
 }
 
 func (cn *conn) start(c *call) {
-	var in startIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	info, err := cn.s.m.Start(c.ctx, cn.caller, in.request())
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(containerOut{Container: containerToWire(info)})
+	unary(c, func(in startIn) (any, error) {
+		info, err := cn.s.m.Start(c.ctx, cn.caller, in.request())
+		return containerOut{Container: containerToWire(info)}, err
+	})
 }
 
 func (cn *conn) run(c *call) {
@@ -734,101 +729,55 @@ func (cn *conn) run(c *call) {
 }
 
 func (cn *conn) stop(c *call) {
-	var in stopIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	info, err := cn.s.m.Stop(c.ctx, cn.caller, in.Name, stopTimeoutFromWire(in.TimeoutNs))
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(containerOut{Container: containerToWire(info)})
+	unary(c, func(in stopIn) (any, error) {
+		info, err := cn.s.m.Stop(c.ctx, cn.caller, in.Name, stopTimeoutFromWire(in.TimeoutNs))
+		return containerOut{Container: containerToWire(info)}, err
+	})
 }
 
 func (cn *conn) kill(c *call) {
-	var in killIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	var sig syscall.Signal // absent: 0, which the core reads as its default signal
-	if in.Signal != nil {
-		sig = syscall.Signal(*in.Signal)
-	}
-	if err := cn.s.m.Kill(c.ctx, cn.caller, in.Name, sig); err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(struct{}{})
+	unary(c, func(in killIn) (any, error) {
+		var sig syscall.Signal // absent: 0, which the core reads as its default signal
+		if in.Signal != nil {
+			sig = syscall.Signal(*in.Signal)
+		}
+		return struct{}{}, cn.s.m.Kill(c.ctx, cn.caller, in.Name, sig)
+	})
 }
 
 func (cn *conn) remove(c *call) {
-	var in nameIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	if err := cn.s.m.Remove(c.ctx, cn.caller, in.Name); err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(struct{}{})
+	unary(c, func(in nameIn) (any, error) {
+		return struct{}{}, cn.s.m.Remove(c.ctx, cn.caller, in.Name)
+	})
 }
 
 func (cn *conn) get(c *call) {
-	var in nameIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	info, err := cn.s.m.Get(c.ctx, cn.caller, in.Name)
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(containerOut{Container: containerToWire(info)})
+	unary(c, func(in nameIn) (any, error) {
+		info, err := cn.s.m.Get(c.ctx, cn.caller, in.Name)
+		return containerOut{Container: containerToWire(info)}, err
+	})
 }
 
 func (cn *conn) list(c *call) {
-	var in listIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	infos, err := cn.s.m.List(c.ctx, cn.caller, in.All)
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	out := listOut{Containers: make([]Container, 0, len(infos))}
-	for _, i := range infos {
-		out.Containers = append(out.Containers, containerToWire(i))
-	}
-	c.reply(out)
+	unary(c, func(in listIn) (any, error) {
+		infos, err := cn.s.m.List(c.ctx, cn.caller, in.All)
+		out := listOut{Containers: make([]Container, 0, len(infos))}
+		for _, i := range infos {
+			out.Containers = append(out.Containers, containerToWire(i))
+		}
+		return out, err
+	})
 }
 
 func (cn *conn) wait(c *call) {
-	var in nameIn
-	if err := decodeParams(c.req.Parameters, &in); err != nil {
-		c.failErr(err)
-		return
-	}
-	info, err := cn.s.m.Wait(c.ctx, cn.caller, in.Name)
-	if err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(containerOut{Container: containerToWire(info)})
+	unary(c, func(in nameIn) (any, error) {
+		info, err := cn.s.m.Wait(c.ctx, cn.caller, in.Name)
+		return containerOut{Container: containerToWire(info)}, err
+	})
 }
 
 func (cn *conn) status(c *call) {
-	if err := decodeParams(c.req.Parameters, &struct{}{}); err != nil {
-		c.failErr(err)
-		return
-	}
-	c.reply(statusOut{Status: statusToWire(cn.s.m.Status())})
+	unary(c, func(struct{}) (any, error) { return statusOut{Status: statusToWire(cn.s.m.Status())}, nil })
 }
 
 // Log batching: a streaming Logs reply carries whatever lines are ready, up to these bounds,
