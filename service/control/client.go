@@ -322,15 +322,7 @@ func (c *Client) Stats(ctx context.Context, names []string) ([]service.Container
 	if err := c.call(ctx, InterfaceName+".Stats", statsIn{Names: names}, false, decodeInto(&out)); err != nil {
 		return nil, err
 	}
-	st := make([]service.ContainerStats, 0, len(out.Stats))
-	for _, w := range out.Stats {
-		s, err := statsFromWire(w)
-		if err != nil {
-			return nil, err
-		}
-		st = append(st, s)
-	}
-	return st, nil
+	return fromWire(out.Stats, statsFromWire)
 }
 
 // Wait blocks until the container is in a final state and its output is drained.
@@ -344,15 +336,20 @@ func (c *Client) List(ctx context.Context, all bool) ([]service.ContainerInfo, e
 	if err := c.call(ctx, InterfaceName+".List", listIn{All: all}, false, decodeInto(&out)); err != nil {
 		return nil, err
 	}
-	infos := make([]service.ContainerInfo, 0, len(out.Containers))
-	for _, w := range out.Containers {
-		i, err := containerFromWire(w)
+	return fromWire(out.Containers, containerFromWire)
+}
+
+// fromWire converts a reply's list with conv, failing on the first element it refuses.
+func fromWire[W, T any](ws []W, conv func(W) (T, error)) ([]T, error) {
+	ts := make([]T, 0, len(ws))
+	for _, w := range ws {
+		t, err := conv(w)
 		if err != nil {
 			return nil, err
 		}
-		infos = append(infos, i)
+		ts = append(ts, t)
 	}
-	return infos, nil
+	return ts, nil
 }
 
 // Logs streams a container's output to fn, in order. With opts.Follow it returns once the
