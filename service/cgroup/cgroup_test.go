@@ -435,7 +435,9 @@ func TestMemoryLimitKills(t *testing.T) {
 	if !ev.LimitKilled() || ev.OOMGroupKill == 0 {
 		t.Errorf("memory.events %+v: want an OOM of the group's own limit and a group kill (memory.oom.group)", ev)
 	}
-	if peak, err := g.MemoryPeak(); err != nil || peak < limit*9/10 || peak > limit {
+	// The kernel charges a page before it finds the limit reached, so the peak may pass the
+	// limit by a few pages (seen: 33558528 = limit + 4096 on 6.1 and 6.12).
+	if peak, err := g.MemoryPeak(); err != nil || peak < limit*9/10 || peak > limit+64<<10 {
 		t.Errorf("memory.peak %d, %v; want close to the limit %d", peak, err, limit)
 	}
 	if err := g.Remove(); err != nil {
