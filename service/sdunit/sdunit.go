@@ -219,6 +219,11 @@ func (u *Unit) Launch(args []string, boot *os.File) (int, error) {
 		// accounting) for the supervisor to read, and systemctl --failed clean while no
 		// supervisor has collected it. ExecMainCode/ExecMainStatus are the true ones.
 		prop("SuccessExitStatus", successExitStatus()),
+		// An OOM kill at the cgroup's limit (no kernel monitor) must not make systemd stop
+		// the unit (OOMPolicy=stop, the default), which would remove the cgroup, and with
+		// it the memory.events that tell the supervisor the limit ended the container.
+		// memory.oom.group ends the whole container anyway.
+		prop("OOMPolicy", "continue"),
 	)
 	if u.spec.MemoryMax != 0 {
 		props = append(props, prop("MemoryMax", u.spec.MemoryMax))
