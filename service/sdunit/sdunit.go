@@ -215,13 +215,12 @@ func (u *Unit) Launch(args []string, boot *os.File) (int, error) {
 		// No automatic restart: a container that ends is over, as docker's default.
 		prop("Restart", "no"),
 		// Every way the init can end is a "success" for systemd: the unit then stays
-		// active (exited) rather than failed, keeping its cgroup (memory.events, the final
-		// accounting) for the supervisor to read, and systemctl --failed clean while no
-		// supervisor has collected it. ExecMainCode/ExecMainStatus are the true ones.
+		// active (exited) rather than failed until the supervisor has collected it, so
+		// systemctl --failed stays clean. ExecMainCode/ExecMainStatus are the true ones.
 		prop("SuccessExitStatus", successExitStatus()),
 		// An OOM kill at the cgroup's limit (no kernel monitor) must not make systemd stop
-		// the unit (OOMPolicy=stop, the default), which would remove the cgroup, and with
-		// it the memory.events that tell the supervisor the limit ended the container.
+		// the unit at once (OOMPolicy=stop, the default), removing the cgroup and its
+		// memory.events before the supervisor has seen that the limit ended the container.
 		// memory.oom.group ends the whole container anyway.
 		prop("OOMPolicy", "continue"),
 	)

@@ -182,14 +182,10 @@ func (s *Supervisor) restoreEnded(c *container, u *sdunit.Unit, ex runtime.Exit,
 			s.log.Debug("unregister from kernel monitor", "container", name, "error", err.Error())
 		}
 	}
-	if ex.Signal == syscall.SIGKILL && rec.EnforcedBy == service.EnforcedByCgroup && rec.Cgroup != "" {
-		// The unit (kept active by SuccessExitStatus=) kept its cgroup and memory.events.
-		if g, err := cgroup.Open(rec.Cgroup); err == nil {
-			if ev, err := g.MemoryEvents(); err == nil && ev.LimitKilled() {
-				rec.State = service.StateOOMKill
-				rec.Message = "killed at the hard limit by its cgroup's memory.max while no supervisor ran"
-			}
-		}
+	if ex.Signal == syscall.SIGKILL && rec.EnforcedBy == service.EnforcedByCgroup {
+		// systemd removes an exited unit's cgroup at once, memory.events with it: whether
+		// memory.max did this cannot be told any more.
+		rec.Message = "killed by SIGKILL while no supervisor ran; its cgroup (which enforced the memory limit) was gone, so whether the limit did it is not known"
 	}
 	if rec.MergedDir != "" {
 		if err := s.teardownOverlay(rec.MergedDir); err != nil {
