@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackfruit/jackfruit/service"
 )
@@ -36,6 +37,17 @@ func TestSharedRunDirSameName(t *testing.T) {
 	for _, mps := range [][]string{must(mountPoints(a.cfg.RunDir)), must(mountPoints(a.cfg.StateDir)), must(mountPoints(cfg.StateDir))} {
 		if len(mps) != 0 {
 			t.Errorf("mounts in the supervisors' namespace: %v", mps)
+		}
+	}
+	// Start returns once sh runs, not once it has written: wait for both marks before the kill
+	// (under load the kill came first).
+	deadline := time.Now().Add(10 * time.Second)
+	for _, dir := range []string{a.cfg.StateDir, cfg.StateDir} {
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(filepath.Join(dir, "containers", "hog", "upper", "mark")); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	for _, s := range []*Supervisor{a.s, b} {
