@@ -137,6 +137,7 @@ type Process struct {
 	// launcher, when set, started the process and is its parent's voice: the process is not
 	// our child, so Wait learns how it ended from there.
 	launcher Launcher
+	onExit   func()
 }
 
 // setupConfig is what the parent hands the setup stage over the sync socket.
@@ -721,6 +722,15 @@ type siginfoChild struct {
 	_      [100]byte
 }
 
+// OnExit sets f to run once the init has exited, before Wait asks the Launcher how it ended.
+// A container's systemd unit may lose its cgroup, and with it what memory.events says about
+// the death, as soon as systemd has reaped the init; f reads it first. Call it before Wait.
+func (p *Process) OnExit(f func()) {
+	p.mu.Lock()
+	p.onExit = f
+	p.mu.Unlock()
+}
+
 // Wait blocks until the container's init has exited, reaps it and returns how it ended.
 // Call it once; later calls return an error. It does not close Stdout and Stderr.
 func (p *Process) Wait() (Exit, error) {
@@ -730,7 +740,7 @@ func (p *Process) Wait() (Exit, error) {
 		return Exit{}, fmt.Errorf("pid %d: Wait called twice", p.Pid)
 	}
 	p.waited = true
-	fd := p.pidfd
+	fd, onExit := p.pidfd, p.onExit
 	p.mu.Unlock()
 
 	if p.launcher != nil {
@@ -741,6 +751,9 @@ func (p *Process) Wait() (Exit, error) {
 		p.mu.Unlock()
 		if err != nil {
 			return Exit{}, fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
+		}
+		if onExit != nil {
+			onExit()
 		}
 		return p.launcher.Exit(p.Pid)
 	}

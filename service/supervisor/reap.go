@@ -50,6 +50,16 @@ func (s *Supervisor) unregister(c *container) {
 // down the overlay and monitor registration, persists, and only then announces the exit.
 func (s *Supervisor) reap(c *container) {
 	defer s.reapers.Done()
+	s.mu.Lock()
+	g := c.cg
+	s.mu.Unlock()
+	if g != nil {
+		c.proc.OnExit(func() {
+			if ev, err := g.MemoryEvents(); err == nil && ev.LimitKilled() {
+				c.cgLimitKilled.Store(true)
+			}
+		})
+	}
 	exit, werr := c.proc.Wait()
 	c.copies.Wait()
 	s.mu.Lock()
@@ -190,6 +200,9 @@ func (s *Supervisor) removeCgroup(rec *record) error {
 // but the reader goroutine may not have consumed it yet: ask the module directly, and wait
 // briefly for the reader to catch up when the module cannot say.
 func (s *Supervisor) killedByMonitor(c *container) bool {
+	if c.cgLimitKilled.Load() {
+		return true
+	}
 	select {
 	case <-c.hard:
 		return true

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -171,8 +172,11 @@ type container struct {
 	hard         chan struct{} // closed when the watcher reported a hard-limit kill
 	hardOnce     sync.Once
 	monExited    chan struct{} // closed when the watcher reported the init's exit
-	exitOnce     sync.Once
-	removing     bool
+	// cgLimitKilled is set when memory.events, read the moment the init exited, said the
+	// cgroup's own limit killed it (unit mode: systemd prunes the cgroup soon after).
+	cgLimitKilled atomic.Bool
+	exitOnce      sync.Once
+	removing      bool
 	// settling is set (under Supervisor.mu) once the reaper has the final state in hand and
 	// is saving it; the registry still shows the container as it was until settle publishes.
 	settling bool
