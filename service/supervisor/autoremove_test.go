@@ -204,3 +204,46 @@ func TestRemoveTrash(t *testing.T) {
 		t.Errorf("trash a previous supervisor left, after a new one ran: %v %v", ents, err)
 	}
 }
+
+// An AutoRemove container's first state is written in place (no temporary file), a later
+// one replaces it atomically, and a state larger than a page (which one write could leave
+// torn) goes through the temporary file too. Each leaves only state.json, readable.
+func TestSaveAutoRemoveState(t *testing.T) {
+	dir := t.TempDir()
+	rec := record{ContainerInfo: service.ContainerInfo{Name: filepath.Base(dir), ID: strings.Repeat("ab", 32), State: service.StateRunning, CreatedAt: time.Now()}, AutoRemove: true}
+	check := func(what string, want service.State, wantCmd int) {
+		t.Helper()
+		ents, err := os.ReadDir(dir)
+		if err != nil || len(ents) != 1 || ents[0].Name() != stateFile {
+			t.Fatalf("%s: directory holds %v (%v), want only %s", what, ents, err, stateFile)
+		}
+		got, err := load(dir)
+		if err != nil || got.State != want || len(got.Command) != wantCmd {
+			t.Fatalf("%s: load = %v, %d args, %v; want %s, %d args", what, got.State, len(got.Command), err, want, wantCmd)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, stateFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", what, fi, err)
+		}
+	}
+	if err := save(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	check("first save", service.StateRunning, 0)
+	rec.State = service.StateExited
+	if err := save(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	check("second save", service.StateExited, 0)
+
+	if err := os.Remove(filepath.Join(dir, stateFile)); err != nil {
+		t.Fatal(err)
+	}
+	rec.Command = make([]string, 1000)
+	for i := range rec.Command {
+		rec.Command[i] = "argument"
+	}
+	if err := save(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	check("first save, more than a page", service.StateExited, 1000)
+}
