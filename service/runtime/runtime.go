@@ -47,8 +47,9 @@ type Spec struct {
 	Init string
 	// Security is the container's confinement; nil means DefaultSecurity().
 	Security *Security
-	// Overlay, when set, is mounted on Rootfs (an empty directory) by the setup stage, in
-	// the container's mount namespace only (see Overlay).
+	// Overlay, when set, is mounted on Rootfs by the setup stage, in the container's mount
+	// namespace only (see Overlay). Rootfs may be any directory, Overlay.Lower itself too:
+	// whatever it holds is covered there, and nowhere else.
 	Overlay *Overlay
 	// Stage is the setup-stage binary to run (OpenStage); nil re-executes /proc/self/exe.
 	// It must stay open until Start returns.
