@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -287,6 +289,11 @@ func fsName(path string) string {
 	case unix.TMPFS_MAGIC:
 		return "tmpfs"
 	case unix.EXT4_SUPER_MAGIC:
+		if !ext4Journaled(path) {
+			// Without a journal ext4 skips recently deleted inode numbers, so every inode
+			// created costs more the more were deleted in the last minutes (docs/bench.md).
+			return "ext4 without a journal (disk)"
+		}
 		return "ext4 (disk)"
 	case unix.XFS_SUPER_MAGIC:
 		return "xfs (disk)"
@@ -294,6 +301,27 @@ func fsName(path string) string {
 		return "btrfs (disk)"
 	}
 	return fmt.Sprintf("filesystem %#x", st.Type)
+}
+
+// ext4Journaled reports whether the ext4 holding path has a journal: its jbd2 thread is in
+// /sys/fs/ext4/DEV/journal_task ("<none>" without one). When that cannot be told, it says
+// true, which is what the plain "ext4 (disk)" has always meant.
+func ext4Journaled(path string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return true
+	}
+	uevent, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(uevent), "\n") {
+		if dev, ok := strings.CutPrefix(l, "DEVNAME="); ok {
+			task, err := os.ReadFile(filepath.Join("/sys/fs/ext4", dev, "journal_task"))
+			return err != nil || strings.TrimSpace(string(task)) != "<none>"
+		}
+	}
+	return true
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
