@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +247,32 @@ func TestSaveAutoRemoveState(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("first save, more than a page", service.StateExited, 1000)
+}
+
+// mountPointsIn finds the mount points at or below a directory in a mountinfo table,
+// octal escapes undone, and nothing that merely shares a prefix with it.
+func TestMountPointsIn(t *testing.T) {
+	table := `22 1 0:21 / /proc rw,nosuid - proc proc rw
+30 22 0:40 / /var/lib/jf/containers/a rw - tmpfs tmpfs rw
+31 30 0:41 / /var/lib/jf/containers/a/upper rw shared:5 - tmpfs tmpfs rw
+32 1 0:42 / /var/lib/jf/containers/ab rw - tmpfs tmpfs rw
+33 1 0:43 / /var/lib/jf/containers/a\040b/x rw - tmpfs tmpfs rw
+34 1 0:44 / /var/lib/jf/containers/a\134/y rw - tmpfs tmpfs rw
+35 1 0:45 /short
+`
+	for _, c := range []struct {
+		dir  string
+		want []string
+	}{
+		{"/var/lib/jf/containers/a", []string{"/var/lib/jf/containers/a", "/var/lib/jf/containers/a/upper"}},
+		{"/var/lib/jf/containers/a/", []string{"/var/lib/jf/containers/a", "/var/lib/jf/containers/a/upper"}},
+		{"/var/lib/jf/containers/a b", []string{"/var/lib/jf/containers/a b/x"}},
+		{`/var/lib/jf/containers/a\`, []string{`/var/lib/jf/containers/a\/y`}},
+		{"/var/lib/jf/containers/b", nil},
+		{"/", []string{"/proc", "/var/lib/jf/containers/a", "/var/lib/jf/containers/a/upper", "/var/lib/jf/containers/ab", "/var/lib/jf/containers/a b/x", `/var/lib/jf/containers/a\/y`}},
+	} {
+		if got := mountPointsIn([]byte(table), c.dir); !slices.Equal(got, c.want) {
+			t.Errorf("mountPointsIn(%q) = %q, want %q", c.dir, got, c.want)
+		}
+	}
 }
