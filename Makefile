@@ -52,7 +52,7 @@ e2e: deb rootfs
 deb:
 	packaging/build.sh
 
-bench: deps build rootfs
+bench: deps build rootfs deb
 	bench/run.sh
 
 # demo.sh installs the dependencies itself (it is the README's first command, also run by hand),

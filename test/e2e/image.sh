@@ -18,13 +18,14 @@ IMAGE_SIZE=4G
 # modules-load.d, dkms with a compiler and the headers matching the installed kernel, busybox
 # for the test rootfs tools, gdbus (libglib2.0-bin) for step 5, e2fsprogs/procps for the
 # scenario's own checks; systemd-container (machined, machinectl) for the per-container
-# units and machine registration; tmux for the terminal tests; tini for --init.
+# units and machine registration; tmux for the terminal tests; tini for --init; podman
+# (with conmon and crun) for the systemd-path bench's peer (make bench, item 6).
 PACKAGES=(
 	systemd systemd-sysv dbus kmod udev
 	dkms gcc make libc6-dev
 	linux-image-amd64 linux-headers-amd64 initramfs-tools
 	busybox-static libglib2.0-bin e2fsprogs procps
-	systemd-container tmux tini
+	systemd-container tmux tini podman
 )
 
 die() { echo "image.sh: $*" >&2; exit 1; }

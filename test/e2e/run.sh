@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The full-system VM test (make e2e) and the VM demo (test/demo.sh):
-#   test/e2e/run.sh [--scenario e2e|demo]
+# The full-system VM test (make e2e), the VM demo (test/demo.sh) and the systemd-path bench
+# (make bench, item 6):
+#   test/e2e/run.sh [--scenario e2e|demo|bench]
 #
 # Boots the cached Debian 12 guest image (test/e2e/image.sh) in qemu-system-x86_64 with a
 # per-run qcow2 overlay, plus a second disk carrying our .debs (build/deb), the test rootfs
@@ -12,7 +13,8 @@
 #
 # Environment: CACHE_DIR (default /var/cache/jackfruit-test), E2E_TIMEOUT seconds for the
 # whole guest run (default 1800), DEB_DIR (default build/deb), ROOTFS (default build/rootfs),
-# E2E_KEEP=1 keeps the run directory (always kept on failure).
+# E2E_KEEP=1 keeps the run directory (always kept on failure); for the bench scenario
+# BENCH_RUNS (default 20) and BENCH_WARMUP (default 3) runs per subject.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,13 +22,13 @@ here="$top/test/e2e"
 scenario=e2e
 while [ $# -gt 0 ]; do
 	case $1 in
-	--scenario) scenario=${2:?--scenario needs e2e or demo}; shift 2 ;;
+	--scenario) scenario=${2:?--scenario needs e2e, demo or bench}; shift 2 ;;
 	--scenario=*) scenario=${1#*=}; shift ;;
-	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
-case $scenario in e2e | demo) ;; *) echo "run.sh: unknown scenario '$scenario' (e2e or demo)" >&2; exit 2 ;; esac
+case $scenario in e2e | demo | bench) ;; *) echo "run.sh: unknown scenario '$scenario' (e2e, demo or bench)" >&2; exit 2 ;; esac
 
 CACHE_DIR=${CACHE_DIR:-/var/cache/jackfruit-test}
 E2E_TIMEOUT=${E2E_TIMEOUT:-1800}
@@ -35,6 +37,10 @@ ROOTFS=${ROOTFS:-$top/build/rootfs}
 export CACHE_DIR
 
 die() { echo "run.sh: $*" >&2; exit 1; }
+BENCH_RUNS=${BENCH_RUNS:-20}
+BENCH_WARMUP=${BENCH_WARMUP:-3}
+[[ $BENCH_RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS=$BENCH_RUNS: want a positive count"
+[[ $BENCH_WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP=$BENCH_WARMUP: want a count"
 # shellcheck source=test/lib/vm-progress.sh
 . "$top/test/lib/vm-progress.sh"
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -65,6 +71,7 @@ tar -C "$ROOTFS" -cf "$in/rootfs.tar" .
 install -m 0755 "$here/guest.sh" "$in/guest.sh"
 install -m 0644 "$here/guest-lib.sh" "$in/guest-lib.sh"
 install -m 0755 "$here/guest-$scenario.sh" "$in/scenario.sh"
+printf 'BENCH_RUNS=%s\nBENCH_WARMUP=%s\n' "$BENCH_RUNS" "$BENCH_WARMUP" >"$in/bench.env"
 truncate -s 512M "$run/data.img"
 mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
 
@@ -76,6 +83,7 @@ mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
 case $scenario in
 e2e) typical="about 7 minutes (two boots and a DKMS build under software emulation)" ;;
 demo) typical="about 4 minutes (one boot and a DKMS build under software emulation)" ;;
+bench) typical="about 10 minutes (one boot, a DKMS build and $(((BENCH_RUNS + BENCH_WARMUP) * 8)) timed starts under software emulation)" ;;
 esac
 echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s): $(vm_timing_hint "e2e-$scenario" "$typical")"
 echo "run.sh: console log: $run/console.log (follow it with: tail -f $run/console.log)"

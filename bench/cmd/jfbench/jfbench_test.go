@@ -110,3 +110,36 @@ func TestSeqCheck(t *testing.T) {
 		t.Fatalf("file check %+v lines %d", *fc, rc.lines)
 	}
 }
+
+func TestParseVMBenchAndRows(t *testing.T) {
+	out := []byte(`run.sh: booting
+VMBENCH {"info":{"kernel":"6.1.0-1-amd64","cpus":2,"runs":3}}
+  [ 3:10] noise VMBENCH {"subject":"jackfruit","role":"main","cmd":"jackfruit run --rm NAME -- /bin/true","failed":0,"us":[1000,2000,3000]}
+VMBENCH {"subject":"podman","role":"peer","cmd":"podman run","failed":0,"us":[4000,4000,4000]}
+VMBENCH {"subject":"systemd-nspawn","role":"peer","cmd":"systemd-nspawn","error":"exited with 1: no"}
+VMBENCH {"subject":"jackfruit ps","role":"part","cmd":"jackfruit ps","failed":1,"first_error":"exit 1: x","us":[1000,1000]}
+VMBENCH {broken
+`)
+	info, subs, bad := parseVMBench(out)
+	if info["kernel"] != "6.1.0-1-amd64" || len(subs) != 4 || len(bad) != 1 {
+		t.Fatalf("info %v, %d subjects, bad %v", info, len(subs), bad)
+	}
+	b := newBench(&config{})
+	b.systemdRows("6", subs, 3)
+	rows := b.report.Rows
+	if len(rows) != 4 {
+		t.Fatalf("%d rows: %+v", len(rows), rows)
+	}
+	if rows[0].Summary.Median != 2 || !strings.Contains(rows[0].Versus, "2.00x faster than podman") || !strings.Contains(rows[0].Versus, "; fastest") {
+		t.Errorf("jackfruit row %+v", rows[0])
+	}
+	if !strings.Contains(rows[1].Versus, "50% of it") {
+		t.Errorf("podman row %+v", rows[1])
+	}
+	if rows[2].NotMeasured != "exited with 1: no" || rows[2].Metric == "" {
+		t.Errorf("nspawn row %+v", rows[2])
+	}
+	if !strings.Contains(rows[3].Versus, "50% of jackfruit's median") || !strings.Contains(rows[3].Versus, "only 2/3") {
+		t.Errorf("part row %+v", rows[3])
+	}
+}

@@ -47,6 +47,9 @@ type config struct {
 	logRuns        int
 	kbenchCmd      string
 	kbenchTmo      time.Duration
+	vmBenchCmd     string
+	vmRuns         int
+	vmTimeout      time.Duration
 	peerConfig     string
 	profile        bool
 	jfprof         string
@@ -62,7 +65,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.work, "work", "", "private tmpfs work directory (set up by bench/run.sh)")
 	flag.StringVar(&c.stateBase, "state-base", "", "disk-backed directory for jackfruit's --state-dir (as /var/lib/jackfruit is); empty: the tmpfs work directory")
 	flag.StringVar(&c.results, "results", "bench/results", "directory for the JSON result file")
-	flag.StringVar(&c.items, "items", "latency,throughput,footprint,logs,kmod", "comma-separated items to run")
+	flag.StringVar(&c.items, "items", "latency,throughput,footprint,logs,kmod,systemd", "comma-separated items to run")
 	flag.IntVar(&c.runs, "runs", 50, "start-to-exit runs per runtime (interleaved)")
 	flag.IntVar(&c.warmup, "warmup", 3, "untimed warm-up runs per runtime")
 	flag.IntVar(&c.concurrency, "concurrency", 100, "containers started at once for the throughput item")
@@ -76,6 +79,9 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.logRuns, "log-runs", 5, "log throughput runs per side (interleaved)")
 	flag.StringVar(&c.kbenchCmd, "kmod-bench", "test/kmod/run.sh --bench", "command printing KBENCH {json} lines")
 	flag.DurationVar(&c.kbenchTmo, "kmod-timeout", 6*time.Minute, "time limit for the kernel module bench")
+	flag.StringVar(&c.vmBenchCmd, "vm-bench", "test/e2e/run.sh --scenario bench", "command that runs the systemd-path bench in the full-system VM and prints VMBENCH {json} lines")
+	flag.IntVar(&c.vmRuns, "vm-runs", 20, "systemd path: timed runs per subject in the VM (interleaved, after -warmup warm-ups)")
+	flag.DurationVar(&c.vmTimeout, "vm-timeout", 45*time.Minute, "time limit for the systemd-path bench (includes a guest image build when the cache has none)")
 	flag.StringVar(&c.peerConfig, "peer-config", "default", "OCI config for crun/runc: default (crun spec's mounts and masked paths, i.e. what jackfruit's runtime also does) or trimmed (only /proc, /dev, /dev/pts, /dev/shm; less than jackfruit does)")
 	flag.BoolVar(&c.profile, "profile", false, "record a CPU profile of the supervisor (pprof if exposed, else perf) during the latency and log items")
 	flag.StringVar(&c.jfprof, "jfprof", "", "with -profile: the in-process profiling harness (bench/cmd/jfprof, unstripped)")
@@ -92,8 +98,8 @@ func parseFlags() (*config, error) {
 	if c.work == "" {
 		return nil, errors.New("-work is required (bench/run.sh passes a private tmpfs directory)")
 	}
-	if c.runs < 1 || c.rounds < 1 || c.concurrency < 1 || c.logRuns < 1 || c.samples < 1 {
-		return nil, errors.New("-runs, -rounds, -concurrency, -log-runs and -samples must be at least 1")
+	if c.runs < 1 || c.rounds < 1 || c.concurrency < 1 || c.logRuns < 1 || c.samples < 1 || c.vmRuns < 1 {
+		return nil, errors.New("-runs, -rounds, -concurrency, -log-runs, -samples and -vm-runs must be at least 1")
 	}
 	if c.peerConfig != "trimmed" && c.peerConfig != "default" {
 		return nil, fmt.Errorf("-peer-config %q: want trimmed or default", c.peerConfig)
@@ -239,6 +245,9 @@ func (b *bench) run(ctx context.Context) {
 	}
 	if c.want("kmod") {
 		b.itemKmod(ctx)
+	}
+	if c.want("systemd") {
+		b.itemSystemd(ctx)
 	}
 }
 
