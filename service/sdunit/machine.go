@@ -14,6 +14,10 @@ import (
 // ErrNoMachined means systemd-machined is not there (Debian: package systemd-container).
 var ErrNoMachined = errors.New("systemd-machined is not available (Debian package systemd-container)")
 
+// ErrLeaderGone means the container's init had already ended when machined looked for it (a
+// short command): there is no machine to show, and nothing went wrong.
+var ErrLeaderGone = errors.New("the container's init has already ended")
+
 // machineService is the manager name machined shows for jackfruit's machines.
 const machineService = "jackfruit"
 
@@ -40,6 +44,13 @@ func (m *Manager) RegisterMachine(name, id string, leader int, root string) erro
 		}
 		if errors.As(err, &de) && de.Name == "org.freedesktop.DBus.Error.InvalidArgs" {
 			return fmt.Errorf("machined refuses the name %q (machine names are host names: letters, digits, '-' and '.'); machinectl does not show this container: %w", name, err)
+		}
+		if errors.As(err, &de) && de.Name == "org.freedesktop.DBus.Error.UnixProcessIdUnknown" {
+			return fmt.Errorf("registering machine %q: %w: %v", name, ErrLeaderGone, err)
+		}
+		if errors.As(err, &de) {
+			// machined answered: another try on another connection gets the same answer.
+			return fmt.Errorf("registering machine %q with machined: %w", name, err)
 		}
 		// The connection may be a dead one from before a restart of machined: once more.
 		m.dropMachined()

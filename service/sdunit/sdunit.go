@@ -4,8 +4,9 @@
 // jackfruit-NAME.service in jackfruit.slice) and registers it with systemd-machined, over the
 // system bus.
 //
-// The unit's first process is the jackfruit binary's spawn stage (SpawnMain): it clones the
-// container's setup stage exactly as the supervisor would, and exits. systemd then adopts the
+// The unit's first process is the spawn stage (runtime.SpawnMain, served by the setup-stage
+// binary jackfruit-init and by the jackfruit CLI): it clones the container's setup stage
+// exactly as the supervisor would, and exits. systemd then adopts the
 // setup stage (later the container's init) as the service's main process (Type=forking) and,
 // being its parent, records how it ends (ExecMainCode/ExecMainStatus), whether a supervisor
 // runs at that moment or not; RemainAfterExit=yes keeps that record until the supervisor has
@@ -34,8 +35,9 @@ import (
 // Slice is where every container unit goes (units/jackfruit.slice).
 const Slice = "jackfruit.slice"
 
-// SpawnVerb is the hidden verb of the jackfruit binary that runs SpawnMain.
-const SpawnVerb = "spawn"
+// SpawnVerb is the hidden verb of the jackfruit binary (and of jackfruit-init) that runs
+// the spawn stage.
+const SpawnVerb = runtime.SpawnVerb
 
 // UnitName is the unit of container name.
 func UnitName(name string) string { return "jackfruit-" + name + ".service" }
@@ -52,7 +54,7 @@ func Booted() bool {
 
 // Manager starts and stops container units. It is safe for concurrent use.
 type Manager struct {
-	binary string // the jackfruit binary systemd runs as the spawn stage
+	binary string // what systemd runs as the spawn stage: jackfruit-init, or the jackfruit CLI
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -61,8 +63,9 @@ type Manager struct {
 	machine *machine1.Conn
 }
 
-// Connect connects to systemd on the system bus. binary is the jackfruit executable that the
-// units run (os.Executable of the supervisor).
+// Connect connects to systemd on the system bus. binary is the executable that the units run
+// as their spawn stage (`binary spawn NAME NETWORK`): the setup-stage binary jackfruit-init
+// when there is one, which starts faster, else the jackfruit CLI; both serve the verb.
 func Connect(ctx context.Context, binary string, logger *slog.Logger) (*Manager, error) {
 	if !filepath.IsAbs(binary) {
 		return nil, fmt.Errorf("jackfruit binary %q: not an absolute path", binary)
@@ -88,15 +91,23 @@ func (m *Manager) bus(ctx context.Context) (*sddbus.Conn, error) {
 	}
 	var first *godbus.Conn
 	conn, err := sddbus.NewConnection(func() (*godbus.Conn, error) {
-		c, err := godbus.SystemBusPrivate(godbus.WithContext(ctx))
+		// The connection outlives ctx, which bounds only the handshake: it is kept for
+		// every later start, exit and removal (a connection per call cost two connects,
+		// Hello and AddMatch, on each of the three, about 60 ms each in the e2e guest), and
+		// the units' Ref (Launch) holds only while the connection that took it lives.
+		c, err := godbus.SystemBusPrivate()
 		if err != nil {
 			return nil, err
 		}
-		if err := c.Auth([]godbus.Auth{godbus.AuthExternal(fmt.Sprint(os.Getuid()))}); err != nil {
-			c.Close()
-			return nil, err
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		err = c.Auth([]godbus.Auth{godbus.AuthExternal(fmt.Sprint(os.Getuid()))})
+		if err == nil {
+			err = c.Hello()
 		}
-		if err := c.Hello(); err != nil {
+		if !stop() {
+			err = fmt.Errorf("connecting to the system bus: %w", context.Cause(ctx))
+		}
+		if err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -344,11 +355,9 @@ func (u *Unit) call(ctx context.Context, method string) error {
 	if raw == nil {
 		return errors.New("not connected")
 	}
-	var path godbus.ObjectPath
-	mgr := raw.Object("org.freedesktop.systemd1", "/org/freedesktop/systemd1")
-	if err := mgr.CallWithContext(ctx, "org.freedesktop.systemd1.Manager.GetUnit", 0, u.unit).Store(&path); err != nil {
-		return err
-	}
+	// The unit's object path follows from its name (sd_bus_path_encode), as go-systemd's
+	// own property reads use it: no GetUnit round trip first.
+	path := godbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sddbus.PathBusEscape(u.unit))
 	err := raw.Object("org.freedesktop.systemd1", path).CallWithContext(ctx, "org.freedesktop.systemd1.Unit."+method, 0).Err
 	if err != nil {
 		u.m.log.Debug("unit "+method, "unit", u.unit, "error", err.Error())
@@ -419,18 +428,20 @@ func (u *Unit) Recorded(ctx context.Context, pid int) (runtime.Exit, time.Time, 
 	if err != nil {
 		return runtime.Exit{}, time.Time{}, false, err
 	}
-	if load, err := conn.GetUnitPropertyContext(ctx, u.unit, "LoadState"); err == nil {
-		if s, _ := load.Value.Value().(string); s == "not-found" {
-			return runtime.Exit{}, time.Time{}, false, fmt.Errorf("unit %s: %w (stopped and collected while no supervisor watched it): the exit status of pid %d is unknown", u.unit, ErrUnitGone, pid)
-		}
-	}
+	// The record first: when it is there (the usual case) one call answers; only without
+	// it does the unit's load state tell "not yet" from "gone".
 	p, err := conn.GetUnitTypePropertiesContext(ctx, u.unit, "Service")
-	if err != nil {
-		return runtime.Exit{}, time.Time{}, false, fmt.Errorf("unit %s: %w", u.unit, err)
-	}
 	epid, _ := p["ExecMainPID"].(uint32)
 	exited, _ := p["ExecMainExitTimestampMonotonic"].(uint64)
-	if int(epid) != pid || exited == 0 {
+	if err != nil || int(epid) != pid || exited == 0 {
+		if load, lerr := conn.GetUnitPropertyContext(ctx, u.unit, "LoadState"); lerr == nil {
+			if s, _ := load.Value.Value().(string); s == "not-found" {
+				return runtime.Exit{}, time.Time{}, false, fmt.Errorf("unit %s: %w (stopped and collected while no supervisor watched it): the exit status of pid %d is unknown", u.unit, ErrUnitGone, pid)
+			}
+		}
+		if err != nil {
+			return runtime.Exit{}, time.Time{}, false, fmt.Errorf("unit %s: %w", u.unit, err)
+		}
 		return runtime.Exit{}, time.Time{}, false, nil
 	}
 	at := time.Time{}
@@ -508,19 +519,4 @@ func isNoSuchUnit(err error) bool {
 
 func isNotFailed(err error) bool {
 	return strings.Contains(err.Error(), "not failed")
-}
-
-// SpawnMain is the spawn stage, the unit's first process (`jackfruit spawn NAME NETWORK`,
-// args as runtime.SpawnArgs made them): it clones the setup stage and exits. systemd, the
-// parent of the orphan, then takes it as the unit's main process.
-func SpawnMain(args []string) error {
-	if os.Getenv("INVOCATION_ID") == "" {
-		return errors.New("jackfruit spawn is the first process of a container's systemd unit, started by the supervisor; it is not for use by hand")
-	}
-	_, pidfd, err := runtime.SpawnSetup(args)
-	if err != nil {
-		return fmt.Errorf("spawn: %w", err)
-	}
-	syscall.Close(pidfd)
-	return nil
 }

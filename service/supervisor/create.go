@@ -415,6 +415,11 @@ func (s *Supervisor) registerMachine(c *container) {
 	if err == nil {
 		return
 	}
+	if errors.Is(err, sdunit.ErrLeaderGone) {
+		// A short command (run --rm NAME -- /bin/true) may be over before machined looks.
+		s.log.Debug("container not registered with machined", "container", c.rec.Name, "error", err.Error())
+		return
+	}
 	if errors.Is(err, sdunit.ErrNoMachined) {
 		s.machinedOnce.Do(func() {
 			s.log.Warn("containers are not registered as machines (machinectl does not show them)", "error", err.Error())
