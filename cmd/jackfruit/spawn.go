@@ -5,12 +5,14 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/jackfruit/jackfruit/service/runtime"
 	"github.com/jackfruit/jackfruit/service/sdunit"
 )
 
-// newSpawnCmd is the first process of a container's systemd unit (service/sdunit): it clones
-// the container's setup stage and exits, leaving systemd its parent. Only the supervisor
-// starts it, with the setup socket as stdin; by hand it refuses to run.
+// newSpawnCmd is the first process of a container's systemd unit (service/sdunit) when there
+// is no jackfruit-init to serve it (which the supervisor prefers): it clones the container's
+// setup stage and exits, leaving systemd its parent. Only the supervisor starts it, with the
+// setup socket as stdin; by hand it refuses to run.
 func newSpawnCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:    sdunit.SpawnVerb + " NAME NETWORK",
@@ -18,7 +20,7 @@ func newSpawnCmd() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return sdunit.SpawnMain(args)
+			return runtime.SpawnMain(args)
 		},
 		SilenceUsage: true,
 	}

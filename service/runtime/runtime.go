@@ -558,6 +558,26 @@ func Adopt(pid int, same func(pid int) bool, stdout, stderr io.ReadCloser, l Lau
 	return &Process{Pid: pid, Stdout: stdout, Stderr: stderr, pidfd: fd, launcher: l}, nil
 }
 
+// SpawnVerb, as the first argument of the jackfruit CLI or of the setup-stage binary
+// (jackfruit-init), makes it the spawn stage: SpawnMain with the arguments after it.
+const SpawnVerb = "spawn"
+
+// SpawnMain is the spawn stage, the first process of a container's systemd unit (`jackfruit
+// spawn NAME NETWORK` or `jackfruit-init spawn NAME NETWORK`, args as SpawnArgs made them):
+// it clones the setup stage and exits. systemd, the parent of the orphan, then takes it as
+// the unit's main process. Both binaries serve it, so a unit can run the small one.
+func SpawnMain(args []string) error {
+	if os.Getenv("INVOCATION_ID") == "" {
+		return errors.New("the spawn stage is the first process of a container's systemd unit, started by the supervisor; it is not for use by hand")
+	}
+	_, pidfd, err := SpawnSetup(args)
+	if err != nil {
+		return fmt.Errorf("spawn: %w", err)
+	}
+	unix.Close(pidfd)
+	return nil
+}
+
 // SpawnArgs are the arguments a Launcher passes to SpawnSetup.
 func SpawnArgs(name string, network Network) []string {
 	return []string{name, string(network)}

@@ -36,6 +36,17 @@ func OpenStage() (*os.File, error) {
 	return openStageNear(self)
 }
 
+// StagePath is the path of the dedicated setup-stage binary OpenStage would open, or "" when
+// there is none.
+func StagePath() (string, error) {
+	f, err := OpenStage()
+	if f == nil {
+		return "", err
+	}
+	defer f.Close()
+	return f.Name(), nil
+}
+
 // openStageNear is OpenStage for the executable at self.
 func openStageNear(self string) (*os.File, error) {
 	dir := filepath.Dir(self)
