@@ -32,7 +32,8 @@ json_str() {
 
 # The subjects, in the order they are interleaved. Each has a name, a role (peer: compared
 # with jackfruit; part: a piece of jackfruit's own path, for the analysis), the exit status
-# it must end with, and a command line; NAME in it becomes a fresh container name per run.
+# it must end with, and a command line (shell words, run with eval: quoted values stay one
+# word); NAME in it becomes a fresh container name per run.
 SUBJ_NAME=()
 SUBJ_ROLE=()
 SUBJ_RC=()
@@ -70,7 +71,7 @@ run_one() {
 	cmd=${cmd//NAME/jfb$SEQ}
 	# The clock: bash's own (no fork for it), around the fork, exec and wait of the command.
 	t0=$EPOCHREALTIME
-	$cmd </dev/null >/dev/null 2>"$ERRF"
+	eval "$cmd" </dev/null >/dev/null 2>"$ERRF"
 	RC=$?
 	t1=$EPOCHREALTIME
 	US=$((${t1/./} - ${t0/./}))
@@ -84,6 +85,15 @@ check "base rootfs (busybox) in $DIR" \
 check "jackfruit ps (socket activation starts jackfruit.service)" "jackfruit ps"
 check_match "containers run in units of their own (--container-units auto)" "^active$" \
 	"jackfruit start unitcheck -- /bin/sleep 60 >/dev/null && systemctl is-active jackfruit-unitcheck.service; jackfruit rm -f unitcheck >/dev/null"
+# The floor for a hardened unit: systemd-run of the same /bin/true with the hardening every
+# container unit gets, read from the installed jackfruit.service as service/sdunit copies it
+# (its "Hardening" section; the monitor's DeviceAllow= is the supervisor's alone).
+hardening=""
+while IFS= read -r line; do
+	hardening+="-p $(printf '%q' "$line") "
+done < <(sed -n '/^# --- Hardening/,/^\[Install\]/p' /lib/systemd/system/jackfruit.service |
+	grep -Ev '^(#|\[|$)' | grep -v container_monitor)
+subject "systemd-run with the units' hardening" part 0 "systemd-run --wait --pipe --quiet ${hardening}/bin/true"
 check "versions" "jackfruit --version; podman --version; systemd-nspawn --version | head -n 1; uname -r; nproc"
 log "VMBENCH {\"info\":{\"kernel\":$(json_str "$(uname -r)"),\"cpus\":$(nproc),\"runs\":$BENCH_RUNS,\"warmup\":$BENCH_WARMUP,\"rootfs\":$(json_str "$DIR"),\"jackfruit\":$(json_str "$(jackfruit --version 2>&1 | head -n 1)"),\"podman\":$(json_str "$(podman --version 2>&1)"),\"systemd\":$(json_str "$(systemctl --version | head -n 1)"),\"crun\":$(json_str "$(crun --version 2>&1 | head -n 1)"),\"conmon\":$(json_str "$(conmon --version 2>&1 | head -n 1)")}}"
 

@@ -143,3 +143,33 @@ VMBENCH {broken
 		t.Errorf("part row %+v", rows[3])
 	}
 }
+
+func TestTraceTimeline(t *testing.T) {
+	times := []byte("t1 100.000000 101.000000 rc=0\n")
+	bus := []byte(`{"type":"method_call","destination":"org.freedesktop.systemd1","member":"StartTransientUnit","timestamp-realtime":100100000,"payload":{"data":["jackfruit-t1.service","fail"]}}
+{"type":"signal","member":"JobRemoved","timestamp-realtime":100500000,"payload":{"data":[1,"/job/1","jackfruit-t1.service","done"]}}
+{"type":"method_call","destination":"org.freedesktop.machine1","member":"RegisterMachine","timestamp-realtime":100550000,"payload":{"data":["t1"]}}
+{"type":"signal","member":"ContainerStarted","timestamp-realtime":100600000,"payload":{"data":["t1","/x"]}}
+{"type":"method_call","destination":"org.freedesktop.systemd1","member":"GetAll","path":"/org/freedesktop/systemd1/unit/jackfruit_2dt1_2eservice","timestamp-realtime":100700000,"payload":{"data":["org.freedesktop.systemd1.Service"]}}
+{"type":"method_call","destination":"org.freedesktop.systemd1","member":"StopUnit","timestamp-realtime":100800000,"payload":{"data":["jackfruit-t1.service","replace"]}}
+`)
+	phases, calls, err := traceTimeline(times, bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{100, 400, 100, 100, 300}
+	for i, w := range want {
+		if len(phases[i]) != 1 || math.Abs(phases[i][0]-w) > 1e-6 {
+			t.Errorf("phase %d (%s): %v, want %v", i, tracePhases[i], phases[i], w)
+		}
+	}
+	if len(calls) != 1 || calls[0] != 4 {
+		t.Errorf("calls %v, want [4]", calls)
+	}
+	if _, _, err := traceTimeline(times, bus[:200]); err == nil {
+		t.Error("a trace without its marks was accepted")
+	}
+	if got := sddbusEscape("jackfruit-my_app.service"); got != "jackfruit_2dmy_5fapp_2eservice" {
+		t.Errorf("escape: %s", got)
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,6 +122,49 @@ func (b *bench) itemSystemd(ctx context.Context) {
 		b.report.how("systemd path, %s: `%s`", s.Subject, s.Cmd)
 	}
 	b.systemdRows(item, subs, c.vmRuns)
+	b.traceRows(item, out.Bytes())
+}
+
+// traceRows adds where the time of a traced jackfruit run goes, from the guest's results in
+// the runner's run directory (test/e2e/run.sh names it on its first line).
+func (b *bench) traceRows(item string, out []byte) {
+	const subject = "jackfruit, traced (3 runs)"
+	m := regexp.MustCompile(`run dir (\S+)`).FindSubmatch(out)
+	if m == nil {
+		b.report.skip(item, subject, "the runner's output names no run directory")
+		return
+	}
+	dir := filepath.Join(string(m[1]), "results")
+	times, err := os.ReadFile(filepath.Join(dir, "trace-times.txt"))
+	var bus []byte
+	if err == nil {
+		bus, err = os.ReadFile(filepath.Join(dir, "trace-bus.json"))
+	}
+	var phases [][]float64
+	var calls []float64
+	if err == nil {
+		phases, calls, err = traceTimeline(times, bus)
+	}
+	if err != nil {
+		b.report.skip(item, subject, err.Error())
+		return
+	}
+	var total float64
+	meds := make([]float64, len(phases))
+	for i, p := range phases {
+		meds[i] = summarize(p).Median
+		total += meds[i]
+	}
+	b.report.how("systemd path, %s: three more `jackfruit run --rm NAME -- /bin/true` after the timed ones, with `busctl monitor --system --json=short` recording (it slows the bus: these runs are not in the table above); each phase is cut at the bus message that ends it; %s", subject, dir)
+	for i, p := range phases {
+		s := summarize(p)
+		b.report.add(Row{Item: item, Subject: subject, Metric: tracePhases[i], Unit: "ms", Summary: &s,
+			Spread: fmt.Sprintf("min..max %s..%s (n=%d)", fmtNum(s.Min), fmtNum(s.Max), s.N),
+			Versus: fmt.Sprintf("%.0f%% of the sum of the medians", 100*meds[i]/total)})
+	}
+	s := summarize(calls)
+	b.report.add(Row{Item: item, Subject: subject, Metric: "method calls to systemd and machined per run (any sender)", Unit: "calls", Summary: &s,
+		Spread: fmt.Sprintf("min..max %s..%s (n=%d)", fmtNum(s.Min), fmtNum(s.Max), s.N)})
 }
 
 // systemdRows writes one row per subject: jackfruit's with its ratio to every peer, the peers'
@@ -197,4 +242,109 @@ func (b *bench) systemdRows(item string, subs []vmSubject, want int) {
 		row.Versus = strings.Join(vs, "; ")
 		b.report.add(row)
 	}
+}
+
+// busMsg is one message of `busctl monitor --json=short`.
+type busMsg struct {
+	Type        string `json:"type"`
+	Sender      string `json:"sender"`
+	Destination string `json:"destination"`
+	Path        string `json:"path"`
+	Member      string `json:"member"`
+	TimeUs      int64  `json:"timestamp-realtime"`
+	Payload     struct {
+		Data []any `json:"data"`
+	} `json:"payload"`
+}
+
+// tracePhases are the stretches of one traced `jackfruit run --rm NAME -- /bin/true`, cut at
+// the bus messages that mark them. (The supervisor's ContainerExited signal is no mark: it
+// is sent after the reply, sometimes after the client has exited.)
+var tracePhases = []string{
+	"client start, Run call, supervisor's preparation (to StartTransientUnit)",
+	"systemd starts the unit: fork, sandbox, spawn stage, its exit (to JobRemoved)",
+	"MainPID, cgroup, setup stage handshake, exec, RegisterMachine (to ContainerStarted)",
+	"the command runs and exits, pidfd (to the exit record's GetAll)",
+	"exit record, StopUnit, ResetFailed, Unref, final state, reply, client exit",
+}
+
+// traceTimeline reads the guest's three traced runs (trace-times.txt: NAME START END rc=N,
+// seconds; trace-bus.json: busctl monitor --json=short) and returns, per phase, its duration
+// in each run (ms), and the calls each run made to systemd and machined.
+func traceTimeline(times, bus []byte) (phases [][]float64, calls []float64, err error) {
+	var msgs []busMsg
+	sc := bufio.NewScanner(bytes.NewReader(bus))
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	for sc.Scan() {
+		var m busMsg
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			msgs = append(msgs, m)
+		}
+	}
+	phases = make([][]float64, len(tracePhases))
+	for _, line := range strings.Split(strings.TrimSpace(string(times)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		t0, e0 := strconv.ParseFloat(f[1], 64)
+		t1, e1 := strconv.ParseFloat(f[2], 64)
+		if e0 != nil || e1 != nil {
+			return nil, nil, fmt.Errorf("trace-times.txt: unreadable line %q", line)
+		}
+		name, unit := f[0], "jackfruit-"+f[0]+".service"
+		from, to := int64(t0*1e6), int64(t1*1e6)
+		marks := []int64{from, 0, 0, 0, 0, to}
+		n := 0
+		for _, m := range msgs {
+			if m.TimeUs < from || m.TimeUs > to {
+				continue
+			}
+			arg0 := ""
+			if len(m.Payload.Data) > 0 {
+				arg0, _ = m.Payload.Data[0].(string)
+			}
+			switch {
+			case m.Type == "method_call" && (m.Destination == "org.freedesktop.systemd1" || m.Destination == "org.freedesktop.machine1"):
+				n++
+				if m.Member == "StartTransientUnit" && arg0 == unit && marks[1] == 0 {
+					marks[1] = m.TimeUs
+				}
+				if m.Member == "GetAll" && marks[3] != 0 && marks[4] == 0 && strings.HasSuffix(m.Path, "/"+sddbusEscape(unit)) {
+					marks[4] = m.TimeUs
+				}
+			case m.Type == "signal" && m.Member == "JobRemoved" && marks[1] != 0 && marks[2] == 0 && len(m.Payload.Data) > 2 && m.Payload.Data[2] == unit:
+				marks[2] = m.TimeUs
+			case m.Type == "signal" && m.Member == "ContainerStarted" && arg0 == name:
+				marks[3] = m.TimeUs
+			}
+		}
+		for i := 1; i < len(marks)-1; i++ {
+			if marks[i] == 0 {
+				return nil, nil, fmt.Errorf("%s: no bus message marks the end of %q", name, tracePhases[i-1])
+			}
+		}
+		for i := range tracePhases {
+			phases[i] = append(phases[i], float64(marks[i+1]-marks[i])/1000)
+		}
+		calls = append(calls, float64(n))
+	}
+	if len(calls) == 0 {
+		return nil, nil, errors.New("trace-times.txt lists no run")
+	}
+	return phases, calls, nil
+}
+
+// sddbusEscape is sd_bus_path_encode's escaping of a unit name in its object path.
+func sddbusEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || (c >= '0' && c <= '9' && i > 0) {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "_%02x", c)
+	}
+	return b.String()
 }
