@@ -141,8 +141,19 @@ func parseStartOptions(opts map[string]dbus.Variant, req *service.StartRequest) 
 			if !ok {
 				return invalidArgument("option %q must be a string (type s), not type %s", key, v.Signature())
 			}
+		case "init", "remove":
+			var on bool
+			on, ok = v.Value().(bool)
+			if !ok {
+				return invalidArgument("option %q must be a boolean (type b), not type %s", key, v.Signature())
+			}
+			if key == "init" {
+				req.Init = on
+			} else {
+				req.Remove = on
+			}
 		default:
-			return invalidArgument("unknown option %q (known options: hostname s, env as, stop_timeout_sec u, cap_add as, cap_drop as, security_opt as, network s)", key)
+			return invalidArgument("unknown option %q (known options: hostname s, env as, stop_timeout_sec u, cap_add as, cap_drop as, security_opt as, network s, init b, remove b)", key)
 		}
 	}
 	return nil

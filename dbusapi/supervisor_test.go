@@ -164,6 +164,50 @@ func TestRealLifecycle(t *testing.T) {
 	}
 }
 
+// TestRealInitAndRemove: the init and remove options, podman's --init and --rm over the bus.
+func TestRealInitAndRemove(t *testing.T) {
+	e := setupReal(t)
+	w := watchSignals(t, e.client)
+	g := func(method string, args ...string) testutil.Result {
+		return run(t, nil, "gdbus", append([]string{"call", "--address", e.bus.Address, "--dest", dest, "--object-path", mgrPath, "--method", mgrIf + "." + method}, args...)...)
+	}
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'remove': <'yes'>}"), `option "remove" must be a boolean (type b), not type s`)
+	mustFail(t, g("StartContainer", "x", "", "['/bin/true']", "0", "0", "{'init': <1>}"), `option "init" must be a boolean (type b), not type i`)
+
+	if _, err := os.Stat(supervisor.DefaultInitBinary); err == nil {
+		mustSucceed(t, g("StartContainer", "tiny", "", "['/bin/sleep', '1000']", "0", "0", "{'init': <true>}"))
+		leader := e.prop(t, dbusapi.ContainerPath("tiny"), "Leader").(uint32)
+		// The init is exec'd as /dev/init in the container; sleep is its child.
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", leader)); strings.TrimSpace(string(comm)) != "init" {
+			t.Errorf("with init, the container's PID 1 is %q", comm)
+		}
+		if ci, err := e.sup.Get(t.Context(), internalRoot, "tiny"); err != nil || !ci.Init {
+			t.Errorf("with init: %+v %v", ci, err)
+		}
+		mustSucceed(t, g("KillContainer", "tiny", "9"))
+		w.next(t, dbusapi.ManagerPath, dbusapi.ManagerInterface+".ContainerExited")
+	} else {
+		t.Log("tini is not installed (test/deps.sh installs it): the init option is checked for its type only")
+	}
+
+	mustSucceed(t, g("StartContainer", "once", "", "['/bin/sh', '-c', 'exit 3']", "0", "0", "{'remove': <true>}"))
+	s := w.next(t, dbusapi.ManagerPath, dbusapi.ManagerInterface+".ContainerExited")
+	if fmt.Sprint(s.Body) != "[once /io/jackfruit/Jackfruit1/container/once exited 3]" {
+		t.Errorf("ContainerExited %v", s.Body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := g("GetContainer", "once")
+		if r.Err != nil && strings.Contains(r.Stderr, "io.jackfruit.Jackfruit1.Error.NoSuchContainer") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a container started with remove is still there 10 s after it exited: %+v", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestRealKillAndErrors: kill codes and the core's refusals, named as on the socket.
 func TestRealKillAndErrors(t *testing.T) {
 	e := setupReal(t)
