@@ -83,7 +83,7 @@ mkfs.ext4 -q -F -L jf-data -d "$in" "$run/data.img"
 case $scenario in
 e2e) typical="about 7 minutes (two boots and a DKMS build under software emulation)" ;;
 demo) typical="about 4 minutes (one boot and a DKMS build under software emulation)" ;;
-bench) typical="about 10 minutes (one boot, a DKMS build and $(((BENCH_RUNS + BENCH_WARMUP) * 8)) timed starts under software emulation)" ;;
+bench) typical="about 7 minutes (one boot, a DKMS build and $((BENCH_RUNS + BENCH_WARMUP)) rounds of timed starts under software emulation)" ;;
 esac
 echo "run.sh: booting the guest (software emulation; timeout ${E2E_TIMEOUT}s): $(vm_timing_hint "e2e-$scenario" "$typical")"
 echo "run.sh: console log: $run/console.log (follow it with: tail -f $run/console.log)"
