@@ -42,17 +42,6 @@ func parkedPid(t *testing.T, s *Spares, network Network) int {
 	return 0
 }
 
-// withSpare returns spares and a spec running script with them, after one start of it has
-// left a spare parked, and that spare's pid.
-func withSpare(t *testing.T, script string) (*Spares, Spec, int) {
-	t.Helper()
-	s := newSpares(t)
-	spec := sh(testRootfs(t), script)
-	spec.Spares = s
-	run(t, spec)
-	return s, spec, parkedPid(t, s, NetworkHost)
-}
-
 // gone reports whether pid no longer exists (a reaped spare).
 func gone(pid int) bool {
 	return errors.Is(unix.Kill(pid, 0), unix.ESRCH)
@@ -137,7 +126,12 @@ func cmdline(t *testing.T, pid int) string {
 // TestSparesDiscardedOnMountChange: a spare holds a copy of our mounts from when it was
 // cloned; after a mount it must not be used.
 func TestSparesDiscardedOnMountChange(t *testing.T) {
-	s, spec, spare := withSpare(t, "true")
+	rootfs := testRootfs(t)
+	s := newSpares(t)
+	spec := sh(rootfs, "true")
+	spec.Spares = s
+	run(t, spec)
+	spare := parkedPid(t, s, NetworkHost)
 
 	dir := filepath.Join(t.TempDir(), "m")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -194,7 +188,12 @@ func TestSparesExpire(t *testing.T) {
 // TestSparesDeadSpare: a spare killed from outside is not handed a container; the start is
 // a cold one and succeeds.
 func TestSparesDeadSpare(t *testing.T) {
-	_, spec, spare := withSpare(t, "echo ok")
+	rootfs := testRootfs(t)
+	s := newSpares(t)
+	spec := sh(rootfs, "echo ok")
+	spec.Spares = s
+	run(t, spec)
+	spare := parkedPid(t, s, NetworkHost)
 	if err := unix.Kill(spare, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +222,12 @@ func TestSparesDeadSpare(t *testing.T) {
 // TestSparesSetupFailure: a setup that fails in a spare is reported like a cold one's, and
 // the next start still works.
 func TestSparesSetupFailure(t *testing.T) {
-	_, spec, _ := withSpare(t, "true")
+	rootfs := testRootfs(t)
+	s := newSpares(t)
+	spec := sh(rootfs, "true")
+	spec.Spares = s
+	run(t, spec)
+	parkedPid(t, s, NetworkHost)
 	bad := spec
 	bad.Overlay = &Overlay{Lower: filepath.Join(t.TempDir(), "missing"), Upper: t.TempDir(), Work: t.TempDir()}
 	bad.Rootfs = t.TempDir()
