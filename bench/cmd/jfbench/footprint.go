@@ -38,9 +38,7 @@ func sampleSupervisor(pid int) (memSample, error) {
 	}
 	m.Threads, _ = kibField(fmt.Sprintf("/proc/%d/status", pid), "Threads")
 	for _, ch := range children(pid) {
-		// A spare setup stage (runtime.Spares: cloned in namespaces of its own, waiting for
-		// a container to serve) is the supervisor's, not a container's: a helper.
-		if inChildPidNS(ch) && !isSetupStage(ch) {
+		if inChildPidNS(ch) {
 			continue
 		}
 		if rss, err := statusKiB(ch, "VmRSS"); err == nil {

@@ -254,13 +254,6 @@ func kibField(path, key string) (int64, error) {
 	return 0, fmt.Errorf("%s: no %s line", path, key)
 }
 
-// isSetupStage reports whether pid is a setup stage that has not exec'd a command (a
-// container's init has the command's name once it runs).
-func isSetupStage(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && strings.TrimSpace(string(b)) == "jackfruit-init"
-}
-
 // inChildPidNS tells a container init (its NSpid has two or more levels) from a helper
 // process the supervisor may have forked in its own namespace.
 func inChildPidNS(pid int) bool {
