@@ -62,9 +62,6 @@ type Spec struct {
 	Cgroup *os.File
 	// Launcher starts the setup stage as somebody else's child; nil: as the caller's.
 	Launcher Launcher
-	// Spares, when set (and Launcher is not), provides a setup stage started ahead of need
-	// for Stage, and gets the next one started once this container is set up.
-	Spares *Spares
 }
 
 // Launcher starts the setup stage somewhere else than as a child of the caller: as the main
@@ -274,19 +271,9 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("container %q: encoding setup config: %w", spec.Name, err)
 	}
 
-	var p *Process
-	var syncSock *os.File
-	if spec.Launcher == nil && spec.Spares != nil {
-		p, syncSock = spec.Spares.take(sec.Network, spec.Stage, spec.Cgroup)
-		// After the handshake, so that the next spare's start-up does not compete with
-		// this container's setup for the CPU.
-		defer spec.Spares.refill(sec.Network)
-	}
-	if p == nil {
-		p, syncSock, err = spawn(spec.Name, sec.Network, spec.Cgroup, spec.Stage, spec.Launcher)
-		if err != nil {
-			return nil, fmt.Errorf("container %q: %w", spec.Name, err)
-		}
+	p, syncSock, err := spawn(spec.Name, sec.Network, spec.Cgroup, spec.Stage, spec.Launcher)
+	if err != nil {
+		return nil, fmt.Errorf("container %q: %w", spec.Name, err)
 	}
 	p.Security = sec
 	p.Security.Capabilities &= BoundingSet()

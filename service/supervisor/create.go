@@ -160,7 +160,7 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 	if r.Init {
 		initBinary = s.cfg.InitBinary
 	}
-	spec := runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Stage: s.stage, Overlay: overlay, Spares: s.spares}
+	spec := runtime.Spec{Name: r.Name, Hostname: r.Hostname, Rootfs: rootfs, Args: r.Command, Env: r.Env, Tty: r.Tty, Init: initBinary, Security: &r.security, Cgroup: cgDir, Stage: s.stage, Overlay: overlay}
 	var unit *sdunit.Unit
 	if s.cfg.Units != nil {
 		us := sdunit.Spec{Name: r.Name, StopTimeout: r.StopTimeout}

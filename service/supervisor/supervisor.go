@@ -107,9 +107,6 @@ type Supervisor struct {
 	// (runtime.OpenStage), open until Close so that an upgrade on disk changes nothing for
 	// this supervisor; nil re-executes the supervisor's own binary.
 	stage *os.File
-	// spares are setup stages started ahead of need (manual mode only: in unit mode systemd
-	// starts each container's first process); nil when they could not be set up.
-	spares *runtime.Spares
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -265,17 +262,6 @@ func New(cfg Config) (*Supervisor, error) {
 		defer func() {
 			if !ok {
 				stage.Close()
-			}
-		}()
-	}
-	if cfg.Units == nil {
-		// Without them every start is a cold one; nothing else changes.
-		if s.spares, err = runtime.NewSpares(s.stage); err != nil {
-			s.log.Warn("container starts will not use spare setup stages", "error", err.Error())
-		}
-		defer func() {
-			if !ok {
-				s.spares.Close()
 			}
 		}()
 	}
@@ -479,10 +465,8 @@ func (s *Supervisor) Close() error {
 	return nil
 }
 
-// closeStage ends the spare setup stages and lets go of the setup-stage binary once no
-// start can be in flight.
+// closeStage lets go of the setup-stage binary once no start can be in flight.
 func (s *Supervisor) closeStage() {
-	s.spares.Close()
 	if s.stage != nil {
 		s.stage.Close()
 	}

@@ -440,7 +440,6 @@ func waitOutput(t testing.TB, e *testEnv, name, want string) {
 }
 
 func TestConcurrentStarts(t *testing.T) {
-	zombies := trackZombies()
 	e := newEnv(t)
 	const n = 50
 	var wg sync.WaitGroup
@@ -474,7 +473,7 @@ func TestConcurrentStarts(t *testing.T) {
 		}
 	}
 	t.Logf("%d containers: all started in %v, all reaped after %v", n, started.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
-	if zombies := zombies.count(t); zombies != 0 {
+	if zombies := countZombies(t); zombies != 0 {
 		t.Errorf("%d zombie children", zombies)
 	}
 	if st := e.s.Status(); st.ContainerCount != n || st.RunningCount != 0 {
@@ -726,46 +725,24 @@ func TestEventStreamSlowSubscriber(t *testing.T) {
 	cancel() // idempotent
 }
 
-// zombieTracker counts this process's children that exited but were not reaped, leaving out
-// those that were already zombies when it was made: a helper supervisor that an earlier test
-// killed leaves its spare setup stage to this process (a child subreaper, see waitGone), and
-// nobody here waits for it.
-type zombieTracker map[string]bool
-
-func trackZombies() zombieTracker {
-	z := zombieTracker{}
-	forEachZombie(func(pid string) { z[pid] = true })
-	return z
-}
-
-// count returns the zombies that appeared since trackZombies.
-func (z zombieTracker) count(t testing.TB) int {
+// countZombies counts this process's children that exited but were not reaped.
+func countZombies(t testing.TB) int {
 	t.Helper()
-	n := 0
-	forEachZombie(func(pid string) {
-		if !z[pid] {
-			b, _ := os.ReadFile("/proc/" + pid + "/stat")
-			t.Logf("zombie child: %s", b)
-			n++
-		}
-	})
-	return n
-}
-
-func forEachZombie(f func(pid string)) {
 	self := strconv.Itoa(os.Getpid())
 	ents, _ := os.ReadDir("/proc")
+	n := 0
 	for _, e := range ents {
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil {
 			continue
 		}
 		i := bytes.LastIndexByte(b, ')')
-		fs := strings.Fields(string(b[i+1:]))
-		if len(fs) > 2 && fs[0] == "Z" && fs[1] == self {
-			f(e.Name())
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 2 && f[0] == "Z" && f[1] == self {
+			n++
 		}
 	}
+	return n
 }
 
 func countFDs() int {
@@ -782,7 +759,6 @@ func TestChurnLeaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("churn of 200 containers skipped in -short mode")
 	}
-	zombies := trackZombies()
 	e := newEnv(t)
 	ctx := context.Background()
 	// Warm up once so lazily created things (journal connection, pollers) exist before counting.
@@ -812,7 +788,7 @@ func TestChurnLeaks(t *testing.T) {
 	for goruntime.NumGoroutine() > gor && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	fds2, mounts2, gor2, z := countFDs(), countMounts(), goruntime.NumGoroutine(), zombies.count(t)
+	fds2, mounts2, gor2, z := countFDs(), countMounts(), goruntime.NumGoroutine(), countZombies(t)
 	t.Logf("%d start/stop/remove cycles in %v (%v each): fds %d->%d, mounts %d->%d, goroutines %d->%d, zombies %d",
 		cycles, elapsed.Round(time.Millisecond), (elapsed / cycles).Round(time.Millisecond), fds, fds2, mounts, mounts2, gor, gor2, z)
 	if fds2 > fds || mounts2 != mounts || gor2 > gor || z != 0 {
