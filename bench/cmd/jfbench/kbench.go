@@ -17,6 +17,26 @@ import (
 	"time"
 )
 
+// runGuest runs argv, a command that boots a QEMU guest, for at most timeout, with env added
+// to ours, and returns its combined output and how long it ran. It runs in a process group of
+// its own, so that a timeout also ends the QEMU it started.
+func runGuest(ctx context.Context, argv []string, timeout time.Duration, env []string) ([]byte, time.Duration, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	return out.Bytes(), time.Since(t0), err
+}
+
 // itemKmod: item 5. The kernel module can only be loaded in a QEMU guest here, so the kmod
 // test runner does the measuring and prints one `KBENCH {json}` line per result; this item
 // runs it and folds those numbers into the table.
@@ -35,22 +55,12 @@ func (b *bench) itemKmod(ctx context.Context) {
 		}
 	}
 	b.logf("item 5: `%s` (QEMU, up to %s)", c.kbenchCmd, c.kbenchTmo)
-	cctx, cancel := context.WithTimeout(ctx, c.kbenchTmo)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
-	// Its own process group, so a timeout also ends the QEMU it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	t0 := time.Now()
-	runErr := cmd.Run()
-	b.report.how("monitor: `%s` (kernel module loaded in a QEMU guest by the kmod test runner, %.0f s); its KBENCH lines are shown as they come", c.kbenchCmd, time.Since(t0).Seconds())
-	_ = os.WriteFile(b.cfg.work+"/kbench.log", out.Bytes(), 0o644)
+	out, elapsed, runErr := runGuest(ctx, argv, c.kbenchTmo, nil)
+	b.report.how("monitor: `%s` (kernel module loaded in a QEMU guest by the kmod test runner, %.0f s); its KBENCH lines are shown as they come", c.kbenchCmd, elapsed.Seconds())
+	_ = os.WriteFile(b.cfg.work+"/kbench.log", out, 0o644)
 
 	var results []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -69,7 +79,7 @@ func (b *bench) itemKmod(ctx context.Context) {
 	if len(results) == 0 {
 		reason := "no KBENCH lines"
 		if runErr != nil {
-			reason = fmt.Sprintf("`%s` failed: %v; last output: %s", c.kbenchCmd, runErr, strings.ReplaceAll(trimLines(out.String(), 4), "\n", " | "))
+			reason = fmt.Sprintf("`%s` failed: %v; last output: %s", c.kbenchCmd, runErr, strings.ReplaceAll(trimLines(string(out), 4), "\n", " | "))
 		}
 		b.report.skip(item, "kernel module", reason)
 		return

@@ -10,13 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // vmSubject is one `VMBENCH {json}` line of test/e2e/guest-bench.sh: a subject's samples in
@@ -84,28 +81,16 @@ func (b *bench) itemSystemd(ctx context.Context) {
 		return
 	}
 	b.logf("item 6: `%s` (full-system QEMU guest, %d warm-ups + %d interleaved runs per subject, up to %s)", c.vmBenchCmd, c.warmup, c.vmRuns, c.vmTimeout)
-	cctx, cancel := context.WithTimeout(ctx, c.vmTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "BENCH_RUNS="+strconv.Itoa(c.vmRuns), "BENCH_WARMUP="+strconv.Itoa(c.warmup))
-	// Its own process group, so a timeout also ends the QEMU it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	t0 := time.Now()
-	runErr := cmd.Run()
-	elapsed := time.Since(t0)
-	_ = os.WriteFile(filepath.Join(c.work, "vmbench.log"), out.Bytes(), 0o644)
+	out, elapsed, runErr := runGuest(ctx, argv, c.vmTimeout, []string{"BENCH_RUNS=" + strconv.Itoa(c.vmRuns), "BENCH_WARMUP=" + strconv.Itoa(c.warmup)})
+	_ = os.WriteFile(filepath.Join(c.work, "vmbench.log"), out, 0o644)
 
-	info, subs, bad := parseVMBench(out.Bytes())
+	info, subs, bad := parseVMBench(out)
 	b.report.Notes = append(b.report.Notes, bad...)
 	b.report.Details["systemd_path"] = map[string]any{"info": info, "subjects": subs}
 	if len(subs) == 0 {
 		reason := "no VMBENCH lines"
 		if runErr != nil {
-			reason = fmt.Sprintf("`%s` failed: %v; last output: %s", c.vmBenchCmd, runErr, strings.ReplaceAll(trimLines(out.String(), 4), "\n", " | "))
+			reason = fmt.Sprintf("`%s` failed: %v; last output: %s", c.vmBenchCmd, runErr, strings.ReplaceAll(trimLines(string(out), 4), "\n", " | "))
 		}
 		b.report.skip(item, "jackfruit", reason)
 		return
@@ -122,7 +107,7 @@ func (b *bench) itemSystemd(ctx context.Context) {
 		b.report.how("systemd path, %s: `%s`", s.Subject, s.Cmd)
 	}
 	b.systemdRows(item, subs, c.vmRuns)
-	b.traceRows(item, out.Bytes())
+	b.traceRows(item, out)
 }
 
 // traceRows adds where the time of a traced jackfruit run goes, from the guest's results in
