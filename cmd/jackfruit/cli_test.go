@@ -926,7 +926,7 @@ func TestEventsReconnectAfterRestart(t *testing.T) {
 		return false
 	}
 	if !seen("before") {
-		t.Fatal("events never showed a container")
+		t.Fatalf("events never showed a container; events stderr:\n%s", stderr)
 	}
 	e.crash()
 	if !seen("after") {

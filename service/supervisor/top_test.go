@@ -212,24 +212,33 @@ func TestTopAndStatsWithCgroup(t *testing.T) {
 	if len(ps) != 2 || ps[0].Pid != 1 || ps[1].HostPid != busy.Pid() || ps[1].Pid <= 1 {
 		t.Fatalf("top of a container with a cgroup: %+v", ps)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Until the loop has had 150 ms of CPU, however long a loaded machine takes to give it.
+	usage := func() time.Duration {
+		b, err := os.ReadFile(filepath.Join(sub.Dir(), "box", "cpu.stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+				usec, _ := strconv.ParseInt(v, 10, 64)
+				return time.Duration(usec) * time.Microsecond
+			}
+		}
+		t.Fatalf("no usage_usec in cpu.stat: %q", b)
+		return 0
+	}
+	for deadline := time.Now().Add(30 * time.Second); usage() < 150*time.Millisecond; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the busy loop had %v of CPU after 30 s", usage())
+		}
+	}
 	busy.Signal(syscall.SIGKILL)
 	busy.Wait(ctx)
 	st, err := e.s.Stats(ctx, root, []string{"box"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(sub.Dir(), "box", "cpu.stat"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var usec int64
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
-			usec, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
-	cgCPU := time.Duration(usec) * time.Microsecond
+	cgCPU := usage()
 	// The exec'd loop is gone, so its time is in the cgroup's total: what stats reported.
 	if s := st[0]; s.CPUTime < 100*time.Millisecond || s.CPUTime > cgCPU || cgCPU-s.CPUTime > 50*time.Millisecond ||
 		s.Processes != 1 || s.Tasks != 1 {
