@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jackfruit/jackfruit/service/runtime"
-	"github.com/jackfruit/jackfruit/service/sdunit"
 )
 
 // newSpawnCmd is the first process of a container's systemd unit (service/sdunit) when there
@@ -15,7 +14,7 @@ import (
 // setup socket as stdin; by hand it refuses to run.
 func newSpawnCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    sdunit.SpawnVerb + " NAME NETWORK",
+		Use:    runtime.SpawnVerb + " NAME NETWORK",
 		Short:  "Start a container's setup stage as the first process of its systemd unit (internal)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(2),

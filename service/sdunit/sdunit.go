@@ -35,10 +35,6 @@ import (
 // Slice is where every container unit goes (units/jackfruit.slice).
 const Slice = "jackfruit.slice"
 
-// SpawnVerb is the hidden verb of the jackfruit binary (and of jackfruit-init) that runs
-// the spawn stage.
-const SpawnVerb = runtime.SpawnVerb
-
 // UnitName is the unit of container name.
 func UnitName(name string) string { return "jackfruit-" + name + ".service" }
 
@@ -208,7 +204,7 @@ func (u *Unit) Launch(args []string, boot *os.File) (int, error) {
 		// default) and records its exit status.
 		sddbus.PropType("forking"),
 		sddbus.PropRemainAfterExit(true),
-		sddbus.PropExecStart(append([]string{u.m.binary, SpawnVerb}, args...), true),
+		sddbus.PropExecStart(append([]string{u.m.binary, runtime.SpawnVerb}, args...), true),
 		prop("StandardInputFileDescriptor", godbus.UnixFD(boot.Fd())),
 		prop("StandardOutput", "journal"),
 		prop("StandardError", "journal"),
