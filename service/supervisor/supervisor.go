@@ -242,6 +242,10 @@ func New(cfg Config) (*Supervisor, error) {
 	if err := os.MkdirAll(s.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
+	if err := spreadSubdirs(s.containersDir()); err != nil {
+		// Only a matter of speed on a journal-less ext4 (spreadSubdirs).
+		s.log.Debug("container directories are not spread over the filesystem's block groups", "error", err.Error())
+	}
 	lock, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		return nil, err
