@@ -219,16 +219,8 @@ func (s *Supervisor) removeDir(dir, merged string) error {
 // on the state directory's filesystem, so that moving a directory there is one rename.
 func (s *Supervisor) trashDir() string { return filepath.Join(s.cfg.StateDir, "trash") }
 
-// emptyTrash deletes dir in the background; Close and Detach wait for it.
-func (s *Supervisor) emptyTrash(dir string) {
-	s.trash.Add(1)
-	go func() {
-		defer s.trash.Done()
-		if err := os.RemoveAll(dir); err != nil {
-			s.log.Warn("deleting a removed container's files", "dir", dir, "error", err.Error())
-		}
-	}()
-}
+// emptyTrash deletes dir in the background (trash); Close and Detach wait for it.
+func (s *Supervisor) emptyTrash(dir string) { s.trash.add(dir) }
 
 // removeUnmounted undoes a directory of a failed start, unless something is still mounted
 // below it: deleting through a mount could reach what is mounted there.

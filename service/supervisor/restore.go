@@ -239,7 +239,7 @@ func (s *Supervisor) Detach() error {
 			s.journal.Close()
 		}
 		s.closeStage()
-		s.trash.Wait()
+		s.trash.wait()
 		s.lock.Close()
 	})
 	return nil

@@ -128,7 +128,7 @@ type Supervisor struct {
 	// before the journal, the monitor and the state directory lock go away.
 	starts    sync.WaitGroup
 	bg        sync.WaitGroup // monitor reader, RSS sampler, journal writer
-	trash     sync.WaitGroup // background deletions of removed containers' directories
+	trash     *trash         // background deletions of removed containers' directories
 	stopBg    chan struct{}
 	kick      chan struct{} // asks the sampler for an early round (a container just started)
 	closeOnce sync.Once
@@ -238,6 +238,7 @@ func New(cfg Config) (*Supervisor, error) {
 		stopBg:     make(chan struct{}),
 		shutdown:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		trash:      &trash{log: cfg.Logger},
 	}
 	if err := os.MkdirAll(s.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -463,7 +464,7 @@ func (s *Supervisor) Close() error {
 			s.journal.Close()
 		}
 		s.closeStage()
-		s.trash.Wait()
+		s.trash.wait()
 		s.lock.Close()
 	})
 	return nil
