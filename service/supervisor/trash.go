@@ -45,8 +45,38 @@ func (t *trash) add(dir string) {
 }
 
 // wait returns once every queued directory is deleted (Close and Detach: nothing of a
-// removed container may outlive the supervisor that removed it).
-func (t *trash) wait() { t.pending.Wait() }
+// removed container may outlive the supervisor that removed it). The caller deletes what is
+// still queued itself, at its own priority: at nice 19 on a busy machine a large backlog
+// could outlast systemd's stop timeout.
+func (t *trash) wait() {
+	for {
+		dir, ok := t.next()
+		if !ok {
+			break
+		}
+		t.remove(dir)
+	}
+	t.pending.Wait() // the one the drain goroutine may still be deleting
+}
+
+// next takes the oldest queued directory off the queue.
+func (t *trash) next() (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.queue) == 0 {
+		return "", false
+	}
+	dir := t.queue[0]
+	t.queue = t.queue[1:]
+	return dir, true
+}
+
+func (t *trash) remove(dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		t.log.Warn("deleting a removed container's files", "dir", dir, "error", err.Error())
+	}
+	t.pending.Done()
+}
 
 func (t *trash) drain() {
 	// The nice value is per thread. The goroutine keeps its thread locked and never unlocks
@@ -68,9 +98,6 @@ func (t *trash) drain() {
 		dir := t.queue[0]
 		t.queue = t.queue[1:]
 		t.mu.Unlock()
-		if err := os.RemoveAll(dir); err != nil {
-			t.log.Warn("deleting a removed container's files", "dir", dir, "error", err.Error())
-		}
-		t.pending.Done()
+		t.remove(dir)
 	}
 }
