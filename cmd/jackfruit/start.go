@@ -24,10 +24,13 @@ import (
 
 // startFlags are shared by start and run.
 type startFlags struct {
+	name        string
 	rootfs      string
 	hostname    string
 	softMiB     uint64
 	hardMiB     uint64
+	memory      string // podman's --memory: the hard limit as a size ("64m")
+	memoryRes   string // podman's --memory-reservation: the soft limit
 	env         []string
 	stopTimeout uint
 	tty         bool
@@ -39,10 +42,14 @@ type startFlags struct {
 }
 
 func (f *startFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "name", "", "the container's name, podman's way: instead of the NAME argument (the arguments are then [ROOTFS] [--] CMD)")
 	fs.StringVar(&f.rootfs, "rootfs", "", "root filesystem directory used as is (default: an overlay of the supervisor's base rootfs)")
 	fs.StringVar(&f.hostname, "hostname", "", "hostname inside the container (default: the container name)")
 	fs.Uint64Var(&f.softMiB, "soft-mib", service.DefaultSoftLimit>>20, "soft memory limit in MiB: one warning when RSS exceeds it")
 	fs.Uint64Var(&f.hardMiB, "hard-mib", service.DefaultHardLimit>>20, "hard memory limit in MiB: the container is killed when RSS exceeds it")
+	// podman's spellings of the same limits, in its size syntax.
+	fs.StringVarP(&f.memory, "memory", "m", "", "hard memory limit as podman writes it: bytes, or a number with b, k, m or g (KiB, MiB, GiB), e.g. 64m (instead of --hard-mib)")
+	fs.StringVar(&f.memoryRes, "memory-reservation", "", "soft memory limit as podman writes it, e.g. 40m (instead of --soft-mib)")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable KEY=VALUE (KEY alone: take it from this environment); repeatable")
 	fs.UintVar(&f.stopTimeout, "stop-timeout", uint(service.DefaultStopTimeout/time.Second), "seconds stop waits after SIGTERM before SIGKILL (0: none)")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "run the command on a terminal (attach to it; its output is still logged)")
@@ -63,24 +70,53 @@ func (f *startFlags) register(fs *pflag.FlagSet) {
 // options need no quoting (`jackfruit start web /srv/web /bin/httpd -f`), and `--` may
 // separate the command as well. A positional ROOTFS (the seed's `engine start hog
 // ./rootfs-alpha /memory_hog`) is an existing directory followed by a command.
+//
+// podman's --name NAME replaces the NAME argument: the arguments are then [ROOTFS] [--] CMD,
+// and the first one is never a name (`--name nginx nginx` runs nginx, as podman users
+// expect). Only `X -- CMD` with X not a directory can be a NAME given twice, and is refused
+// as such.
 func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRequest, error) {
-	if len(args) == 0 || args[0] == "--" {
-		return service.StartRequest{}, &usageError{cmd, errors.New("missing container NAME")}
-	}
-	name := args[0]
-	// Cobra stops parsing at NAME (interspersed flags are off); parse the flags that follow
-	// NAME here, up to the first positional argument.
-	rest := args[1:]
 	fs := cmd.Flags()
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return service.StartRequest{}, errHelpShown{cmd.Help()}
+	named := fs.Changed("name")
+	var name string
+	var pos []string
+	var dash bool
+	if named {
+		if f.name == "" {
+			return service.StartRequest{}, &usageError{cmd, errors.New(`--name "": the container needs a name`)}
 		}
-		return service.StartRequest{}, &usageError{cmd, err}
+		// Cobra has parsed the flags up to the first positional argument and taken a -- that
+		// came before it: then all of args is the command, even a directory.
+		name, pos, dash = f.name, args, cmd.ArgsLenAtDash() == 0
+	} else {
+		if len(args) == 0 || args[0] == "--" {
+			return service.StartRequest{}, &usageError{cmd, errors.New("missing container NAME (the first argument, or --name NAME)")}
+		}
+		name = args[0]
+		// Cobra stops parsing at NAME (interspersed flags are off); parse the flags that follow
+		// NAME here, up to the first positional argument.
+		rest := args[1:]
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, pflag.ErrHelp) {
+				return service.StartRequest{}, errHelpShown{cmd.Help()}
+			}
+			return service.StartRequest{}, &usageError{cmd, err}
+		}
+		if fs.Changed("name") {
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("NAME %q and --name %q: give the container's name once, as the first argument or with --name", name, f.name)}
+		}
+		pos = fs.Args()
+		consumed := len(rest) - len(pos)
+		dash = consumed > 0 && rest[consumed-1] == "--"
 	}
-	pos := fs.Args()
-	consumed := len(rest) - len(pos)
-	dash := consumed > 0 && rest[consumed-1] == "--"
+	// twice is the error for `--name N X -- CMD` when X, which can only be a rootfs there,
+	// looks like a name rather than a path: most likely the name given a second time.
+	twice := func(x string) error {
+		if !named || strings.Contains(x, "/") {
+			return nil
+		}
+		return &usageError{cmd, fmt.Errorf("unexpected argument %q before --: the name is given with --name %q, and only a ROOTFS directory may come before -- (give the name once)", x, name)}
+	}
 	rootfs := f.rootfs
 	if fs.Changed("rootfs") && rootfs == "" {
 		return service.StartRequest{}, &usageError{cmd, errors.New(`--rootfs "": no directory given (leave --rootfs out to run on an overlay of the base rootfs)`)}
@@ -91,9 +127,15 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	case len(pos) >= 2 && pos[1] == "--":
 		// NAME ROOTFS -- CMD
 		if rootfs != "" {
+			if err := twice(pos[0]); err != nil {
+				return service.StartRequest{}, err
+			}
 			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("unexpected argument %q: the rootfs is already given with --rootfs", pos[0])}
 		}
 		if fi, err := os.Stat(pos[0]); err != nil || !fi.IsDir() {
+			if err := twice(pos[0]); err != nil {
+				return service.StartRequest{}, err
+			}
 			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("rootfs %q is not a directory", pos[0])}
 		}
 		rootfs, command = pos[0], pos[2:]
@@ -127,21 +169,33 @@ func (f *startFlags) request(cmd *cobra.Command, args []string) (service.StartRe
 	const maxMiB = math.MaxUint64 >> 20 // the most MiB a byte count can hold
 	var limits [2]uint64
 	for i, l := range []struct {
-		name string
-		v    uint64
-	}{{"soft-mib", f.softMiB}, {"hard-mib", f.hardMiB}} {
-		if !fs.Changed(l.name) {
-			continue
-		}
+		name, size string // --soft-mib and podman's spelling of the same limit
+		v          uint64
+		sizeV      string
+	}{{"soft-mib", "memory-reservation", f.softMiB, f.memoryRes}, {"hard-mib", "memory", f.hardMiB, f.memory}} {
 		// 0 cannot be sent: on the wire it means "not given" (the default), which is not
 		// what whoever typed it asked for. Every other range rule is the core's.
-		if l.v == 0 {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s 0: not a limit (leave the flag out for the default)", l.name)}
+		switch {
+		case fs.Changed(l.name) && fs.Changed(l.size):
+			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s and --%s both set the %s memory limit: give one of them", l.size, l.name, strings.TrimSuffix(l.name, "-mib"))}
+		case fs.Changed(l.size):
+			v, err := parseBytes(l.sizeV)
+			if err != nil {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s: %w", l.size, err)}
+			}
+			if v == 0 {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %s: not a limit (leave the flag out for the default)", l.size, strings.TrimSpace(l.sizeV))}
+			}
+			limits[i] = v
+		case fs.Changed(l.name):
+			if l.v == 0 {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s 0: not a limit (leave the flag out for the default)", l.name)}
+			}
+			if l.v > maxMiB {
+				return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d: too large to be a number of bytes", l.name, l.v)}
+			}
+			limits[i] = l.v << 20
 		}
-		if l.v > maxMiB {
-			return service.StartRequest{}, &usageError{cmd, fmt.Errorf("--%s %d: too large to be a number of bytes", l.name, l.v)}
-		}
-		limits[i] = l.v << 20
 	}
 	var stopTimeout time.Duration
 	if fs.Changed("stop-timeout") {
@@ -185,12 +239,18 @@ writable layer. Flags go before ROOTFS and CMD; everything from CMD on is the co
 A -- before CMD is accepted too:
   jackfruit start web --hard-mib 128 -- /bin/httpd -f -p 8080
 
+podman's spellings work too: --name NAME instead of the NAME argument (the arguments are then
+[ROOTFS] [--] CMD, the first never taken for a name), and -m/--memory, --memory-reservation
+for the hard and soft limits in podman's sizes (64m, 1g, 512k, bytes):
+  jackfruit start --name web -m 128m -- /bin/httpd -f -p 8080
+
 The container is confined as runc, crun and podman confine theirs by default: the OCI default
 capabilities only, the default seccomp filter, /proc and /sys protected, only harmless devices
 (docs/security.md). --cap-add, --cap-drop, --security-opt and --network change that.`,
 		Example: `  jackfruit start hog ./rootfs /usr/bin/memory_hog
   jackfruit start web --rootfs /srv/web --env PORT=8080 -- /bin/httpd -f
-  jackfruit start box --network none --cap-drop ALL --security-opt no-new-privileges -- /bin/sh -c 'sleep 60'`,
+  jackfruit start box --network none --cap-drop ALL --security-opt no-new-privileges -- /bin/sh -c 'sleep 60'
+  jackfruit start --name web -m 64m --memory-reservation 40m -- /bin/sleep 100`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(cmd, args)
@@ -250,9 +310,12 @@ stderr to stderr) until it exits, and exit with its exit code: 128+N when killed
 (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2) are forwarded to the container.
 
 When the container cannot be started, the exit code follows podman: 127 when the command
-does not exist in the rootfs, 126 when it is not executable, 125 for any other error.`,
-		Example: `  jackfruit run --rm t1 ./rootfs -- /bin/sh -c 'echo hello; exit 3'; echo $?`,
-		Args:    cobra.ArbitraryArgs,
+does not exist in the rootfs, 126 when it is not executable, 125 for any other error.
+As with start, --name NAME may replace the NAME argument and -m/--memory and
+--memory-reservation take podman's sizes.`,
+		Example: `  jackfruit run --rm t1 ./rootfs -- /bin/sh -c 'echo hello; exit 3'; echo $?
+  jackfruit run --rm --name t1 -m 64m -- /bin/sh -c 'echo hello'`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := f.request(cmd, args)
 			if err != nil {

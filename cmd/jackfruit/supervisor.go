@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -108,29 +109,48 @@ func defaultSocketPath() string {
 	return control.DefaultSocket
 }
 
-// parseSize reads "1048576", "512K", "16M", "1G" (also "16MiB"), binary units.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
-	mult := int64(1)
+// parseBytes reads a size as podman and docker write them: a whole number of bytes, optionally
+// followed by a unit b, k, m or g in any case (binary: k is KiB), which may carry a "b" or "ib"
+// ("16M", "16mb", "16MiB", "100b"). 0 is returned as such: what it means is the caller's.
+func parseBytes(s string) (uint64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	t, hasB := strings.CutSuffix(t, "b")
+	hasI := false
+	if hasB {
+		t, hasI = strings.CutSuffix(t, "i")
+	}
+	mult := uint64(1)
 	if n := len(t); n > 0 {
 		switch t[n-1] {
-		case 'k', 'K':
+		case 'k':
 			mult = 1 << 10
-		case 'm', 'M':
+		case 'm':
 			mult = 1 << 20
-		case 'g', 'G':
+		case 'g':
 			mult = 1 << 30
 		}
 		if mult != 1 {
 			t = t[:n-1]
 		}
 	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v <= 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, optionally with K, M or G", s)
+	// "ib" only follows a unit: "16ib" is a typo, not 16 bytes.
+	v, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || (hasI && mult == 1) || v > math.MaxUint64/mult {
+		return 0, fmt.Errorf("invalid size %q: want a whole number of bytes, optionally followed by b, k, m or g (bytes, KiB, MiB, GiB)", s)
 	}
 	return v * mult, nil
+}
+
+// parseSize is parseBytes for sizes that must be positive and fit an int64 with room to spare.
+func parseSize(s string) (int64, error) {
+	v, err := parseBytes(s)
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 || v > 1<<62 {
+		return 0, fmt.Errorf("invalid size %q: want a positive number of bytes, at most 4 EiB", s)
+	}
+	return int64(v), nil
 }
 
 // supervisorGCPercent is the supervisor's GOGC unless the environment sets one.
