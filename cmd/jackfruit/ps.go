@@ -4,8 +4,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -32,7 +34,8 @@ shows the soft/hard memory limits: enforced by the kernel monitor, by the contai
 (memory.max) where the module is not loaded, marked "(cgroup)", or "(not enforced)" where
 neither can. --format takes "table" (default), "json"
 (an array of the objects "inspect" prints) or a Go template applied to each container, with
-the fields of "inspect" in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}'.
+the protocol's fields in Go form, e.g. --format '{{.Name}} {{.State}} {{.RSS}}' (.State is the
+state string, as in podman ps; podman's .State.* paths are inspect's).
 
 On a terminal the table fits its width: COMMAND, then STATUS are shortened, then CGROUP MEM, CREATED,
 PID, STATUS and RSS are left out, in that order, as far as needed. Piped, every column is printed
@@ -67,7 +70,7 @@ PID, STATUS and RSS are left out, in that order, as far as needed. Piped, every 
 				}
 				return writeTable(c.stdout, infos, time.Now(), noTrunc, width)
 			default:
-				return writeTemplate(cmd, c.stdout, format, infos)
+				return writeTemplate(cmd, c.stdout, format, infos, false)
 			}
 		},
 	}
@@ -87,7 +90,14 @@ func (c *cli) newInspectCmd() *cobra.Command {
 		Long: `Print a JSON array with one object per container: every field the supervisor knows
 (state, pid, exit code or signal, limits and what enforces them (enforced_by: module or cgroup),
 RSS and peak RSS, the cgroup and its memory.current, times, rootfs, log file, and the confinement: capabilities, seccomp, no_new_privileges, network). The fields are those of the control protocol's Container type
-(docs/protocol.md). --format applies a Go template to each instead.`,
+(docs/protocol.md). --format applies a Go template to each instead, with those fields in Go
+form ({{.Name}}, {{.State}}, {{.RSS}}, {{.HardLimit}}, ...) and podman inspect's paths:
+{{.Id}} (the full ID), {{.State.Status}} (created, running, stopping or exited: killed
+containers are exited, as in podman), {{.State.Running}}, {{.State.Pid}} (0 when not running),
+{{.State.ExitCode}} (as run and wait return it: 128+N for signal N), {{.State.OOMKilled}}
+(killed at the hard memory limit), {{.State.StartedAt}} and {{.State.FinishedAt}} (times).
+{{.State}} alone is still the state string wherever it is printed, compared (eq, ne, lt, ...)
+or given to json.`,
 		ValidArgsFunction: c.completeNames(nil),
 		Args:              names(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -112,7 +122,7 @@ RSS and peak RSS, the cgroup and its memory.current, times, rootfs, log file, an
 				if format == "" || format == "json" {
 					werr = writeJSON(c.stdout, infos)
 				} else {
-					werr = writeTemplate(cmd, c.stdout, format, infos)
+					werr = writeTemplate(cmd, c.stdout, format, infos, true)
 				}
 				if werr != nil {
 					return werr
@@ -147,20 +157,133 @@ func writeJSON(w io.Writer, infos []service.ContainerInfo) error {
 	return err
 }
 
-func writeTemplate(cmd *cobra.Command, w io.Writer, format string, infos []service.ContainerInfo) error {
-	t, err := template.New("format").Funcs(template.FuncMap{
+// writeTemplate applies a --format template to each container: the protocol's fields, and
+// with podmanPaths (inspect) also podman inspect's .Id and .State.* (see inspectView).
+func writeTemplate(cmd *cobra.Command, w io.Writer, format string, infos []service.ContainerInfo, podmanPaths bool) error {
+	funcs := template.FuncMap{
 		"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
-	}).Parse(format)
+	}
+	if podmanPaths {
+		cmps, err := stateComparisons()
+		if err != nil {
+			return err
+		}
+		maps.Copy(funcs, cmps)
+	}
+	t, err := template.New("format").Funcs(funcs).Parse(format)
 	if err != nil {
 		return &usageError{cmd, fmt.Errorf("--format: %w", err)}
 	}
 	for _, i := range infos {
-		if err := t.Execute(w, control.ContainerToWire(i)); err != nil {
+		var v any = control.ContainerToWire(i)
+		if podmanPaths {
+			v = newInspectView(i)
+		}
+		if err := t.Execute(w, v); err != nil {
 			return fmt.Errorf("--format: %w", err)
 		}
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// inspectView is what an inspect template sees: every field of the protocol's Container, as
+// ps's template has them, plus the paths podman's inspect has, so that scripts written for
+// podman work: {{.Id}}, and .State as an object ({{.State.Pid}}, {{.State.Status}}, ...)
+// that still prints as the plain state string.
+type inspectView struct {
+	control.Container
+	State inspectState // shadows Container.State
+	Id    string       // podman's spelling of the full ID (.ID is there too)
+}
+
+// MarshalJSON keeps {{json .}} the protocol's object, as before .State became one.
+func (v inspectView) MarshalJSON() ([]byte, error) { return json.Marshal(v.Container) }
+
+// inspectState is podman inspect's State, in podman's terms.
+type inspectState struct {
+	state service.State
+	// Status is podman's word: killed containers, by a signal or at the memory limit, are
+	// "exited" (ExitCode and OOMKilled say how).
+	Status string
+	// Running: the command is still running (also while stopping); Pid is 0 otherwise.
+	Running bool
+	Pid     int
+	// ExitCode is what run and wait return: 128+N for signal N; 0 while running.
+	ExitCode  int
+	OOMKilled bool // killed at its hard memory limit
+	// Zero (0001-01-01 00:00:00 +0000 UTC) when not yet, as podman's.
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// String makes {{.State}} print the state, as it did when .State was a string.
+func (s inspectState) String() string { return string(s.state) }
+
+// MarshalJSON keeps {{json .State}} the state string, as before.
+func (s inspectState) MarshalJSON() ([]byte, error) { return json.Marshal(string(s.state)) }
+
+func newInspectView(i service.ContainerInfo) inspectView {
+	st := inspectState{state: i.State, Status: string(i.State), StartedAt: i.StartedAt, FinishedAt: i.FinishedAt}
+	switch {
+	case i.State.Final():
+		st.Status = "exited"
+		st.ExitCode = exitCode(i)
+		st.OOMKilled = i.State == service.StateOOMKill
+	case i.State != service.StateCreated:
+		st.Running = true
+		st.Pid = i.Pid
+	}
+	return inspectView{Container: control.ContainerToWire(i), State: st, Id: i.ID}
+}
+
+// stateComparisons are text/template's comparison functions for inspect templates, where
+// .State is an object: it is compared as its string, so `{{if eq .State "running"}}` means
+// what it meant when .State was one. The comparing itself is left to the builtins (each run
+// through a template of its own), so their rules and errors stay exactly text/template's.
+func stateComparisons() (template.FuncMap, error) {
+	plain := func(v any) any {
+		if s, ok := v.(inspectState); ok {
+			return string(s.state)
+		}
+		return v
+	}
+	funcs := template.FuncMap{}
+	for _, op := range []string{"eq", "ne", "lt", "le", "gt", "ge"} {
+		builtin, err := template.New(op).Parse("{{" + op + " (index . 0) (index . 1)}}")
+		if err != nil {
+			return nil, err
+		}
+		cmp := func(a, b any) (bool, error) {
+			var out strings.Builder
+			if err := builtin.Execute(&out, []any{plain(a), plain(b)}); err != nil {
+				// The builtin's own error, without the helper template's position.
+				var xe template.ExecError
+				if errors.As(err, &xe) && errors.Unwrap(xe.Err) != nil {
+					err = errors.Unwrap(xe.Err)
+				}
+				return false, err
+			}
+			return out.String() == "true", nil
+		}
+		funcs[op] = cmp
+		if op != "eq" {
+			continue
+		}
+		// eq alone takes several: true when the first equals any of the others.
+		funcs[op] = func(a any, bs ...any) (bool, error) {
+			if len(bs) == 0 {
+				return false, errors.New("missing argument for comparison")
+			}
+			for _, b := range bs {
+				if r, err := cmp(a, b); r || err != nil {
+					return r, err
+				}
+			}
+			return false, nil
+		}
+	}
+	return funcs, nil
 }
 
 // writeTable prints the ps table. width > 0 fits it into that many columns (a terminal's
