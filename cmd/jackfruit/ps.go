@@ -22,6 +22,7 @@ import (
 func (c *cli) newPsCmd() *cobra.Command {
 	var all, quiet, noTrunc bool
 	var format string
+	var filters []string
 	cmd := &cobra.Command{
 		Use:     "ps [flags]",
 		Aliases: []string{"list", "ls"},
@@ -39,18 +40,34 @@ state string, as in podman ps; podman's .State.* paths are inspect's).
 
 On a terminal the table fits its width: COMMAND, then STATUS are shortened, then CGROUP MEM, CREATED,
 PID, STATUS and RSS are left out, in that order, as far as needed. Piped, every column is printed
-(COMMAND shortened to 30 characters). --no-trunc prints full IDs and commands and never fits.`,
+(COMMAND shortened to 30 characters). --no-trunc prints full IDs and commands and never fits.
+
+--filter KEY=VALUE (-f, repeatable) lists only the containers that match, as podman's does:
+  name=REGEXP   the name matches the regular expression (anywhere: ^web$ for exactly "web")
+  id=PREFIX     the full ID starts with PREFIX
+  status=WORD   created, running, stopping, exited (every ended container: killed ones
+                too, as in podman), killed or killed-by-memory-limit; a status filter lists
+                ended containers without -a, as podman's does
+  exited=N      ended with exit code N as run and wait return it (128+S when signal S
+                killed it); only ended containers have one, so without -a or a status
+                filter it matches nothing, as in podman
+Filters with the same key match any of their values; different keys must all match.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			filter, err := parsePsFilters(filters)
+			if err != nil {
+				return &usageError{cmd, err}
+			}
 			cl, err := c.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			infos, err := cl.List(cmd.Context(), all)
+			infos, err := cl.List(cmd.Context(), all || filter.status)
 			if err != nil {
 				return err
 			}
+			infos = filter.apply(infos)
 			switch {
 			case quiet:
 				for _, i := range infos {
@@ -78,7 +95,9 @@ PID, STATUS and RSS are left out, in that order, as far as needed. Piped, every 
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only container IDs")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not shorten IDs and commands")
 	cmd.Flags().StringVar(&format, "format", "table", `output format: table, json or a Go template`)
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "list only containers matching KEY=VALUE: name=REGEXP, id=PREFIX, status=WORD, exited=N (repeatable)")
 	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("filter", cobra.FixedCompletions([]string{"name=", "id=", "status=", "exited="}, cobra.ShellCompDirectiveNoSpace|cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
