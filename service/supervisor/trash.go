@@ -5,23 +5,20 @@ package supervisor
 import (
 	"log/slog"
 	"os"
-	goruntime "runtime"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
-
-// trashNice is the nice value of the thread that deletes removed containers' files: the
-// lowest priority there is, so that under a burst of starts the deletions wait for idle CPU.
-const trashNice = 19
 
 // trash deletes removed containers' directories in the background (removeDir renamed them
 // into the trash directory, which already freed their names). One goroutine at a time works
-// through the queue on a thread of its own at nice 19: the deletions are housekeeping, a
-// dozen unlinks and rmdirs per container that no caller waits for, and 100 `run --rm` at once
-// went faster by ≈ 0.5 ms per container with them out of the starts' way (docs/bench.md).
-// One goroutine rather than one per removal also keeps a burst of removals from blocking a
-// thread each in the filesystem.
+// through the queue: the deletions are housekeeping, a dozen unlinks and rmdirs per container
+// that no caller waits for, and with one goroutine per removal a burst of `run --rm` had as
+// many deletions competing with its starts for the CPU, each blocking a thread in the
+// filesystem. 100 at once went from 9.1 to 7.0 ms per container (docs/bench.md).
+//
+// The worker runs at normal priority on purpose: a nice value is per thread, so lowering it
+// needs a thread of its own that ends with the work, and a thread's end kills the children
+// it started with a parent-death signal (os/exec's Pdeathsig, which programs embedding the
+// supervisor, its tests among them, use).
 type trash struct {
 	log *slog.Logger
 
@@ -45,12 +42,11 @@ func (t *trash) add(dir string) {
 }
 
 // wait returns once every queued directory is deleted (Close and Detach: nothing of a
-// removed container may outlive the supervisor that removed it). The caller deletes what is
-// still queued itself, at its own priority: at nice 19 on a busy machine a large backlog
-// could outlast systemd's stop timeout.
+// removed container may outlive the supervisor that removed it). The caller takes its share
+// of what is still queued, so that a large backlog goes twice as fast at shutdown.
 func (t *trash) wait() {
 	for {
-		dir, ok := t.next()
+		dir, ok := t.next(false)
 		if !ok {
 			break
 		}
@@ -59,11 +55,16 @@ func (t *trash) wait() {
 	t.pending.Wait() // the one the drain goroutine may still be deleting
 }
 
-// next takes the oldest queued directory off the queue.
-func (t *trash) next() (string, bool) {
+// next takes the oldest queued directory off the queue. For the drain goroutine (drain
+// true) an empty queue also ends its turn: the next add starts a new one.
+func (t *trash) next(drain bool) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.queue) == 0 {
+		if drain {
+			t.queue = nil
+			t.running = false
+		}
 		return "", false
 	}
 	dir := t.queue[0]
@@ -71,33 +72,19 @@ func (t *trash) next() (string, bool) {
 	return dir, true
 }
 
+func (t *trash) drain() {
+	for {
+		dir, ok := t.next(true)
+		if !ok {
+			return
+		}
+		t.remove(dir)
+	}
+}
+
 func (t *trash) remove(dir string) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.log.Warn("deleting a removed container's files", "dir", dir, "error", err.Error())
 	}
 	t.pending.Done()
-}
-
-func (t *trash) drain() {
-	// The nice value is per thread. The goroutine keeps its thread locked and never unlocks
-	// it, so the thread ends with the goroutine and no other goroutine ever runs at this
-	// priority; the Go runtime starts new threads from its template thread, never from a
-	// locked one, so none inherits it either.
-	goruntime.LockOSThread()
-	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), trashNice); err != nil {
-		t.log.Debug("deleting removed containers' files at normal priority", "error", err.Error())
-	}
-	for {
-		t.mu.Lock()
-		if len(t.queue) == 0 {
-			t.queue = nil
-			t.running = false
-			t.mu.Unlock()
-			return
-		}
-		dir := t.queue[0]
-		t.queue = t.queue[1:]
-		t.mu.Unlock()
-		t.remove(dir)
-	}
 }
