@@ -260,9 +260,12 @@ type LogLine struct {
 
 // LogOptions select what Logs delivers.
 type LogOptions struct {
-	Tail   int       // last N lines only; <0 or 0 means all
-	Since  time.Time // zero: from the start
-	Follow bool      // keep delivering until the container reaches a final state and all output is read
+	Tail  int       // last N lines only; <0 or 0 means all
+	Since time.Time // zero: from the start
+	// Until keeps only lines printed before it (zero: no end). With Follow, following ends
+	// once the clock reaches Until, if the container has not ended before.
+	Until  time.Time
+	Follow bool // keep delivering until the container reaches a final state and all output is read
 }
 
 // Status describes the supervisor as a whole.

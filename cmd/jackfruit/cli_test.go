@@ -610,8 +610,8 @@ func TestParseHelpers(t *testing.T) {
 		"1767362400":           time.Unix(1767362400, 0),
 		"0":                    time.Unix(0, 0), // the epoch: everything, not "0 s ago"
 	} {
-		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
-			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		if got, err := parseLogTime("--since", in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseLogTime(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for in, want := range map[uint64]string{0: "0B", 512: "512B", 40 << 20: "40M", 1536 << 10: "1.5M", 3 << 30: "3G"} {

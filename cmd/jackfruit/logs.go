@@ -63,8 +63,9 @@ var errStopOutput = errors.New("output closed")
 // maxRFC3339Unix is 9999-12-31T23:59:59Z, the last time RFC 3339 (the wire's format) can say.
 const maxRFC3339Unix = 253402300799
 
-// parseSince accepts RFC 3339 times, a duration ago ("10m", "1h30m") and Unix seconds.
-func parseSince(s string, now time.Time) (time.Time, error) {
+// parseLogTime reads the value of --since or --until (flag): RFC 3339 times, a duration ago
+// ("10m", "1h30m") and Unix seconds.
+func parseLogTime(flag, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
@@ -77,27 +78,29 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	// without a unit means seconds since the epoch, so --since 0 shows everything.
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
 		if n > maxRFC3339Unix {
-			return time.Time{}, fmt.Errorf("invalid --since %s: Unix seconds after the year 9999 (at most %d)", s, maxRFC3339Unix)
+			return time.Time{}, fmt.Errorf("invalid %s %s: Unix seconds after the year 9999 (at most %d)", flag, s, maxRFC3339Unix)
 		}
 		return time.Unix(n, 0), nil
 	}
 	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("invalid --since %q: use an RFC 3339 time (2026-01-02T15:04:05Z), a duration ago (10m, 2h) or Unix seconds", s)
+	return time.Time{}, fmt.Errorf("invalid %s %q: use an RFC 3339 time (2026-01-02T15:04:05Z), a duration ago (10m, 2h) or Unix seconds", flag, s)
 }
 
 func (c *cli) newLogsCmd() *cobra.Command {
 	var follow, timestamps bool
 	var tail int
-	var sinceStr string
+	var sinceStr, untilStr string
 	cmd := &cobra.Command{
 		Use:   "logs [flags] NAME",
 		Short: "Show a container's output",
 		Long: `Print what a container wrote, from its log file in the supervisor's state directory:
 stdout lines on stdout, stderr lines on stderr, bytes unchanged. --follow keeps printing new
-output until the container exits. The same lines are in the journal:
-journalctl CONTAINER=NAME.`,
+output until the container exits. --since and --until keep the lines printed from --since on
+and before --until (RFC 3339, a duration ago such as 10m, or Unix seconds); with --follow,
+following ends at --until if the container has not ended before, as in podman. The same lines
+are in the journal: journalctl CONTAINER=NAME.`,
 		ValidArgsFunction: c.completeNames(nil),
 		Args:              names(true),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -106,11 +109,18 @@ journalctl CONTAINER=NAME.`,
 				return &usageError{cmd, fmt.Errorf("--tail %d: use a number of lines, or -1 for all", tail)}
 			}
 			if sinceStr != "" {
-				t, err := parseSince(sinceStr, time.Now())
+				t, err := parseLogTime("--since", sinceStr, time.Now())
 				if err != nil {
 					return &usageError{cmd, err}
 				}
 				opts.Since = t
+			}
+			if untilStr != "" {
+				t, err := parseLogTime("--until", untilStr, time.Now())
+				if err != nil {
+					return &usageError{cmd, err}
+				}
+				opts.Until = t
 			}
 			cl, err := c.dial(cmd.Context())
 			if err != nil {
@@ -134,9 +144,10 @@ journalctl CONTAINER=NAME.`,
 			return err
 		},
 	}
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing output until the container exits")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing output until the container exits (or --until)")
 	cmd.Flags().IntVarP(&tail, "tail", "n", -1, "print only the last N lines (-1: all)")
 	cmd.Flags().StringVar(&sinceStr, "since", "", "only output since this time: RFC 3339, a duration ago (10m) or Unix seconds")
+	cmd.Flags().StringVar(&untilStr, "until", "", "only output before this time (same forms as --since); ends --follow there")
 	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with the time it was printed (RFC 3339, UTC)")
 	return cmd
 }

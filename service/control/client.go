@@ -359,6 +359,11 @@ func (c *Client) Logs(ctx context.Context, name string, opts service.LogOptions,
 	if !opts.Since.IsZero() {
 		in.Since = opts.Since.UTC().Format(time.RFC3339Nano)
 	}
+	// Sent only when set: an older supervisor refuses the parameter it does not know
+	// (InvalidParameter "until") rather than ignore it, and every call without it still works.
+	if !opts.Until.IsZero() {
+		in.Until = opts.Until.UTC().Format(time.RFC3339Nano)
+	}
 	return c.call(ctx, InterfaceName+".Logs", in, true, func(raw json.RawMessage) error {
 		var out logsOut
 		if err := json.Unmarshal(raw, &out); err != nil {

@@ -316,6 +316,7 @@ func TestMalformedRequests(t *testing.T) {
 		// A signal number out of range is the core's to refuse (InvalidArgument), not the adapter's.
 		{"signal not a number", `{"method":"io.jackfruit.Jackfruit1.Kill","parameters":{"name":"a","signal":"HUP"}}` + "\x00", control.ErrInvalidParameter, false},
 		{"bad since", `{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"a","since":"yesterday"}}` + "\x00", control.ErrInvalidParameter, false},
+		{"bad until", `{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"a","until":"tomorrow"}}` + "\x00", control.ErrInvalidParameter, false},
 		{"events without more", `{"method":"io.jackfruit.Jackfruit1.Events"}` + "\x00", control.ErrExpectedMore, false},
 		{"follow without more", `{"method":"io.jackfruit.Jackfruit1.Logs","parameters":{"name":"a","follow":true}}` + "\x00", control.ErrExpectedMore, false},
 		{"upgrade", `{"method":"io.jackfruit.Jackfruit1.Status","upgrade":true}` + "\x00", control.ErrInvalidParameter, false},

@@ -237,6 +237,7 @@ type (
 		Name   string `json:"name"`
 		Tail   int    `json:"tail,omitempty"`
 		Since  string `json:"since,omitempty"`
+		Until  string `json:"until,omitempty"`
 		Follow bool   `json:"follow,omitempty"`
 	}
 	interfaceIn struct {
@@ -506,9 +507,11 @@ method List(all: ?bool) -> (containers: []Container)
 # Returns once the container has exited and its output is drained.
 method Wait(name: string) -> (container: Container)
 
-# A container's output. With more, lines arrive in batches as they are read; with follow
-# (which requires more) the call continues until the container exits and is drained.
-method Logs(name: string, tail: ?int, since: ?string, follow: ?bool) -> (lines: []LogLine)
+# A container's output. since and until (RFC 3339) keep the lines printed at or after since
+# and before until; tail the last lines of those. With more, lines arrive in batches as they
+# are read; with follow (which requires more) the call continues until the container exits
+# and is drained, or until the time until, whichever comes first.
+method Logs(name: string, tail: ?int, since: ?string, until: ?string, follow: ?bool) -> (lines: []LogLine)
 
 # Requires more. The first reply carries no event and confirms the subscription; each later
 # reply carries one event. When the supervisor shuts down the stream ends with a reply without
@@ -665,6 +668,11 @@ func errorFromWire(name string, raw json.RawMessage) error {
 		msg := "invalid parameter " + strconvQuote(p.Parameter)
 		if p.Message != "" {
 			msg += ": " + p.Message
+		}
+		if p.Message == "unknown parameter" {
+			// A newer client's parameter reaching an older supervisor (see Versioning in
+			// docs/protocol.md).
+			msg += " (is the supervisor an older version?)"
 		}
 		return &service.Error{Kind: service.KindInvalidArgument, Msg: msg}
 	case ErrPermissionDenied:

@@ -808,6 +808,14 @@ func (cn *conn) logs(c *call) {
 		}
 		opts.Since = t
 	}
+	if in.Until != "" {
+		t, err := time.Parse(time.RFC3339Nano, in.Until)
+		if err != nil {
+			c.failErr(&paramError{param: "until", msg: "not an RFC 3339 time: " + err.Error()})
+			return
+		}
+		opts.Until = t
+	}
 	if in.Follow && !c.req.More {
 		c.fail(ErrExpectedMore, errorParams{Message: "follow requires a call with \"more\": true"})
 		return

@@ -982,3 +982,86 @@ func TestCopyFromDetachAndCarry(t *testing.T) {
 		t.Errorf("oversized carry: %v", err)
 	}
 }
+
+// TestUntil: Until keeps the lines read before it, combines with Since and Tail (Tail counts
+// the lines Until keeps), and ends a follow at that time although the log stays open.
+func TestUntil(t *testing.T) {
+	c, _ := openLog(t, 0, testFields(t), nil)
+	write := func(s string) {
+		t.Helper()
+		if err := c.Copy(strings.NewReader(s), service.Stdout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// mark returns a time strictly between the lines written before and after it.
+	mark := func() time.Time {
+		time.Sleep(5 * time.Millisecond)
+		m := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		return m
+	}
+	write("a 1\na 2\na 3\n")
+	m1 := mark()
+	write("b 1\nb 2\n")
+	m2 := mark()
+	write("c 1\n")
+	for _, c2 := range []struct {
+		o    service.LogOptions
+		want string
+	}{
+		{service.LogOptions{Until: m1}, "[a 1 a 2 a 3]"},
+		{service.LogOptions{Until: m2}, "[a 1 a 2 a 3 b 1 b 2]"},
+		{service.LogOptions{Since: m1, Until: m2}, "[b 1 b 2]"},
+		{service.LogOptions{Until: m1, Tail: 2}, "[a 2 a 3]"},
+		{service.LogOptions{Since: m1, Until: m2, Tail: 1}, "[b 2]"},
+		{service.LogOptions{Until: m1.Add(-time.Hour)}, "[]"},
+		{service.LogOptions{Since: m2, Until: m1}, "[]"},
+		{service.LogOptions{Until: time.Now().Add(time.Hour)}, "[a 1 a 2 a 3 b 1 b 2 c 1]"},
+	} {
+		if got := texts(readAll(t, c, c2.o)); fmt.Sprint(got) != c2.want {
+			t.Errorf("%+v: %q, want %s", c2.o, got, c2.want)
+		}
+	}
+
+	// Follow with an Until in the past: the history before it, and no waiting.
+	start := time.Now()
+	if got := texts(readAll(t, c, service.LogOptions{Until: m1, Follow: true})); fmt.Sprint(got) != "[a 1 a 2 a 3]" {
+		t.Errorf("follow until the past: %q", got)
+	}
+	// Follow with an Until ahead: lines written before it, then the end at Until while the
+	// log is still open; a line written after Until is not delivered.
+	until := time.Now().Add(300 * time.Millisecond)
+	var mu sync.Mutex
+	var got []string
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Read(context.Background(), service.LogOptions{Since: m2, Until: until, Follow: true}, func(l service.LogLine) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, string(l.Data))
+			return nil
+		})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	write("d 1\n")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("follow until: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follow did not end at Until")
+	}
+	if time.Now().Before(until) {
+		t.Errorf("follow ended before Until")
+	}
+	write("e 1\n")
+	mu.Lock()
+	if fmt.Sprint(got) != "[c 1 d 1]" {
+		t.Errorf("follow until: %q, want [c 1 d 1]", got)
+	}
+	mu.Unlock()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("follow until took %v", d)
+	}
+}

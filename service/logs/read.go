@@ -25,12 +25,15 @@ import (
 // whole lines. The selection works on whole lines, though, so a line is delivered entirely or
 // not at all:
 //
-//   - Since keeps a line when its first piece was read at or after Since;
+//   - Since keeps a line when its first piece was read at or after Since, Until when it was
+//     read before Until;
 //   - Tail N keeps the last N lines (counted by their ends, across both streams; a line still
-//     being written counts as the newest), with all their pieces; Tail and Since combine.
+//     being written counts as the newest), with all their pieces; Tail counts among the lines
+//     Since and Until keep.
 //
 // With o.Follow, Read then keeps delivering new lines as they are written, across rotations,
-// until Close was called and everything is delivered, ctx ends (ctx.Err() is returned) or fn
+// until Close was called and everything is delivered, the clock reaches o.Until (what was
+// written by then is delivered; nil is returned), ctx ends (ctx.Err() is returned) or fn
 // returns an error (returned as is). A follower slower than two whole rotations loses the
 // lines of the files rotated away meanwhile. LogLine.Data is fn's to keep.
 func (c *ContainerLog) Read(ctx context.Context, o service.LogOptions, fn func(service.LogLine) error) error {
@@ -63,6 +66,16 @@ func (c *ContainerLog) Read(ctx context.Context, o service.LogOptions, fn func(s
 		return nil
 	}
 	off := size
+	// untilC fires when the clock reaches o.Until: following ends there, after one more pass
+	// over what was written by then (lines read before Until may still have been on their
+	// way to the file).
+	var untilC <-chan time.Time
+	ended := false
+	if !o.Until.IsZero() {
+		t := time.NewTimer(time.Until(o.Until))
+		defer t.Stop()
+		untilC = t.C
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -100,13 +113,19 @@ func (c *ContainerLog) Read(ctx context.Context, o service.LogOptions, fn func(s
 			if off, err = scanRecords(cur, off, limit, true, r.deliver); err != nil {
 				return err
 			}
-			continue
+			if !ended {
+				continue
+			}
+			// Past Until a single pass: a container writing as fast as this reads must
+			// not keep the call going.
 		}
-		if closed {
+		if closed || ended {
 			return nil
 		}
 		select {
 		case <-wake:
+		case <-untilC:
+			ended = true
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -164,10 +183,11 @@ func sources(old, cur *os.File, curLimit int64) ([]source, error) {
 	return append(srcs, source{cur, curLimit}), nil
 }
 
-// lineReader applies Since and Tail to whole lines (see the comment at the top of this
+// lineReader applies Since, Until and Tail to whole lines (see the comment at the top of this
 // file) and hands the selected pieces to fn.
 type lineReader struct {
 	since int64
+	until int64 // exclusive
 	tail  int
 	fn    func(service.LogLine) error
 	ctx   context.Context
@@ -175,16 +195,19 @@ type lineReader struct {
 	// per stream: a line is open between its first piece and its final piece
 	open     [2]bool
 	selected [2]bool // the open line is selected
-	seen     [2]int  // lines of the stream that passed Since, so far (history pass 2)
-	skip     [2]int  // with Tail: lines of the stream that passed Since but are not in the tail
+	seen     [2]int  // lines of the stream that passed Since and Until, so far (history pass 2)
+	skip     [2]int  // with Tail: lines of the stream that passed Since and Until but are not in the tail
 	// inHistory: Tail applies (it selects among the lines present when reading started)
 	inHistory bool
 }
 
 func newLineReader(o service.LogOptions, fn func(service.LogLine) error) *lineReader {
-	r := &lineReader{since: math.MinInt64, fn: fn}
+	r := &lineReader{since: math.MinInt64, until: math.MaxInt64, fn: fn}
 	if !o.Since.IsZero() {
 		r.since = o.Since.UnixNano()
+	}
+	if !o.Until.IsZero() {
+		r.until = o.Until.UnixNano()
 	}
 	if o.Tail > 0 {
 		r.tail = o.Tail
@@ -192,8 +215,12 @@ func newLineReader(o service.LogOptions, fn func(service.LogLine) error) *lineRe
 	return r
 }
 
+// inRange reports whether a line whose first piece was read at t (Unix ns) passes Since and
+// Until.
+func (r *lineReader) inRange(t int64) bool { return t >= r.since && t < r.until }
+
 // history delivers the selected lines of srcs. With Tail, a first pass over the record
-// headers finds, per stream, how many Since-selected lines precede the last Tail ones.
+// headers finds, per stream, how many Since/Until-selected lines precede the last Tail ones.
 func (r *lineReader) history(ctx context.Context, srcs []source) error {
 	r.ctx = ctx
 	if r.tail > 0 {
@@ -234,7 +261,7 @@ func (r *lineReader) countTail(srcs []source) error {
 		_, err := scanRecords(s.f, headerLen, s.limit, false, func(rec record, _ []byte) error {
 			st := rec.stream
 			if !open[st] {
-				open[st], sel[st] = true, rec.time >= r.since
+				open[st], sel[st] = true, r.inRange(rec.time)
 			}
 			lastIdx[st] = idx
 			idx++
@@ -276,7 +303,7 @@ func (r *lineReader) deliver(rec record, data []byte) error {
 	st := rec.stream
 	if !r.open[st] {
 		r.open[st] = true
-		sel := rec.time >= r.since
+		sel := r.inRange(rec.time)
 		if sel && r.inHistory && r.tail > 0 {
 			sel = r.seen[st] >= r.skip[st]
 			r.seen[st]++

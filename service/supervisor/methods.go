@@ -348,6 +348,9 @@ func (s *Supervisor) Logs(ctx context.Context, caller service.Caller, name strin
 		if err := c.clog.Read(ctx, opts, fn); err != nil || !opts.Follow {
 			return err
 		}
+		if !opts.Until.IsZero() && !time.Now().Before(opts.Until) {
+			return nil // following ended at Until, not at the container's end
+		}
 		// The log ends when the output is drained, a moment before the final state is
 		// settled; a follower returns only once ps would show the container final.
 		select {

@@ -327,7 +327,7 @@ func (m *Manager) Logs(ctx context.Context, caller service.Caller, name string, 
 	}
 	var sel []int
 	for i, l := range c.lines {
-		if opts.Since.IsZero() || !l.Time.Before(opts.Since) {
+		if (opts.Since.IsZero() || !l.Time.Before(opts.Since)) && (opts.Until.IsZero() || l.Time.Before(opts.Until)) {
 			sel = append(sel, i)
 		}
 	}
@@ -348,6 +348,13 @@ func (m *Manager) Logs(ctx context.Context, caller service.Caller, name string, 
 	if !opts.Follow {
 		return nil
 	}
+	var untilC <-chan time.Time
+	ended := false
+	if !opts.Until.IsZero() {
+		t := time.NewTimer(time.Until(opts.Until))
+		defer t.Stop()
+		untilC = t.C
+	}
 	for {
 		m.mu.Lock()
 		newLines := slices.Clone(c.lines[next:])
@@ -355,15 +362,20 @@ func (m *Manager) Logs(ctx context.Context, caller service.Caller, name string, 
 		final, ch := c.info.State.Final(), c.changed
 		m.mu.Unlock()
 		for _, l := range newLines {
+			if !opts.Until.IsZero() && !l.Time.Before(opts.Until) {
+				continue
+			}
 			if err := fn(l); err != nil {
 				return err
 			}
 		}
-		if final {
+		if final || ended {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-untilC:
+			ended = true
 		case <-ctx.Done():
 			m.mu.Lock()
 			m.cancelled++
