@@ -268,6 +268,16 @@ type LogOptions struct {
 	Follow bool // keep delivering until the container reaches a final state and all output is read
 }
 
+// UntilReached returns a channel that is ready once the clock reaches Until (nil, never ready,
+// without one) and the function that releases its timer: a follower's end of the road.
+func (o LogOptions) UntilReached() (<-chan time.Time, func()) {
+	if o.Until.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(o.Until))
+	return t.C, func() { t.Stop() }
+}
+
 // Status describes the supervisor as a whole.
 type Status struct {
 	Version          string `json:"version"`

@@ -800,21 +800,19 @@ func (cn *conn) logs(c *call) {
 		return
 	}
 	opts := service.LogOptions{Tail: in.Tail, Follow: in.Follow}
-	if in.Since != "" {
-		t, err := time.Parse(time.RFC3339Nano, in.Since)
+	for _, p := range []struct {
+		param, v string
+		dst      *time.Time
+	}{{"since", in.Since, &opts.Since}, {"until", in.Until, &opts.Until}} {
+		if p.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, p.v)
 		if err != nil {
-			c.failErr(&paramError{param: "since", msg: "not an RFC 3339 time: " + err.Error()})
+			c.failErr(&paramError{param: p.param, msg: "not an RFC 3339 time: " + err.Error()})
 			return
 		}
-		opts.Since = t
-	}
-	if in.Until != "" {
-		t, err := time.Parse(time.RFC3339Nano, in.Until)
-		if err != nil {
-			c.failErr(&paramError{param: "until", msg: "not an RFC 3339 time: " + err.Error()})
-			return
-		}
-		opts.Until = t
+		*p.dst = t
 	}
 	if in.Follow && !c.req.More {
 		c.fail(ErrExpectedMore, errorParams{Message: "follow requires a call with \"more\": true"})

@@ -69,13 +69,9 @@ func (c *ContainerLog) Read(ctx context.Context, o service.LogOptions, fn func(s
 	// untilC fires when the clock reaches o.Until: following ends there, after one more pass
 	// over what was written by then (lines read before Until may still have been on their
 	// way to the file).
-	var untilC <-chan time.Time
+	untilC, stop := o.UntilReached()
+	defer stop()
 	ended := false
-	if !o.Until.IsZero() {
-		t := time.NewTimer(time.Until(o.Until))
-		defer t.Stop()
-		untilC = t.C
-	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err

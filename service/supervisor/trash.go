@@ -37,7 +37,7 @@ func (t *trash) add(dir string) {
 	t.running = true
 	t.mu.Unlock()
 	if start {
-		go t.drain()
+		go t.work(true)
 	}
 }
 
@@ -45,18 +45,23 @@ func (t *trash) add(dir string) {
 // removed container may outlive the supervisor that removed it). The caller takes its share
 // of what is still queued, so that a large backlog goes twice as fast at shutdown.
 func (t *trash) wait() {
-	for {
-		dir, ok := t.next(false)
-		if !ok {
-			break
-		}
-		t.remove(dir)
-	}
+	t.work(false)
 	t.pending.Wait() // the one the drain goroutine may still be deleting
 }
 
-// next takes the oldest queued directory off the queue. For the drain goroutine (drain
-// true) an empty queue also ends its turn: the next add starts a new one.
+// work deletes queued directories until the queue is empty. As the drain goroutine (drain
+// true) it also ends its turn there: the next add starts a new one.
+func (t *trash) work(drain bool) {
+	for {
+		dir, ok := t.next(drain)
+		if !ok {
+			return
+		}
+		t.remove(dir)
+	}
+}
+
+// next takes the oldest queued directory off the queue (see work for drain).
 func (t *trash) next(drain bool) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -70,16 +75,6 @@ func (t *trash) next(drain bool) (string, bool) {
 	dir := t.queue[0]
 	t.queue = t.queue[1:]
 	return dir, true
-}
-
-func (t *trash) drain() {
-	for {
-		dir, ok := t.next(true)
-		if !ok {
-			return
-		}
-		t.remove(dir)
-	}
 }
 
 func (t *trash) remove(dir string) {

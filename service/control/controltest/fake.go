@@ -348,13 +348,9 @@ func (m *Manager) Logs(ctx context.Context, caller service.Caller, name string, 
 	if !opts.Follow {
 		return nil
 	}
-	var untilC <-chan time.Time
+	untilC, stop := opts.UntilReached()
+	defer stop()
 	ended := false
-	if !opts.Until.IsZero() {
-		t := time.NewTimer(time.Until(opts.Until))
-		defer t.Stop()
-		untilC = t.C
-	}
 	for {
 		m.mu.Lock()
 		newLines := slices.Clone(c.lines[next:])
