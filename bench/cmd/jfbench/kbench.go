@@ -17,6 +17,24 @@ import (
 	"time"
 )
 
+// guestArgv splits cmd, the command line of a QEMU item (given with flag), and checks that its
+// program exists (a path, or a name on PATH); otherwise it reports the item's subject as
+// skipped and returns false.
+func (b *bench) guestArgv(item, subject, flag, cmd string) ([]string, bool) {
+	argv := strings.Fields(cmd)
+	if len(argv) == 0 {
+		b.report.skip(item, subject, "no "+flag+" command")
+		return nil, false
+	}
+	if _, err := os.Stat(argv[0]); err != nil {
+		if _, lerr := exec.LookPath(argv[0]); lerr != nil {
+			b.report.skip(item, subject, fmt.Sprintf("%s is missing", argv[0]))
+			return nil, false
+		}
+	}
+	return argv, true
+}
+
 // runGuest runs argv, a command that boots a QEMU guest, for at most timeout, with env added
 // to ours, and returns its combined output and how long it ran. It runs in a process group of
 // its own, so that a timeout also ends the QEMU it started.
@@ -43,16 +61,9 @@ func runGuest(ctx context.Context, argv []string, timeout time.Duration, env []s
 func (b *bench) itemKmod(ctx context.Context) {
 	const item = "5 monitor"
 	c := b.cfg
-	argv := strings.Fields(c.kbenchCmd)
-	if len(argv) == 0 {
-		b.report.skip(item, "kernel module", "no -kmod-bench command")
+	argv, ok := b.guestArgv(item, "kernel module", "-kmod-bench", c.kbenchCmd)
+	if !ok {
 		return
-	}
-	if _, err := os.Stat(argv[0]); err != nil {
-		if _, lerr := exec.LookPath(argv[0]); lerr != nil {
-			b.report.skip(item, "kernel module", fmt.Sprintf("%s is missing (kernel module bench not there yet)", argv[0]))
-			return
-		}
 	}
 	b.logf("item 5: `%s` (QEMU, up to %s)", c.kbenchCmd, c.kbenchTmo)
 	out, elapsed, runErr := runGuest(ctx, argv, c.kbenchTmo, nil)

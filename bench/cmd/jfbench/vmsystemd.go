@@ -71,13 +71,8 @@ func parseVMBench(out []byte) (info map[string]any, subs []vmSubject, bad []stri
 func (b *bench) itemSystemd(ctx context.Context) {
 	const item = "6 systemd path"
 	c := b.cfg
-	argv := strings.Fields(c.vmBenchCmd)
-	if len(argv) == 0 {
-		b.report.skip(item, "jackfruit", "no -vm-bench command")
-		return
-	}
-	if _, err := os.Stat(argv[0]); err != nil {
-		b.report.skip(item, "jackfruit", fmt.Sprintf("%s is missing", argv[0]))
+	argv, ok := b.guestArgv(item, "jackfruit", "-vm-bench", c.vmBenchCmd)
+	if !ok {
 		return
 	}
 	b.logf("item 6: `%s` (full-system QEMU guest, %d warm-ups + %d interleaved runs per subject, up to %s)", c.vmBenchCmd, c.warmup, c.vmRuns, c.vmTimeout)
