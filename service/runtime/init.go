@@ -234,15 +234,21 @@ func setupContainer(cfg *setupConfig) error {
 	return nil
 }
 
-// pivotRoot makes rootfs "/" and detaches the old root entirely.
+// pivotRoot makes rootfs "/" and detaches the old root entirely, read-only.
 func pivotRoot(rootfs string) error {
 	if err := unix.Chdir(rootfs); err != nil {
 		return fmt.Errorf("entering rootfs %s: %w", rootfs, err)
 	}
+	// This namespace's copy of the host's tree, held across the pivot (see readOnlyTree).
+	old, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening the host's root: %w", err)
+	}
+	defer unix.Close(old)
 	// pivot_root(".", ".") stacks the old root on top of the new one at "/", which needs no
 	// directory for it inside the rootfs (so a read-only rootfs works); unmounting the top
 	// of the stack then drops the old root.
-	err := unix.PivotRoot(".", ".")
+	err = unix.PivotRoot(".", ".")
 	switch {
 	case errors.Is(err, unix.EINVAL) && hostRootIsInitramfs():
 		// The initial ramfs cannot be pivoted away from (it has no parent mount). Do what
@@ -257,12 +263,36 @@ func pivotRoot(rootfs string) error {
 	case err != nil:
 		return fmt.Errorf("pivot_root into %s: %w", rootfs, err)
 	default:
+		// Now that the new root is no longer part of the old tree.
+		if err := readOnlyTree(old); err != nil {
+			return err
+		}
 		if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("detaching the old root: %w", err)
 		}
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir /: %w", err)
+	}
+	return nil
+}
+
+// readOnlyTree makes every mount of the tree at fd read-only, in this mount namespace only
+// (the copies of the host's mounts that clone gave the container; the host's own are other
+// mounts and stay as they are). Detached, the old root is out of reach by path, but a
+// descriptor of it that leaked into the container (the runc CVE-2024-21626 class of bug)
+// would still lead there; read-only, such a leak writes nothing on the host. This is the
+// defence in depth that ProtectSystem= gave a container of jackfruit.service's, for every
+// container, in a unit of its own or not, for one system call (units/jackfruit.service).
+func readOnlyTree(fd int) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+	err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.12 there is no recursive change: the detach alone has to do.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("making the host's mounts read-only before detaching them: %w", err)
 	}
 	return nil
 }
