@@ -189,6 +189,13 @@ func setupContainer(cfg *setupConfig) error {
 	if err := pivotRoot(cfg.Rootfs); err != nil {
 		return err
 	}
+	// The root and any mounts the rootfs brought get nodev now, in one call, before anything
+	// else is mounted: every mount below asks for nodev itself, except those that must work
+	// as devices (devpts, the allowed nodes, the /dev/null masks; mountAllNodev says why).
+	nodev, err := nodevRoot()
+	if err != nil {
+		return err
+	}
 	// From here on every path is inside the container, so symlinks in the rootfs cannot
 	// point our mounts at host directories.
 	if err := mountProc(cfg.Rootfs); err != nil {
@@ -208,9 +215,11 @@ func setupContainer(cfg *setupConfig) error {
 	if err := protectKernelFiles(); err != nil {
 		return err
 	}
-	// Last of the mounts: every mount made above, and any the rootfs brought, is nodev now.
-	if err := mountAllNodev(); err != nil {
-		return err
+	if !nodev {
+		// Without mount_setattr: last of the mounts, the same for every mount made above.
+		if err := mountAllNodev(); err != nil {
+			return err
+		}
 	}
 	if cfg.Security.Network == NetworkNone {
 		if err := loopbackUp(); err != nil {
@@ -438,6 +447,21 @@ func bindDeviceNodes() error {
 		return fmt.Errorf("removing %s: %w", staging, err)
 	}
 	return nil
+}
+
+// nodevRoot adds nodev to the root and every mount beneath it, keeping each one's other
+// flags, and reports whether it could: false on kernels without mount_setattr (before 5.12),
+// where mountAllNodev does it by remounting each mount instead.
+func nodevRoot() (bool, error) {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
+	err := unix.MountSetattr(unix.AT_FDCWD, "/", unix.AT_RECURSIVE, &attr)
+	if errors.Is(err, unix.ENOSYS) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("making the container's root nodev: %w", err)
+	}
+	return true, nil
 }
 
 // mountAllNodev adds nodev to every mount of the container that lacks it (the rootfs and any
