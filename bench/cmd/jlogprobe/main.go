@@ -42,6 +42,7 @@ func main() {
 	only := flag.String("variants", "", "comma-separated variant names (default all)")
 	work := flag.String("work", "/tmp/jlogprobe", "scratch directory")
 	perfVariants := flag.String("perf", "", "comma-separated variants to record with perf after the timed runs")
+	perfArgs := flag.String("perf-args", "-F 4999 -g", "perf record options")
 	chunk := flag.Int("chunk", 4096, "bytes per read for the ContainerLog and stream variants")
 	child := flag.String("child", "", "internal: send as variant CHILD (-tag, -n) and exit")
 	tag := flag.String("tag", "", "internal: tag for -child")
@@ -59,7 +60,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "jlogprobe child: no variant", *child)
 		os.Exit(2)
 	}
-	if err := run(*n, *runs, *only, *work, *perfVariants, *chunk); err != nil {
+	if err := run(*n, *runs, *only, *work, *perfVariants, strings.Fields(*perfArgs), *chunk); err != nil {
 		fmt.Fprintln(os.Stderr, "jlogprobe:", err)
 		os.Exit(1)
 	}
@@ -198,8 +199,14 @@ func streamSender(chunk int) func(string, int) error {
 // is (cgroup /jackfruit/supervisor, a long command line), so journald adds the same
 // sender context (_SYSTEMD_CGROUP, _SYSTEMD_SLICE, _CMDLINE) to every entry.
 func childSender(name, work string, chunk int) func(string, int) error {
+	return childSenderAt(name, work, chunk, "/jackfruit/supervisor", true)
+}
+
+// childSenderAt is childSender with the cgroup (relative to the cgroup2 mount; "/": the
+// root) and whether the command line carries the bench supervisor's flags.
+func childSenderAt(name, work string, chunk int, cgroup string, longCmdline bool) func(string, int) error {
 	return func(tag string, n int) error {
-		cg := "/sys/fs/cgroup/jackfruit/supervisor"
+		cg := filepath.Join("/sys/fs/cgroup", cgroup)
 		if err := os.MkdirAll(cg, 0o755); err != nil {
 			return err
 		}
@@ -208,11 +215,13 @@ func childSender(name, work string, chunk int) func(string, int) error {
 			return err
 		}
 		defer dir.Close()
-		cmd := exec.Command("/proc/self/exe", "-child", name, "-tag", tag, "-n", strconv.Itoa(n),
-			"-work", work, "-chunk", strconv.Itoa(chunk),
-			"supervisor", "--socket", "/tmp/jfbench.XXXXXX/jackfruit-logs/jackfruit.sock",
-			"--state-dir", "/var/tmp/jfbench-state.XXXXXX/logs", "--run-dir", "/tmp/jfbench.XXXXXX/jackfruit-logs/run",
-			"--base-rootfs", "build/rootfs", "--no-dbus", "--log-max-size", "46M")
+		args := []string{"-child", name, "-tag", tag, "-n", strconv.Itoa(n), "-work", work, "-chunk", strconv.Itoa(chunk)}
+		if longCmdline {
+			args = append(args, "supervisor", "--socket", "/tmp/jfbench.XXXXXX/jackfruit-logs/jackfruit.sock",
+				"--state-dir", "/var/tmp/jfbench-state.XXXXXX/logs", "--run-dir", "/tmp/jfbench.XXXXXX/jackfruit-logs/run",
+				"--base-rootfs", "build/rootfs", "--no-dbus", "--log-max-size", "46M")
+		}
+		cmd := exec.Command("/proc/self/exe", args...)
 		cmd.Stderr = os.Stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
 		return cmd.Run()
@@ -263,6 +272,8 @@ func variants(work string, chunk int) []variant {
 		{"nat16k", "native batched 16K, jackfruit's fields", nativeSender(jfFields, 16<<10)},
 		{"nat200k", "native batched 200K, jackfruit's fields", nativeSender(jfFields, 200<<10)},
 		{"jfsup", "jf from a child in cgroup /jackfruit/supervisor with the bench supervisor's cmdline", childSender("jf", work, chunk)},
+		{"jfshort", "jf from a child in cgroup /jackfruit/supervisor, short command line", childSenderAt("jf", work, chunk, "/jackfruit/supervisor", false)},
+		{"jfroot", "jf from a child in the root cgroup, the bench supervisor's command line", childSenderAt("jf", work, chunk, "/", true)},
 		{"strsup", "stream from a child in cgroup /jackfruit/supervisor with the bench supervisor's cmdline", childSender("stream", work, chunk)},
 		{"catreal", "systemd-cat -t TAG (the real binary) fed 4K writes through a pipe", catSender(chunk)},
 		{"min+1", "min + CONTAINER", nativeSender(withFields(field{"CONTAINER", "x"}), 64<<10)},
@@ -400,7 +411,7 @@ func entryFields(j *journald, tag string) string {
 
 type result struct{ sched, ticks, wall []float64 }
 
-func run(n, runs int, only, work, perfVariants string, chunk int) error {
+func run(n, runs int, only, work, perfVariants string, perfArgs []string, chunk int) error {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
@@ -480,6 +491,9 @@ func run(n, runs int, only, work, perfVariants string, chunk int) error {
 	fmt.Printf("n=%d entries per run, %d runs per variant; journald CPU per entry (schedstat), median [min..max]\n", n, runs)
 	for _, v := range vs {
 		rr := res[v.name]
+		if rr == nil {
+			continue
+		}
 		fmt.Printf("%-7s %6.2f us [%5.2f..%5.2f]  ticks-median %5.2f  wall-median %5.2fs  %s\n", v.name,
 			median(rr.sched), minf(rr.sched), maxf(rr.sched), median(rr.ticks), median(rr.wall), v.desc)
 	}
@@ -496,7 +510,7 @@ func run(n, runs int, only, work, perfVariants string, chunk int) error {
 			}
 			out := filepath.Join(work, "perf-"+strings.ReplaceAll(name, "+", "p")+".data")
 			ctx, cancel := context.WithCancel(context.Background())
-			p := exec.CommandContext(ctx, "perf", "record", "-F", "4999", "-g", "-o", out, "-p", strconv.Itoa(pid))
+			p := exec.CommandContext(ctx, "perf", append(append([]string{"record"}, perfArgs...), "-o", out, "-p", strconv.Itoa(pid))...)
 			p.Cancel = func() error { return p.Process.Signal(syscall.SIGINT) }
 			p.Stderr = os.Stderr
 			if err := p.Start(); err != nil {
