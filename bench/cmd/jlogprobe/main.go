@@ -279,6 +279,9 @@ func variants(work string, chunk int) []variant {
 		{"min+1", "min + CONTAINER", nativeSender(withFields(field{"CONTAINER", "x"}), 64<<10)},
 		{"min+4", "min + 4 constant fields (CONTAINER*, short values)", nativeSender(withFields(
 			field{"CONTAINER", "x"}, field{"CONTAINER_NAME", "y"}, field{"CONTAINER_ID", "z"}, field{"CONTAINER_ID_FULL", "w"}), 64<<10)},
+		{"min+8", "min + 8 constant fields (short values)", nativeSender(withFields(
+			field{"CONTAINER", "x"}, field{"CONTAINER_NAME", "y"}, field{"CONTAINER_ID", "z"}, field{"CONTAINER_ID_FULL", "w"},
+			field{"EXTRA_A", "a"}, field{"EXTRA_B", "b"}, field{"EXTRA_C", "c"}, field{"EXTRA_D", "d"}), 64<<10)},
 	}
 }
 
