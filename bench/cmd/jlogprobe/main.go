@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // jlogprobe measures journald's CPU time per entry for several ways of sending the same
-// lines (item 4 of docs/bench.md): jackfruit's batched native datagrams, fewer fields, one
-// entry per datagram, the stream transport. Run it with bench/cmd/jlogprobe/run.sh, which
-// gives it a private journald in private mount and PID namespaces. Not shipped.
+// lines `seq 1 N` prints (item 4 of docs/bench.md, "Where the time goes"): jackfruit's own
+// service/logs path, the same entries with fewer or more fields, one entry per datagram,
+// other batch sizes, the stream transport (own client and the real systemd-cat), and senders
+// placed where the bench's supervisor sits (its cgroup and command line). Variants run
+// interleaved on fresh journal files; journald's CPU time comes from /proc/PID/schedstat
+// around send + `journalctl --sync`, and every run's entries are counted. -perf records
+// journald with perf after the timed runs. Not shipped.
+//
+//	sudo bench/cmd/jlogprobe/run.sh -n 300000 -runs 7 -variants catreal,stream,min,nat,jf,jfsup
 package main
 
 import (
 	"context"
-	"encoding/binary"
 	"flag"
 	"fmt"
 	"io"
@@ -41,8 +46,11 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per variant (interleaved)")
 	only := flag.String("variants", "", "comma-separated variant names (default all)")
 	work := flag.String("work", "/tmp/jlogprobe", "scratch directory")
-	perfVariants := flag.String("perf", "", "comma-separated variants to record with perf after the timed runs")
-	perfArgs := flag.String("perf-args", "-F 4999 -g", "perf record options")
+	// Only the first recording of an invocation has been reliable here (later ones sometimes
+	// end with an empty perf.data): record one variant per invocation, with -runs 0.
+	perfVariants := flag.String("perf", "", "comma-separated variants to record with perf after the timed runs (one per invocation is reliable)")
+	// No -g by default: Debian's journald has no frame pointers, so its call chains are noise.
+	perfArgs := flag.String("perf-args", "-F 4999", "perf record options")
 	chunk := flag.Int("chunk", 4096, "bytes per read for the ContainerLog and stream variants")
 	child := flag.String("child", "", "internal: send as variant CHILD (-tag, -n) and exit")
 	tag := flag.String("tag", "", "internal: tag for -child")
@@ -561,5 +569,3 @@ func maxf(x []float64) float64 {
 	}
 	return m
 }
-
-var _ = binary.LittleEndian
