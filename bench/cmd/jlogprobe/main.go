@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -276,6 +277,11 @@ func variants(work string, chunk int) []variant {
 		{"min", "native batched 64K, PRIORITY SYSLOG_IDENTIFIER MESSAGE", nativeSender(min3, 64<<10)},
 		{"min1", "native one per datagram, PRIORITY SYSLOG_IDENTIFIER MESSAGE", nativeSender(min3, 0)},
 		{"stream", "stdout stream (systemd-cat -t TAG)", streamSender(chunk)},
+		{"natrev", "native batched 64K, jackfruit's fields in reverse order", nativeSender(func(tag string) []field {
+			f := jfFields(tag)
+			slices.Reverse(f)
+			return f
+		}, 64<<10)},
 		{"nat4k", "native batched 4K, jackfruit's fields", nativeSender(jfFields, 4<<10)},
 		{"nat16k", "native batched 16K, jackfruit's fields", nativeSender(jfFields, 16<<10)},
 		{"nat200k", "native batched 200K, jackfruit's fields", nativeSender(jfFields, 200<<10)},
