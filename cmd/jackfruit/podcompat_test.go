@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -134,5 +135,27 @@ func TestPodmanMemoryFlags(t *testing.T) {
 	}
 	if ps := e.ok("ps", "-a", "-q"); ps.stdout != "" {
 		t.Errorf("containers after refused starts: %q", ps.stdout)
+	}
+}
+
+// TestFlagErrorsAre125: a flag that run, exec or attach do not know is jackfruit's error, 125
+// (podman's), and never reaches a supervisor; other verbs keep 1.
+func TestFlagErrorsAre125(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"run", "--bogus", "x", "--", "/bin/true"}, 125},
+		{[]string{"run", "--name"}, 125},
+		{[]string{"exec", "--bogus", "x", "true"}, 125},
+		{[]string{"attach", "--bogus", "x"}, 125},
+		{[]string{"ps", "--bogus"}, 1},
+	} {
+		var stdout, stderr bytes.Buffer
+		t.Setenv("JACKFRUIT_SOCKET", "/nonexistent/jackfruit.sock")
+		code := execute(tc.args, strings.NewReader(""), &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), "flag") {
+			t.Errorf("jackfruit %q: exit %d, stderr %q; want %d and the flag named", tc.args, code, stderr.String(), tc.code)
+		}
 	}
 }

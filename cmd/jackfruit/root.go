@@ -77,8 +77,18 @@ func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		msg += "\nRun 'jackfruit --help' for a list of commands."
 	}
 	fmt.Fprintf(stderr, "Error: %s\n", msg)
+	// A mistyped flag of a verb whose exit status is the container's is jackfruit's own error,
+	// 125 as podman says it, not a code the command could have exited with.
+	var ue *usageError
+	if errors.As(err, &ue) && passThrough[ue.cmd.Name()] {
+		return 125
+	}
 	return 1
 }
+
+// passThrough are the verbs that exit with the container command's own status, keeping
+// 125 (and 126, 127) for their own errors.
+var passThrough = map[string]bool{"run": true, "exec": true, "attach": true}
 
 // newRootCmd builds the command tree. When args name a container verb, only that verb's
 // command is built: the rest of the tree is not needed to run it, and building ~16
