@@ -238,9 +238,26 @@ func childSenderAt(name, work string, chunk int, cgroup string, longCmdline bool
 }
 
 // catSender pipes seq output into the real systemd-cat, as item 4's systemd-cat side does.
-func catSender(chunk int) func(string, int) error {
+func catSender(chunk int) func(string, int) error { return catSenderAt(chunk, "") }
+
+// catSenderAt is catSender with systemd-cat started in cgroup (relative to the cgroup2
+// mount; "": the probe's own), so its lines carry _SYSTEMD_CGROUP and _SYSTEMD_SLICE as the
+// supervisor's entries do.
+func catSenderAt(chunk int, cgroup string) func(string, int) error {
 	return func(tag string, n int) error {
 		cmd := exec.Command("systemd-cat", "-t", tag)
+		if cgroup != "" {
+			cg := filepath.Join("/sys/fs/cgroup", cgroup)
+			if err := os.MkdirAll(cg, 0o755); err != nil {
+				return err
+			}
+			dir, err := os.Open(cg)
+			if err != nil {
+				return err
+			}
+			defer dir.Close()
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+		}
 		w, err := cmd.StdinPipe()
 		if err != nil {
 			return err
@@ -290,6 +307,7 @@ func variants(work string, chunk int) []variant {
 		{"jfroot", "jf from a child in the root cgroup, the bench supervisor's command line", childSenderAt("jf", work, chunk, "/", true)},
 		{"strsup", "stream from a child in cgroup /jackfruit/supervisor with the bench supervisor's cmdline", childSender("stream", work, chunk)},
 		{"catreal", "systemd-cat -t TAG (the real binary) fed 4K writes through a pipe", catSender(chunk)},
+		{"catcg", "systemd-cat -t TAG in cgroup /jfbench-cat (a non-root cgroup, as the supervisor's)", catSenderAt(chunk, "/jfbench-cat")},
 		{"min+1", "min + CONTAINER", nativeSender(withFields(field{"CONTAINER", "x"}), 64<<10)},
 		{"min+4", "min + 4 constant fields (CONTAINER*, short values)", nativeSender(withFields(
 			field{"CONTAINER", "x"}, field{"CONTAINER_NAME", "y"}, field{"CONTAINER_ID", "z"}, field{"CONTAINER_ID_FULL", "w"}), 64<<10)},
