@@ -43,6 +43,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jackfruit/jackfruit/internal/journalconf"
 )
 
 // privateJournalEnv marks the re-executed child; its value is the reason the parent gave up
@@ -54,21 +56,6 @@ const privateJournalEnv = "JACKFRUIT_TEST_PRIVATE_JOURNAL"
 const JournalSocket = "/run/systemd/journal/socket"
 
 const journaldBinary = "/usr/lib/systemd/systemd-journald"
-
-// journaldDropIn keeps the private journal in memory and every entry in it. Rate limiting is
-// off because tests write hundreds of thousands of lines from one process.
-const journaldDropIn = `[Journal]
-Storage=volatile
-RateLimitIntervalSec=0
-RateLimitBurst=0
-RuntimeMaxUse=512M
-ForwardToSyslog=no
-ForwardToKMsg=no
-ForwardToConsole=no
-ForwardToWall=no
-ReadKMsg=no
-Audit=no
-`
 
 // unavailable is the reason the private journal is missing in this process ("" when it runs).
 // It is process state by nature: the namespace belongs to the whole test binary.
@@ -152,12 +139,7 @@ func startPrivateJournald() error {
 			return fmt.Errorf("mounting tmpfs on %s: %w", d, err)
 		}
 	}
-	for _, d := range []string{"/run/systemd/journal", "/run/systemd/journald.conf.d"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile("/run/systemd/journald.conf.d/50-jackfruit-test.conf", []byte(journaldDropIn), 0o644); err != nil {
+	if err := journalconf.Write("50-jackfruit-test", "512M"); err != nil {
 		return err
 	}
 	p, err := spawnJournald()

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackfruit/jackfruit/internal/journalconf"
 )
 
 // journald is a private systemd-journald on the private tmpfs /run/systemd and /run/log, so
@@ -26,34 +28,12 @@ type journald struct {
 	log  string
 }
 
-// The drop-in lifts what would otherwise make the comparison meaningless: rate limiting
-// (journald would drop most of a million lines) and forwarding (syslog/kmsg/console would
-// add work that has nothing to do with either side).
-const journaldConf = `[Journal]
-Storage=volatile
-RateLimitIntervalSec=0
-RateLimitBurst=0
-RuntimeMaxUse=3G
-ForwardToSyslog=no
-ForwardToKMsg=no
-ForwardToConsole=no
-ForwardToWall=no
-ReadKMsg=no
-Audit=no
-`
-
 func startJournald(work string) (*journald, error) {
 	bin := "/usr/lib/systemd/systemd-journald"
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("systemd-journald not found at %s: %w", bin, err)
 	}
-	if err := os.MkdirAll("/run/systemd/journal", 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll("/run/systemd/journald.conf.d", 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile("/run/systemd/journald.conf.d/jfbench.conf", []byte(journaldConf), 0o644); err != nil {
+	if err := journalconf.Write("jfbench", "3G"); err != nil {
 		return nil, err
 	}
 	mid, err := os.ReadFile("/etc/machine-id")

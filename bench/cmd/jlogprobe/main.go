@@ -30,6 +30,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/jackfruit/jackfruit/internal/journalconf"
 	"github.com/jackfruit/jackfruit/service"
 	"github.com/jackfruit/jackfruit/service/logs"
 )
@@ -215,11 +216,7 @@ func childSender(name, work string, chunk int) func(string, int) error {
 // root) and whether the command line carries the bench supervisor's flags.
 func childSenderAt(name, work string, chunk int, cgroup string, longCmdline bool) func(string, int) error {
 	return func(tag string, n int) error {
-		cg := filepath.Join("/sys/fs/cgroup", cgroup)
-		if err := os.MkdirAll(cg, 0o755); err != nil {
-			return err
-		}
-		dir, err := os.Open(cg)
+		dir, err := openCgroup(cgroup)
 		if err != nil {
 			return err
 		}
@@ -237,6 +234,16 @@ func childSenderAt(name, work string, chunk int, cgroup string, longCmdline bool
 	}
 }
 
+// openCgroup creates the cgroup (relative to the cgroup2 mount) when missing and opens its
+// directory, for a child to be cloned into (SysProcAttr.CgroupFD).
+func openCgroup(cgroup string) (*os.File, error) {
+	cg := filepath.Join("/sys/fs/cgroup", cgroup)
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		return nil, err
+	}
+	return os.Open(cg)
+}
+
 // catSender pipes seq output into the real systemd-cat, as item 4's systemd-cat side does.
 func catSender(chunk int) func(string, int) error { return catSenderAt(chunk, "") }
 
@@ -247,11 +254,7 @@ func catSenderAt(chunk int, cgroup string) func(string, int) error {
 	return func(tag string, n int) error {
 		cmd := exec.Command("systemd-cat", "-t", tag)
 		if cgroup != "" {
-			cg := filepath.Join("/sys/fs/cgroup", cgroup)
-			if err := os.MkdirAll(cg, 0o755); err != nil {
-				return err
-			}
-			dir, err := os.Open(cg)
+			dir, err := openCgroup(cgroup)
 			if err != nil {
 				return err
 			}
@@ -322,29 +325,11 @@ type journald struct {
 	dir string
 }
 
-const conf = `[Journal]
-Storage=volatile
-RateLimitIntervalSec=0
-RateLimitBurst=0
-RuntimeMaxUse=3G
-ForwardToSyslog=no
-ForwardToKMsg=no
-ForwardToConsole=no
-ForwardToWall=no
-ReadKMsg=no
-Audit=no
-`
-
 func startJournald() (*journald, error) {
 	if os.Getenv("JLOGPROBE_PRIVATE_NS") != "1" {
 		return nil, fmt.Errorf("run me through bench/cmd/jlogprobe/run.sh (private namespaces)")
 	}
-	for _, d := range []string{"/run/systemd/journal", "/run/systemd/journald.conf.d"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.WriteFile("/run/systemd/journald.conf.d/jlogprobe.conf", []byte(conf), 0o644); err != nil {
+	if err := journalconf.Write("jlogprobe", "3G"); err != nil {
 		return nil, err
 	}
 	mid, err := os.ReadFile("/etc/machine-id")
