@@ -12,19 +12,15 @@
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '3,11p' "$0"; exit 2; }
 A=$(realpath "$1") B=$(realpath "$2") ROOTFS=$(realpath "$3") N=${4:-40}
-exec unshare --mount --propagation private --pid --fork --mount-proc bash -s "$A" "$B" "$ROOTFS" "$N" <<'INNER'
+LIB=$(dirname "$(realpath "$0")")/lib.sh
+exec unshare --mount --propagation private --pid --fork --mount-proc bash -s "$A" "$B" "$ROOTFS" "$N" "$LIB" <<'INNER'
 set -euo pipefail
 A=$1 B=$2 ROOTFS=$3 N=$4
+# shellcheck source=bench/ab/lib.sh
+. "$5"
 w=$(mktemp -d /tmp/ab.XXXX)
 mount -t tmpfs tmpfs "$w"
-base=${STATEBASE:-$w}
-for v in A B; do
-	d=${!v}
-	mkdir -p "$w/$v"
-	"$d/jackfruit" supervisor --socket "$w/$v/s.sock" --state-dir "$base/$v/state" --run-dir "$w/$v/run" \
-		--base-rootfs "$ROOTFS" --no-dbus >"$w/$v/log" 2>&1 &
-done
-for v in A B; do for _ in $(seq 100); do [ -S "$w/$v/s.sock" ] && break; sleep 0.1; done; done
+start_pair "$w" "${STATEBASE:-$w}" "$ROOTFS"
 declare -A t
 for i in $(seq $((N + 3))); do
 	for v in A B; do
@@ -40,15 +36,7 @@ for v in A B; do
 	echo "${t[$v]}" | tr ' ' '\n' | grep . | sort -g |
 		awk '{a[NR]=$1} END {printf "%.2f ms p10 %.2f p90 %.2f n=%d\n", a[int(NR/2)+1], a[int(NR*0.1)+1], a[int(NR*0.9)], NR}'
 done
-for v in A B; do
-	d=${!v}
-	s=$EPOCHREALTIME
-	pids=()
-	for i in $(seq 100); do JACKFRUIT_SOCKET=$w/$v/s.sock "$d/jackfruit" run --rm "p$i" -- /bin/true & pids+=($!); done
-	wait "${pids[@]}"
-	e=$EPOCHREALTIME
-	echo "$v 100 at once: $(echo "($e-$s)*10" | bc -l | cut -c1-6) ms/container"
-done
+for v in A B; do burst "$w" "$v" p; done
 kill %1 %2
 wait
 INNER
