@@ -294,16 +294,23 @@ func pivotRoot(rootfs string) error {
 // defence in depth that ProtectSystem= gave a container of jackfruit.service's, for every
 // container, in a unit of its own or not, for one system call (units/jackfruit.service).
 func readOnlyTree(fd int) error {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
-	err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
-	if errors.Is(err, unix.ENOSYS) {
-		// Before Linux 5.12 there is no recursive change: the detach alone has to do.
-		return nil
-	}
-	if err != nil {
+	// Before Linux 5.12 there is no recursive change: the detach alone has to do.
+	if _, err := setTreeAttr(fd, "", unix.AT_EMPTY_PATH, unix.MOUNT_ATTR_RDONLY); err != nil {
 		return fmt.Errorf("making the host's mounts read-only before detaching them: %w", err)
 	}
 	return nil
+}
+
+// setTreeAttr sets the mount attributes attr on the mount at dirfd/path and every mount
+// beneath it, keeping their other attributes. It reports false, and no error, on kernels
+// without mount_setattr (before 5.12).
+func setTreeAttr(dirfd int, path string, flags int, attr uint64) (bool, error) {
+	a := unix.MountAttr{Attr_set: attr}
+	err := unix.MountSetattr(dirfd, path, uint(flags)|unix.AT_RECURSIVE, &a)
+	if errors.Is(err, unix.ENOSYS) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // hostRootIsInitramfs reports whether "/" is the kernel's initial rootfs (ramfs or tmpfs
@@ -453,15 +460,11 @@ func bindDeviceNodes() error {
 // flags, and reports whether it could: false on kernels without mount_setattr (before 5.12),
 // where mountAllNodev does it by remounting each mount instead.
 func nodevRoot() (bool, error) {
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NODEV}
-	err := unix.MountSetattr(unix.AT_FDCWD, "/", unix.AT_RECURSIVE, &attr)
-	if errors.Is(err, unix.ENOSYS) {
-		return false, nil
-	}
+	ok, err := setTreeAttr(unix.AT_FDCWD, "/", 0, unix.MOUNT_ATTR_NODEV)
 	if err != nil {
 		return false, fmt.Errorf("making the container's root nodev: %w", err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // mountAllNodev adds nodev to every mount of the container that lacks it (the rootfs and any

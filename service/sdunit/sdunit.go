@@ -349,13 +349,11 @@ func describe(code, status int32) string {
 // connection's calls in order, so the reference holds before any later call of ours reaches
 // it, and waiting cost a round trip (≈ 6 ms of the e2e guest's time) on every start.
 func (u *Unit) ref(ctx context.Context) {
-	u.m.mu.Lock()
-	raw := u.m.raw
-	u.m.mu.Unlock()
-	if raw == nil {
+	obj, err := u.object()
+	if err != nil {
 		return
 	}
-	c := raw.Object("org.freedesktop.systemd1", u.path()).GoWithContext(ctx, "org.freedesktop.systemd1.Unit.Ref", 0, make(chan *godbus.Call, 1))
+	c := obj.GoWithContext(ctx, "org.freedesktop.systemd1.Unit.Ref", 0, make(chan *godbus.Call, 1))
 	go func() {
 		if <-c.Done; c.Err != nil {
 			u.m.log.Debug("unit Ref", "unit", u.unit, "error", c.Err.Error())
@@ -364,13 +362,11 @@ func (u *Unit) ref(ctx context.Context) {
 }
 
 func (u *Unit) call(ctx context.Context, method string) error {
-	u.m.mu.Lock()
-	raw := u.m.raw
-	u.m.mu.Unlock()
-	if raw == nil {
-		return errors.New("not connected")
+	obj, err := u.object()
+	if err != nil {
+		return err
 	}
-	err := raw.Object("org.freedesktop.systemd1", u.path()).CallWithContext(ctx, "org.freedesktop.systemd1.Unit."+method, 0).Err
+	err = obj.CallWithContext(ctx, "org.freedesktop.systemd1.Unit."+method, 0).Err
 	if err != nil {
 		u.m.log.Debug("unit "+method, "unit", u.unit, "error", err.Error())
 	}
@@ -484,13 +480,10 @@ func (u *Unit) serviceProps(ctx context.Context, names ...string) (map[string]an
 	if _, err := u.m.bus(ctx); err != nil {
 		return nil, err
 	}
-	u.m.mu.Lock()
-	raw := u.m.raw
-	u.m.mu.Unlock()
-	if raw == nil {
-		return nil, errors.New("not connected")
+	obj, err := u.object()
+	if err != nil {
+		return nil, err
 	}
-	obj := raw.Object("org.freedesktop.systemd1", u.path())
 	calls := make([]*godbus.Call, len(names))
 	for i, n := range names {
 		calls[i] = obj.GoWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, make(chan *godbus.Call, 1), "org.freedesktop.systemd1.Service", n)
@@ -515,10 +508,17 @@ func (u *Unit) serviceProps(ctx context.Context, names ...string) (map[string]an
 	return out, first
 }
 
-// path is the unit's object path, which follows from its name (sd_bus_path_encode), as
-// go-systemd's own property reads use it: no GetUnit round trip first.
-func (u *Unit) path() godbus.ObjectPath {
-	return godbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sddbus.PathBusEscape(u.unit))
+// object is the unit on the manager's method connection. Its object path follows from the
+// unit's name (sd_bus_path_encode), as go-systemd's own property reads use it: no GetUnit
+// round trip first.
+func (u *Unit) object() (godbus.BusObject, error) {
+	u.m.mu.Lock()
+	raw := u.m.raw
+	u.m.mu.Unlock()
+	if raw == nil {
+		return nil, errors.New("not connected")
+	}
+	return raw.Object("org.freedesktop.systemd1", godbus.ObjectPath("/org/freedesktop/systemd1/unit/"+sddbus.PathBusEscape(u.unit))), nil
 }
 
 // stopWait bounds Remove's stop job; the container is over by then, so only leftover
