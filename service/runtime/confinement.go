@@ -196,6 +196,12 @@ type Security struct {
 	// Seccomp is the seccomp filter to install, as seccomp.Filter.Marshal encodes it
 	// (SeccompFilter compiles the default one); nil runs the container without a filter.
 	Seccomp []byte `json:"seccomp,omitempty"`
+	// Floor is installed before Seccomp, and stays whatever the container asks for: the
+	// system-call restrictions of the service the supervisor runs under (seccomp.Floor), for
+	// a container that does not inherit them because it runs in a unit of its own. nil when
+	// the container is the supervisor's child (it inherits them) or the supervisor runs by
+	// hand.
+	Floor []byte `json:"floor,omitempty"`
 	// Network is the network mode; "" means NetworkHost.
 	Network Network `json:"network,omitempty"`
 }
@@ -208,6 +214,15 @@ func DefaultSecurity() (Security, error) {
 		return Security{}, err
 	}
 	return Security{Capabilities: DefaultCapabilities, Seccomp: filter, Network: NetworkHost}, nil
+}
+
+// FloorFilter compiles seccomp.Floor, marshalled for Security.Floor.
+func FloorFilter() ([]byte, error) {
+	f, err := seccomp.Floor()
+	if err != nil {
+		return nil, fmt.Errorf("compiling the system-call floor: %w", err)
+	}
+	return f.Marshal(), nil
 }
 
 // SeccompFilter compiles the default seccomp profile (the one docker and podman apply) for a

@@ -638,8 +638,13 @@ func confine(sec Security) error {
 			return fmt.Errorf("setting no_new_privs: %w", err)
 		}
 	}
-	if len(sec.Seccomp) > 0 {
-		f, err := seccomp.Unmarshal(sec.Seccomp)
+	// The floor first: the container's own filter must pass it too (seccomp is allowed), and
+	// both filters then judge every call, the stricter verdict winning.
+	for _, blob := range [][]byte{sec.Floor, sec.Seccomp} {
+		if len(blob) == 0 {
+			continue
+		}
+		f, err := seccomp.Unmarshal(blob)
 		if err != nil {
 			return fmt.Errorf("seccomp filter: %w", err)
 		}

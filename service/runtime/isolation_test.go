@@ -405,6 +405,32 @@ func TestWithoutSeccomp(t *testing.T) {
 	expect(t, probeResults(t, spec), want)
 }
 
+// TestFloor: Security.Floor is installed under the container's own filter (two filters), and
+// refuses what jackfruit.service's system-call section refuses and the default profile lets
+// through: ptrace and a set-user-ID bit.
+func TestFloor(t *testing.T) {
+	rootfs := testRootfs(t)
+	spec := sh(rootfs, `
+		echo "filters=$(grep ^Seccomp_filters: /proc/self/status | cut -f2)"
+		echo "ptrace=$(jfprobe ptrace 1)"
+		touch /tmp/f
+		echo "chmod-suid=$(chmod u+s /tmp/f 2>/dev/null && echo ok || echo refused)"
+		echo "chmod-plain=$(chmod 0750 /tmp/f 2>/dev/null && echo ok || echo refused)"`)
+	sec, err := DefaultSecurity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.Floor, err = FloorFilter(); err != nil {
+		t.Fatal(err)
+	}
+	spec.Security = &sec
+	expect(t, probeResults(t, spec), map[string]string{"filters": "2", "ptrace": "EPERM", "chmod-suid": "refused", "chmod-plain": "ok"})
+
+	// Without the floor the same container gets one filter, and the profile lets both through.
+	spec.Security.Floor = nil
+	expect(t, probeResults(t, spec), map[string]string{"filters": "1", "chmod-suid": "ok", "chmod-plain": "ok"})
+}
+
 func TestNoNewPrivileges(t *testing.T) {
 	rootfs := testRootfs(t)
 	spec := sh(rootfs, `echo "NoNewPrivs=$(grep ^NoNewPrivs: /proc/self/status | cut -f2)"`)

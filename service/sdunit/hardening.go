@@ -9,7 +9,6 @@ import (
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
-	"golang.org/x/sys/unix"
 
 	"github.com/jackfruit/jackfruit/service/runtime"
 )
@@ -22,31 +21,18 @@ type directive struct{ key, value string }
 // container in a unit of its own gets them from that unit instead, so that moving out of the
 // supervisor's cgroup loosens nothing that confines a process. TestHardeningMatchesUnitFile
 // keeps the two lists equal; the only difference is the kernel monitor's device, which the
-// supervisor needs and a container does not (its DeviceAllow= is left out here). The unit
-// file's mount namespace section (ProtectSystem= and the like) is not here: a container
-// leaves the host's file systems behind in its setup stage, and systemd building that
-// namespace was the largest cost of a unit's start (units/jackfruit.service, docs/design.md).
+// supervisor needs and a container does not (its DeviceAllow= is left out here). Two sections
+// of the unit file are not here. Its mount namespace (ProtectSystem= and the like): a
+// container leaves the host's file systems behind in its setup stage. Its system-call
+// restrictions: the setup stage installs them as one filter (seccomp.Floor), where systemd
+// would compile and load one filter per setting at every start. Those two were most of a
+// unit's start (units/jackfruit.service, docs/bench.md).
 var Hardening = []directive{
 	{"CapabilityBoundingSet", "CAP_SYS_ADMIN CAP_SYS_CHROOT CAP_KILL CAP_SETUID CAP_SETGID CAP_SETPCAP CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_MKNOD CAP_SETFCAP CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_AUDIT_WRITE CAP_NET_ADMIN"},
 	{"NoNewPrivileges", "yes"},
-	{"ProtectClock", "yes"},
-	{"RestrictNamespaces", "mnt pid uts ipc net"},
-	{"RestrictRealtime", "yes"},
-	{"RestrictSUIDSGID", "yes"},
-	{"LockPersonality", "yes"},
 	{"DevicePolicy", "closed"},
 	{"DeviceAllow", "char-pts rw"},
-	{"SystemCallArchitectures", "native"},
-	{"SystemCallFilter", "@system-service @mount sethostname setdomainname seccomp"},
-	{"SystemCallErrorNumber", "EPERM"},
 	{"UMask", "0022"},
-}
-
-// namespaceFlags are RestrictNamespaces= names and their clone flags.
-var namespaceFlags = map[string]uint64{
-	"cgroup": unix.CLONE_NEWCGROUP, "ipc": unix.CLONE_NEWIPC, "net": unix.CLONE_NEWNET,
-	"mnt": unix.CLONE_NEWNS, "pid": unix.CLONE_NEWPID, "user": unix.CLONE_NEWUSER,
-	"uts": unix.CLONE_NEWUTS,
 }
 
 // deviceRule is one DeviceAllow= entry, D-Bus (ss).
@@ -82,7 +68,7 @@ func hardeningProperties() ([]sddbus.Property, error) {
 func property(d directive) (sddbus.Property, error) {
 	v := func(x any) sddbus.Property { return sddbus.Property{Name: d.key, Value: godbus.MakeVariant(x)} }
 	switch d.key {
-	case "NoNewPrivileges", "ProtectClock", "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality":
+	case "NoNewPrivileges":
 		if d.value != "yes" && d.value != "no" {
 			return sddbus.Property{}, fmt.Errorf("want yes or no")
 		}
@@ -99,30 +85,6 @@ func property(d directive) (sddbus.Property, error) {
 			set |= 1 << c
 		}
 		return v(set), nil
-	case "RestrictNamespaces":
-		// The property holds the namespaces that stay allowed.
-		var set uint64
-		for _, n := range strings.Fields(d.value) {
-			f, ok := namespaceFlags[n]
-			if !ok {
-				return sddbus.Property{}, fmt.Errorf("unknown namespace %q", n)
-			}
-			set |= f
-		}
-		return v(set), nil
-	case "SystemCallArchitectures":
-		return v(strings.Fields(d.value)), nil
-	case "SystemCallFilter":
-		// (bas): an allow list; systemd expands the @groups itself.
-		return v(struct {
-			Allow bool
-			Names []string
-		}{true, strings.Fields(d.value)}), nil
-	case "SystemCallErrorNumber":
-		if d.value != "EPERM" {
-			return sddbus.Property{}, fmt.Errorf("only EPERM is known here")
-		}
-		return v(int32(unix.EPERM)), nil
 	case "UMask":
 		m, err := strconv.ParseUint(d.value, 8, 32)
 		if err != nil {

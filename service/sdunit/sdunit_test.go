@@ -8,25 +8,26 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackfruit/jackfruit/service/runtime/seccomp"
 )
 
-// TestHardeningMatchesUnitFile: a container's unit carries every restriction of
-// jackfruit.service's hardening section, value for value, and nothing else; only the
-// kernel monitor's device (the supervisor's, not a container's) is left out.
-func TestHardeningMatchesUnitFile(t *testing.T) {
+// unitSection returns the settings of one "# --- NAME" section of units/jackfruit.service.
+func unitSection(t *testing.T, name string) []directive {
+	t.Helper()
 	f, err := os.Open(filepath.Join("..", "..", "units", "jackfruit.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var file []directive
+	var out []directive
 	in := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		switch {
-		case strings.HasPrefix(line, "# --- Hardening"):
-			in = true
+		case strings.HasPrefix(line, "# --- "):
+			in = strings.HasPrefix(line, "# --- "+name+" ")
 			continue
 		case strings.HasPrefix(line, "["):
 			in = false
@@ -38,13 +39,24 @@ func TestHardeningMatchesUnitFile(t *testing.T) {
 		if !ok {
 			t.Fatalf("unreadable line %q", line)
 		}
-		if k == "DeviceAllow" && strings.HasPrefix(v, "/dev/container_monitor ") {
+		out = append(out, directive{k, v})
+	}
+	if len(out) == 0 {
+		t.Fatalf("no %q section found in units/jackfruit.service", name)
+	}
+	return out
+}
+
+// TestHardeningMatchesUnitFile: a container's unit carries every restriction of
+// jackfruit.service's hardening section, value for value, and nothing else; only the
+// kernel monitor's device (the supervisor's, not a container's) is left out.
+func TestHardeningMatchesUnitFile(t *testing.T) {
+	var file []directive
+	for _, d := range unitSection(t, "Hardening") {
+		if d.key == "DeviceAllow" && strings.HasPrefix(d.value, "/dev/container_monitor ") {
 			continue
 		}
-		file = append(file, directive{k, v})
-	}
-	if len(file) == 0 {
-		t.Fatal("no hardening section found in units/jackfruit.service")
+		file = append(file, d)
 	}
 	if len(file) != len(Hardening) {
 		t.Errorf("jackfruit.service has %d hardening settings, the container unit %d", len(file), len(Hardening))
@@ -61,6 +73,20 @@ func TestHardeningMatchesUnitFile(t *testing.T) {
 	// DeviceAllow entries become one property.
 	if len(props) != len(Hardening) {
 		t.Errorf("%d properties for %d settings", len(props), len(Hardening))
+	}
+}
+
+// TestFloorMatchesUnitFile: the filter a container in a unit of its own gets from its setup
+// stage (seccomp.Floor) is built from exactly jackfruit.service's system-call section.
+func TestFloorMatchesUnitFile(t *testing.T) {
+	file := unitSection(t, "System calls")
+	if len(file) != len(seccomp.FloorDirectives) {
+		t.Errorf("jackfruit.service has %d system-call settings, the floor %d", len(file), len(seccomp.FloorDirectives))
+	}
+	for i := range min(len(file), len(seccomp.FloorDirectives)) {
+		if f := seccomp.FloorDirectives[i]; file[i].key != f.Key || file[i].value != f.Value {
+			t.Errorf("setting %d: jackfruit.service %s=%s, floor %s=%s", i, file[i].key, file[i].value, f.Key, f.Value)
+		}
 	}
 }
 

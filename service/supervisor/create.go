@@ -47,10 +47,8 @@ func (s *Supervisor) start(ctx context.Context, caller service.Caller, req servi
 				Msg: fmt.Sprintf("container %q: --init needs the static init %s (Debian package tini)", r.Name, s.cfg.InitBinary), Err: err}
 		}
 	}
-	if r.seccomp == service.SeccompDefault {
-		if r.security.Seccomp, err = s.seccompFilter(r.security.Capabilities); err != nil {
-			return service.ContainerInfo{}, internal(err, "start container %q", r.Name)
-		}
+	if err := s.compileFilters(&r.security, r.seccomp); err != nil {
+		return service.ContainerInfo{}, internal(err, "start container %q", r.Name)
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -323,6 +321,33 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 // seccompFilter returns the default seccomp filter for a container asking for caps, compiled
 // for the capabilities it will really hold (a capability the supervisor lacks cannot be
 // given, and must not unlock the calls the profile reserves for its holders).
+// compileFilters fills in sec's seccomp filters: the container's own (unless mode is
+// unconfined) and, for a container in a unit of its own, the floor of jackfruit.service's
+// system-call restrictions, which it does not inherit there (runtime.Security.Floor).
+func (s *Supervisor) compileFilters(sec *runtime.Security, mode string) error {
+	if mode == service.SeccompDefault {
+		f, err := s.seccompFilter(sec.Capabilities)
+		if err != nil {
+			return err
+		}
+		sec.Seccomp = f
+	}
+	if s.cfg.Units == nil {
+		return nil
+	}
+	s.filtersMu.Lock()
+	defer s.filtersMu.Unlock()
+	if s.floor == nil {
+		f, err := runtime.FloorFilter()
+		if err != nil {
+			return err
+		}
+		s.floor = f
+	}
+	sec.Floor = s.floor
+	return nil
+}
+
 func (s *Supervisor) seccompFilter(caps runtime.CapSet) ([]byte, error) {
 	caps &= runtime.BoundingSet()
 	s.filtersMu.Lock()

@@ -144,6 +144,9 @@ type Supervisor struct {
 	// takes milliseconds, and nearly every container asks for the same few sets.
 	filtersMu sync.Mutex
 	filters   map[runtime.CapSet][]byte
+	// floor is seccomp.Floor compiled (runtime.FloorFilter), for containers in units of
+	// their own; nil until the first one.
+	floor []byte
 	// machinedOnce says once that machined is absent (unit mode).
 	machinedOnce sync.Once
 }

@@ -105,6 +105,14 @@ func (s *Supervisor) adopt(c *container, u *sdunit.Unit) bool {
 	if stdout == nil || stderr == nil {
 		s.log.Warn("a container's output written while no supervisor ran is lost: the fd store did not keep its pipes", "container", name)
 	}
+	// exec gives a command the init's confinement; this supervisor did not start the init,
+	// so it comes from the record (what inspect shows).
+	sec, err := s.securityOf(c.rec.ContainerInfo)
+	if err != nil {
+		s.log.Error("the confinement of a container taken over does not rebuild; exec into it gets no capabilities and the default filter",
+			"container", name, "error", err.Error())
+	}
+	proc.Security = sec
 	c.proc, c.unit, c.clog = proc, u, clog
 	if c.rec.Cgroup != "" {
 		if g, err := cgroup.Open(c.rec.Cgroup); err == nil {
@@ -207,4 +215,35 @@ func (s *Supervisor) restoreEnded(c *container, u *sdunit.Unit, ex runtime.Exit,
 	}
 	s.dropPipes(name)
 	s.log.Info("a container ended while no supervisor ran", "container", name, "state", string(rec.State), "exit_code", rec.ExitCode, "detail", fmt.Sprintf("%v", ex))
+}
+
+// securityOf rebuilds the confinement a container's init got (runtime.Process.Security) from
+// its record. On an error it returns the narrowest one instead: no capabilities, no_new_privs,
+// the default filter.
+func (s *Supervisor) securityOf(info service.ContainerInfo) (runtime.Security, error) {
+	narrowest := func(err error) (runtime.Security, error) {
+		sec := runtime.Security{NoNewPrivileges: true, Network: runtime.Network(info.Network)}
+		return sec, errors.Join(err, s.compileFilters(&sec, service.SeccompDefault))
+	}
+	var caps runtime.CapSet
+	for _, n := range info.Capabilities {
+		c, err := runtime.ParseCap(n)
+		if err != nil {
+			return narrowest(fmt.Errorf("capability in state.json: %w", err))
+		}
+		caps |= 1 << c
+	}
+	network, err := runtime.ParseNetwork(info.Network)
+	if err != nil {
+		return narrowest(fmt.Errorf("network in state.json: %w", err))
+	}
+	mode := info.Seccomp
+	if mode != service.SeccompDefault && mode != service.SeccompUnconfined {
+		return narrowest(fmt.Errorf("seccomp state %q in state.json is neither %s nor %s", mode, service.SeccompDefault, service.SeccompUnconfined))
+	}
+	sec := runtime.Security{Capabilities: caps, NoNewPrivileges: info.NoNewPrivileges, Network: network}
+	if err := s.compileFilters(&sec, mode); err != nil {
+		return narrowest(err)
+	}
+	return sec, nil
 }

@@ -85,9 +85,11 @@ check "base rootfs (busybox) in $DIR" \
 check "jackfruit ps (socket activation starts jackfruit.service)" "jackfruit ps"
 check_match "containers run in units of their own (--container-units auto)" "^active$" \
 	"jackfruit start unitcheck -- /bin/sleep 60 >/dev/null && systemctl is-active jackfruit-unitcheck.service; jackfruit rm -f unitcheck >/dev/null"
-# The floor for a hardened unit: systemd-run of the same /bin/true with the hardening every
-# container unit gets, read from the installed jackfruit.service as service/sdunit copies it
-# (its "Hardening" section; the monitor's DeviceAllow= is the supervisor's alone).
+# The floor for a hardened unit: systemd-run of the same /bin/true with the restrictions every
+# container gets, read from the installed jackfruit.service: its "Hardening" section, which
+# service/sdunit gives the unit (the monitor's DeviceAllow= is the supervisor's alone), and its
+# "System calls" section, which jackfruit installs as one filter of its own (seccomp.Floor)
+# and systemd-run gets as unit properties.
 hardening=""
 while IFS= read -r line; do
 	hardening+="-p $(printf '%q' "$line") "

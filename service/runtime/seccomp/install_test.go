@@ -31,8 +31,10 @@ const (
 	envChild  = "JF_SECCOMP_CHILD"  // scenario
 	envCaps   = "JF_SECCOMP_CAPS"   // comma-separated capability set
 	envKernel = "JF_SECCOMP_KERNEL" // Config.Kernel
-	envExec   = "JF_SECCOMP_EXEC"   // program the "exec" scenario runs
-	envN      = "JF_SECCOMP_N"      // repetitions in the cost scenarios
+	// envFloorOnly: the floor scenario installs the floor alone, not the container's filter.
+	envFloorOnly = "JF_SECCOMP_FLOOR_ONLY"
+	envExec      = "JF_SECCOMP_EXEC" // program the "exec" scenario runs
+	envN         = "JF_SECCOMP_N"    // repetitions in the cost scenarios
 )
 
 func TestMain(m *testing.M) {
@@ -59,8 +61,26 @@ func child(scenario string) error {
 	if f, err = Unmarshal(f.Marshal()); err != nil {
 		return err
 	}
+	if scenario == "floor" {
+		// The setup stage's order: the floor, then the container's own filter (here the
+		// default one for caps), both with TSYNC.
+		fl, err := Floor()
+		if err != nil {
+			return err
+		}
+		if fl, err = Unmarshal(fl.Marshal()); err != nil {
+			return err
+		}
+		if err := fl.Install(); err != nil {
+			return err
+		}
+		scenario = "probes"
+		if os.Getenv(envFloorOnly) != "" {
+			scenario = "floor-only"
+		}
+	}
 	switch scenario {
-	case "probes", "unfiltered":
+	case "probes", "unfiltered", "floor-only":
 		// The parent started us in a new mount namespace; keep the
 		// mount probes' effects out of the host's.
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -76,7 +96,11 @@ func child(scenario string) error {
 				return err
 			}
 		}
-		return json.NewEncoder(os.Stdout).Encode(probes(dir))
+		r := probes(dir)
+		for k, v := range floorProbes(dir) {
+			r[k] = v
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
 	case "x32":
 		if err := f.Install(); err != nil {
 			return err
@@ -350,16 +374,23 @@ func TestInstall(t *testing.T) {
 		// outside it.
 		"ptrace":         "ESRCH",
 		"seccomp-status": "2", "no-new-privs": "0",
+		// What the floor narrows (TestFloor), which the profile lets through.
+		"chmod-suid": "ENOENT", "chmod-plain": "ENOENT", "mkdir-sgid": "ENOENT",
+		"open-create-suid": "ENOENT", "open-read-suidmode": "ENOENT",
+		"sched-fifo": "ESRCH", "sched-batch": "ESRCH", "personality-linux": "ok",
+		"adjtimex": "EFAULT", "openat2": "EINVAL",
 	}
 	withSysAdmin := map[string]string{
 		"clone-newns": "ok", "clone-newnet": "ok", "unshare-newns": "ok", "mount": "ok",
 		"setns": "EBADF", "clone3": "EINVAL", "syslog": "ok", "bpf": "EINVAL", "chroot": "ok",
+		"setns-newnet": "EBADF", "setns-newuser": "EBADF", "setns-hi-garbage": "EBADF", "clone-newuser": "ok",
 		// Allowed by seccomp, refused by the kernel for a multi-threaded caller.
 		"unshare-newuser": "EINVAL",
 	}
 	withoutSysAdmin := map[string]string{
 		"clone-newns": "EPERM", "clone-newnet": "EPERM", "unshare-newns": "EPERM", "mount": "EPERM",
 		"setns": "EPERM", "clone3": "ENOSYS", "syslog": "EPERM", "bpf": "EPERM",
+		"setns-newnet": "EPERM", "setns-newuser": "EPERM", "setns-hi-garbage": "EPERM", "clone-newuser": "EPERM",
 	}
 	merge := func(ms ...map[string]string) map[string]string {
 		out := map[string]string{}
@@ -656,4 +687,49 @@ func BenchmarkFilteredSyscalls(b *testing.B) {
 	}
 	b.ReportMetric(call/float64(b.N), "ns-added/syscall")
 	b.ReportMetric(exec/float64(b.N), "ns-added/fork+exec")
+}
+
+// floorProbes are the calls the floor narrows (floor.go), each made so that the kernel
+// fails it harmlessly once seccomp lets it through: a path under a directory that does not
+// exist, a pid that does not exist, a descriptor that is not open.
+func floorProbes(mnt string) map[string]string {
+	r := map[string]string{}
+	missing := filepath.Join(mnt, "missing", "f")
+	r["chmod-suid"] = errString(unix.Chmod(missing, 0o4755))
+	r["chmod-plain"] = errString(unix.Chmod(missing, 0o755))
+	r["mkdir-sgid"] = errString(unix.Mkdir(missing, 0o2755))
+	r["open-create-suid"] = func() string {
+		fd, err := unix.Open(missing, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o4755)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errString(err)
+	}()
+	r["open-read-suidmode"] = func() string {
+		// The mode means nothing without O_CREAT: not refused.
+		fd, err := unix.Open(missing, unix.O_RDONLY|unix.O_CLOEXEC, 0o4755)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return errString(err)
+	}()
+	param := [1]int32{1}
+	sched := func(policy uintptr) string {
+		return rawCall(unix.SYS_SCHED_SETSCHEDULER, 0x3ffffff0, policy, uintptr(unsafe.Pointer(&param[0])))
+	}
+	r["sched-fifo"] = sched(1)
+	r["sched-batch"] = sched(unix.SCHED_BATCH)
+	r["personality-linux"] = rawCall(unix.SYS_PERSONALITY, 0)
+	r["adjtimex"] = rawCall(unix.SYS_ADJTIMEX, 0)
+	r["openat2"] = rawCall(unix.SYS_OPENAT2, ^uintptr(0), 0, 0, 0)
+	r["setns-newnet"] = rawCall(unix.SYS_SETNS, ^uintptr(0), unix.CLONE_NEWNET)
+	r["setns-newuser"] = rawCall(unix.SYS_SETNS, ^uintptr(0), unix.CLONE_NEWUSER)
+	// nstype is an int: the kernel reads 0 ("any type") from this.
+	r["setns-hi-garbage"] = rawCall(unix.SYS_SETNS, ^uintptr(0), 1<<32)
+	r["clone-newuser"] = func() string {
+		cmd := exec.Command("/bin/true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}
+		return errString(cmd.Run())
+	}()
+	return r
 }
