@@ -318,9 +318,6 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 	return info, nil
 }
 
-// seccompFilter returns the default seccomp filter for a container asking for caps, compiled
-// for the capabilities it will really hold (a capability the supervisor lacks cannot be
-// given, and must not unlock the calls the profile reserves for its holders).
 // compileFilters fills in sec's seccomp filters: the container's own (unless mode is
 // unconfined) and, for a container in a unit of its own, the floor of jackfruit.service's
 // system-call restrictions, which it does not inherit there (runtime.Security.Floor).
@@ -348,6 +345,9 @@ func (s *Supervisor) compileFilters(sec *runtime.Security, mode string) error {
 	return nil
 }
 
+// seccompFilter returns the default seccomp filter for a container asking for caps, compiled
+// for the capabilities it will really hold (a capability the supervisor lacks cannot be
+// given, and must not unlock the calls the profile reserves for its holders).
 func (s *Supervisor) seccompFilter(caps runtime.CapSet) ([]byte, error) {
 	caps &= runtime.BoundingSet()
 	s.filtersMu.Lock()
