@@ -534,7 +534,7 @@ var ErrNotSame = errors.New("the pid belongs to another process now")
 // that ran before this one), from its pid, with the read ends of its output pipes (either
 // may be nil: that output is not read). same is asked once a pidfd pins the process, so
 // that a reused pid is never taken for the container (ErrNotSame). Wait and Signal work as
-// for a Process from Start; there is no pty.
+// for a Process from Start; the caller sets Pty when it kept the terminal's master.
 func Adopt(pid int, same func(pid int) bool, stdout, stderr io.ReadCloser, l Launcher) (*Process, error) {
 	if l == nil {
 		return nil, errors.New("adopt: only a process started by a Launcher can be adopted (a child of a process that is gone cannot be waited for)")

@@ -225,7 +225,7 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		// A terminal is one stream: all of it is logged as stdout, as docker and podman do.
 		c.tty = newTtyHub(proc.Pty)
 		c.copies.Add(1)
-		go s.copyOutput(c, r.Name, c.tty, service.Stdout, nil)
+		go s.copyOutput(c, r.Name, c.tty, ttyStream, nil)
 	}
 	// The process is ours now: kill it, reap it and drain it; the undos added before (the
 	// unit's, then the log's) run after this one.
@@ -278,7 +278,7 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 		s.registerMachine(c)
 	}
 	s.keepPipes(c)
-	undo = append(undo, func() { s.dropPipes(r.Name) })
+	undo = append(undo, func() { s.dropPipes(r.Name, r.Tty) })
 	s.register(c)
 	if c.registered {
 		undo = append(undo, func() { s.unregister(c) })
@@ -368,12 +368,13 @@ func (s *Supervisor) seccompFilter(caps runtime.CapSet) ([]byte, error) {
 
 func (c *container) announce() { c.announceOnce.Do(func() { close(c.announced) }) }
 
-// copyOutput copies one output stream into the container's log until EOF, or until Detach
-// ends it: then the unfinished line it holds is saved for the next supervisor.
+// copyOutput copies one output source (a pipe, or the terminal: ttyStream) into the
+// container's log until EOF, or until Detach ends it: then the unfinished line it holds is
+// saved for the next supervisor.
 func (s *Supervisor) copyOutput(c *container, name string, rd io.ReadCloser, st service.Stream, carry []byte) {
 	defer c.copies.Done()
 	<-c.announced
-	rest, err := c.clog.CopyFrom(rd, st, carry)
+	rest, err := c.clog.CopyFrom(rd, logStream(st), carry)
 	if errors.Is(err, logs.ErrDetached) {
 		s.writeCarry(c, st, rest)
 	}

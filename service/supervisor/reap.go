@@ -162,7 +162,7 @@ func (s *Supervisor) reap(c *container) {
 	}
 	s.settle(c, rec)
 	// Drained to EOF and recorded: the next supervisor needs nothing of it any more.
-	s.dropPipes(rec.Name)
+	s.dropPipes(rec.Name, rec.Tty)
 	if rec.AutoRemove {
 		s.autoRemove(c)
 	}

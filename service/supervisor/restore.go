@@ -33,9 +33,23 @@ type FDKeeper interface {
 	Remove(name string) error
 }
 
-// pipeFDName is the fd store name of a container's output pipe: "<name>.stdout" or
-// "<name>.stderr". Container names have no ':' (which LISTEN_FDNAMES reserves).
+// pipeFDName is the fd store name of a container's output pipe, "<name>.stdout" or
+// "<name>.stderr", or of its terminal's master, "<name>.tty" (ttyStream). Container names
+// have no ':' (which LISTEN_FDNAMES reserves).
 func pipeFDName(name string, st service.Stream) string { return name + "." + string(st) }
+
+// ttyStream names a container's terminal where its output sources are told apart: its fd
+// store name and the file of its unfinished line. Its output is logged as stdout, as docker
+// and podman log a terminal's.
+const ttyStream service.Stream = "tty"
+
+// logStream is the stream the output of source st is logged as.
+func logStream(st service.Stream) service.Stream {
+	if st == ttyStream {
+		return service.Stdout
+	}
+	return st
+}
 
 // carryFile holds the unfinished last line of a stream that a supervisor had read when it
 // let go of the stream (Detach), for the next one to log as the start of the next line.
@@ -50,14 +64,23 @@ const drainWait = 10 * time.Second
 
 // keepPipes puts the read ends of c's output pipes into the fd store, so that output written
 // while no supervisor runs stays in the pipes for the next one. A failure costs only that.
+// A terminal's master goes there too: besides its output, it keeps the terminal itself, whose
+// processes would get a hangup when the last master closed with this supervisor.
 func (s *Supervisor) keepPipes(c *container) {
 	if s.cfg.FDStore == nil {
 		return
 	}
-	for _, p := range []struct {
+	kept := []struct {
 		st service.Stream
 		rd any
-	}{{service.Stdout, c.proc.Stdout}, {service.Stderr, c.proc.Stderr}} {
+	}{{service.Stdout, c.proc.Stdout}, {service.Stderr, c.proc.Stderr}}
+	if c.proc.Pty != nil {
+		kept = append(kept, struct {
+			st service.Stream
+			rd any
+		}{ttyStream, c.proc.Pty})
+	}
+	for _, p := range kept {
 		err := withFD(p.rd, func(fd int) error {
 			_, err := s.cfg.FDStore.Store(pipeFDName(c.rec.Name, p.st), fd)
 			return err
@@ -69,12 +92,17 @@ func (s *Supervisor) keepPipes(c *container) {
 	}
 }
 
-// dropPipes removes c's pipes from the fd store once they are drained to the end.
-func (s *Supervisor) dropPipes(name string) {
+// dropPipes removes c's pipes (and with tty its terminal) from the fd store once they are
+// drained to the end.
+func (s *Supervisor) dropPipes(name string, tty bool) {
 	if s.cfg.FDStore == nil {
 		return
 	}
-	for _, st := range []service.Stream{service.Stdout, service.Stderr} {
+	streams := []service.Stream{service.Stdout, service.Stderr}
+	if tty {
+		streams = append(streams, ttyStream)
+	}
+	for _, st := range streams {
 		if err := s.cfg.FDStore.Remove(pipeFDName(name, st)); err != nil {
 			s.log.Warn("removing a drained pipe from the fd store", "container", name, "stream", string(st), "error", err.Error())
 		}
@@ -202,8 +230,8 @@ func (s *Supervisor) Detach() error {
 		for _, c := range running {
 			rds := []any{c.proc.Stdout, c.proc.Stderr}
 			if c.tty != nil {
-				// The terminal is not handed over: a next supervisor cannot read it, and the
-				// container sees a hangup when this process exits.
+				// The terminal's master is in the fd store (keepPipes): the next supervisor
+				// reads on, and the container sees no hangup when this process exits.
 				rds = append(rds, c.tty)
 			}
 			for _, rd := range rds {
@@ -251,58 +279,73 @@ func (s *Supervisor) Detach() error {
 // pipes into its log first; an init still alive is killed, but only when it is provably the
 // same process.
 func (s *Supervisor) restoreLost(c *container) {
-	stdout := s.takeInherited(pipeFDName(c.rec.Name, service.Stdout))
-	stderr := s.takeInherited(pipeFDName(c.rec.Name, service.Stderr))
+	kept := s.takeKept(c.rec.Name)
 	s.recoverLost(&c.rec)
-	if stdout != nil || stderr != nil {
-		s.drain(c, stdout, stderr)
-	}
-	for _, st := range []service.Stream{service.Stdout, service.Stderr} {
-		os.Remove(carryFile(c.dir, st))
-	}
+	s.drain(c, kept)
 	if err := save(c.dir, c.rec); err != nil {
 		s.log.Error("persisting recovered container state", "container", c.rec.Name, "error", err.Error())
 	}
-	s.dropPipes(c.rec.Name)
+	s.dropPipes(c.rec.Name, true)
 }
 
-// drain copies what is left in a container's kept pipes (the init is gone) into its log,
-// in order after what the previous supervisor logged.
-func (s *Supervisor) drain(c *container, stdout, stderr *os.File) {
+// takeKept takes a container's output sources from the fd store: its pipes and its
+// terminal's master, those that are there.
+func (s *Supervisor) takeKept(name string) map[service.Stream]*os.File {
+	kept := map[service.Stream]*os.File{}
+	for _, st := range []service.Stream{service.Stdout, service.Stderr, ttyStream} {
+		if f := s.takeInherited(pipeFDName(name, st)); f != nil {
+			kept[st] = f
+		}
+	}
+	return kept
+}
+
+// drain copies what is left in a container's kept pipes and terminal (the init is gone, or
+// is about to be killed) into its log, in order after what the previous supervisor logged,
+// and closes them. The unfinished lines the previous supervisor saved are used up.
+func (s *Supervisor) drain(c *container, kept map[service.Stream]*os.File) {
+	defer func() {
+		for _, st := range []service.Stream{service.Stdout, service.Stderr, ttyStream} {
+			os.Remove(carryFile(c.dir, st))
+		}
+	}()
+	if len(kept) == 0 {
+		return
+	}
 	clog, err := logs.OpenContainerLog(c.rec.LogPath, s.cfg.LogMaxBytes, logs.Fields{Name: c.rec.Name, ID: c.rec.ID}, s.journal)
 	if err != nil {
 		s.log.Error("output written while the supervisor was down is lost: cannot open the container log", "container", c.rec.Name, "error", err.Error())
-		for _, f := range []*os.File{stdout, stderr} {
-			if f != nil {
-				f.Close()
-			}
+		for _, f := range kept {
+			f.Close()
 		}
 		return
 	}
 	clog.SetLogger(s.log)
 	deadline := time.Now().Add(drainWait)
-	done := make(chan struct{}, 2)
-	for st, f := range map[service.Stream]*os.File{service.Stdout: stdout, service.Stderr: stderr} {
-		if f == nil {
-			done <- struct{}{}
-			continue
-		}
+	done := make(chan struct{}, len(kept))
+	for st, f := range kept {
 		go func() {
 			defer func() { done <- struct{}{} }()
+			var rd io.Reader = f
+			if st == ttyStream {
+				// A master reads EIO, not EOF, once no process has the terminal open.
+				rd = newTtyHub(f)
+			}
 			defer f.Close()
 			f.SetReadDeadline(deadline)
-			rest, err := clog.CopyFrom(f, st, s.readCarry(c, st))
+			rest, err := clog.CopyFrom(rd, logStream(st), s.readCarry(c, st))
 			if errors.Is(err, logs.ErrDetached) {
 				// Someone else still holds the pipe open: log what was there.
 				s.log.Warn("container output pipe still open after its init ended; stopped draining it", "container", c.rec.Name, "stream", string(st))
-				clog.CopyFrom(eofReader{}, st, rest)
+				clog.CopyFrom(eofReader{}, logStream(st), rest)
 			} else if err != nil {
 				s.log.Warn("draining container output", "container", c.rec.Name, "stream", string(st), "error", err.Error())
 			}
 		}()
 	}
-	<-done
-	<-done
+	for range kept {
+		<-done
+	}
 	if err := clog.Close(); err != nil {
 		s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,7 +69,8 @@ func TestRestoreHelperProcess(t *testing.T) {
 		os.Exit(3)
 	}
 	if cmd := os.Getenv("JF_CMD"); cmd != "" {
-		if _, err := s.Start(context.Background(), root, service.StartRequest{Name: os.Getenv("JF_NAME"), Command: []string{"sh", "-c", cmd}}); err != nil {
+		req := service.StartRequest{Name: os.Getenv("JF_NAME"), Command: []string{"sh", "-c", cmd}, Tty: os.Getenv("JF_TTY") != ""}
+		if _, err := s.Start(context.Background(), root, req); err != nil {
 			fmt.Fprintf(os.Stderr, "helper: Start: %v\n", err)
 			os.Exit(3)
 		}
@@ -86,7 +88,8 @@ type restoreEnv struct {
 	ns                 *testutil.NotifySocket
 	state, run, rootfs string
 	name               string
-	msgs               int // notify messages seen so far
+	tty                bool // the container runs on a terminal (start -t)
+	msgs               int  // notify messages seen so far
 }
 
 func newRestoreEnv(t *testing.T) *restoreEnv {
@@ -111,6 +114,9 @@ func (e *restoreEnv) supervisor(t *testing.T, inherit bool, cmd string) (*exec.C
 		"JACKFRUIT_TEST_PRIVATE_JOURNAL=inherited",
 		"JF_STATE=" + e.state, "JF_RUN=" + e.run, "JF_ROOTFS=" + e.rootfs,
 		"JF_NAME=" + e.name, "JF_CMD=" + cmd,
+	}
+	if e.tty {
+		env = append(env, "JF_TTY=1")
 	}
 	args := []string{"-test.run=^TestRestoreHelperProcess$", "-test.v"}
 	var c *exec.Cmd
@@ -268,6 +274,43 @@ func TestRestoreCarriesUnfinishedLineAcrossDetach(t *testing.T) {
 	}
 	if b, err := json.Marshal(e.record(t)); err == nil && !strings.Contains(string(b), `"state":"exited"`) {
 		t.Errorf("record: %s", b)
+	}
+	sup2.Process.Signal(syscall.SIGINT)
+	sup2.Wait()
+}
+
+// A supervisor that detaches (a restart) from a container on a terminal: the terminal's
+// master is in the fd store, so the container sees no hangup when the supervisor exits and
+// prints on, and the next supervisor logs what it printed meanwhile (here, in manual mode,
+// by draining the terminal once the container has ended).
+func TestRestoreKeepsTerminal(t *testing.T) {
+	e := newRestoreEnv(t)
+	e.tty = true
+	sup1, out1 := e.supervisor(t, false, `echo a; sleep 2; echo b`)
+	pid := e.record(t).Pid
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.logLines(t)) < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e.ns.StoredNames(); !slices.Contains(got, e.name+".tty") {
+		t.Fatalf("fd store holds %q, no terminal\n%s", got, out1)
+	}
+	sup1.Process.Signal(syscall.SIGTERM)
+	if err := sup1.Wait(); err != nil {
+		t.Fatalf("detaching supervisor: %v\n%s", err, out1)
+	}
+	waitGone(t, pid)
+
+	sup2, out2 := e.supervisor(t, true, "")
+	var got []string
+	for _, l := range e.logLines(t) {
+		got = append(got, strings.TrimRight(l, "\r"))
+	}
+	if strings.Join(got, "|") != "a|b" {
+		t.Errorf("log after the restart: %q (b missing: the container got a hangup)\nfirst supervisor:\n%s\nsecond supervisor:\n%s", got, out1, out2)
+	}
+	if got := e.ns.StoredNames(); len(got) != 0 {
+		t.Errorf("fd store still holds %q", got)
 	}
 	sup2.Process.Signal(syscall.SIGINT)
 	sup2.Wait()

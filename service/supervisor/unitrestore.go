@@ -72,16 +72,14 @@ func readerOf(f *os.File) io.ReadCloser {
 // adopt supervises c's running init again, as create does for a new one.
 func (s *Supervisor) adopt(c *container, u *sdunit.Unit) bool {
 	name := c.rec.Name
-	stdout := s.takeInherited(pipeFDName(name, service.Stdout))
-	stderr := s.takeInherited(pipeFDName(name, service.Stderr))
+	kept := s.takeKept(name)
 	giveBack := func() {
 		// restoreLost drains what is there.
-		for st, f := range map[service.Stream]*os.File{service.Stdout: stdout, service.Stderr: stderr} {
-			if f != nil {
-				s.cfg.Inherited[pipeFDName(name, st)] = f
-			}
+		for st, f := range kept {
+			s.cfg.Inherited[pipeFDName(name, st)] = f
 		}
 	}
+	stdout, stderr, pty := kept[service.Stdout], kept[service.Stderr], kept[ttyStream]
 	same := func(pid int) bool {
 		st, err := procStartTime(pid)
 		return err == nil && st == c.rec.InitStartTime
@@ -105,6 +103,9 @@ func (s *Supervisor) adopt(c *container, u *sdunit.Unit) bool {
 	if stdout == nil || stderr == nil {
 		s.log.Warn("a container's output written while no supervisor ran is lost: the fd store did not keep its pipes", "container", name)
 	}
+	if c.rec.Tty && pty == nil {
+		s.log.Warn("a container's terminal was not kept in the fd store: its output is not logged any more, and it cannot be attached to", "container", name)
+	}
 	// exec gives a command the init's confinement; this supervisor did not start the init,
 	// so it comes from the record (what inspect shows).
 	sec, err := s.securityOf(c.rec.ContainerInfo)
@@ -125,7 +126,13 @@ func (s *Supervisor) adopt(c *container, u *sdunit.Unit) bool {
 	// Nothing to precede: the container's start is in the journal already.
 	c.announced = make(chan struct{})
 	c.announce()
-	for st, rd := range map[service.Stream]io.ReadCloser{service.Stdout: proc.Stdout, service.Stderr: proc.Stderr} {
+	srcs := map[service.Stream]io.ReadCloser{service.Stdout: proc.Stdout, service.Stderr: proc.Stderr}
+	if pty != nil {
+		proc.Pty = pty
+		c.tty = newTtyHub(pty)
+		srcs[ttyStream] = c.tty
+	}
+	for st, rd := range srcs {
 		if rd == nil {
 			continue
 		}
@@ -158,14 +165,7 @@ func (s *Supervisor) adopt(c *container, u *sdunit.Unit) bool {
 // memory-limit kill, and the unit goes.
 func (s *Supervisor) restoreEnded(c *container, u *sdunit.Unit, ex runtime.Exit, at time.Time, hardKilled map[watchHandle]bool) {
 	name := c.rec.Name
-	stdout := s.takeInherited(pipeFDName(name, service.Stdout))
-	stderr := s.takeInherited(pipeFDName(name, service.Stderr))
-	if stdout != nil || stderr != nil {
-		s.drain(c, stdout, stderr)
-	}
-	for _, st := range []service.Stream{service.Stdout, service.Stderr} {
-		os.Remove(carryFile(c.dir, st))
-	}
+	s.drain(c, s.takeKept(name))
 	rec := &c.rec
 	rec.State, rec.ExitCode, rec.Signal = service.StateExited, ex.Code, ""
 	rec.Message = "ended while no supervisor ran; exit status as systemd recorded it"
@@ -213,7 +213,7 @@ func (s *Supervisor) restoreEnded(c *container, u *sdunit.Unit, ex runtime.Exit,
 	if err := save(c.dir, *rec); err != nil {
 		s.log.Error("persisting the final state of a container that ended while no supervisor ran", "container", name, "error", err.Error())
 	}
-	s.dropPipes(name)
+	s.dropPipes(name, rec.Tty)
 	s.log.Info("a container ended while no supervisor ran", "container", name, "state", string(rec.State), "exit_code", rec.ExitCode, "detail", fmt.Sprintf("%v", ex))
 }
 

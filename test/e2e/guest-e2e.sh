@@ -236,6 +236,11 @@ phase2() {
 		"jackfruit start counter -- /bin/sh -c 'i=0; while [ \$i -lt 100000 ]; do i=\$((i+1)); echo line \$i; sleep 0.1; done'"
 	cpid=$(bash -c "$(ctpid counter)")
 	log "  counter's init: pid $cpid"
+	# A container on a terminal: its master is kept in the fd store with the pipes, so a
+	# restart hangs nothing up.
+	check "start 'ttyc' on a terminal (-t), printing numbered lines" \
+		"jackfruit start -t ttyc -- /bin/sh -c 'i=0; while [ \$i -lt 100000 ]; do i=\$((i+1)); echo line \$i; sleep 0.1; done'"
+	tpid=$(bash -c "$(ctpid ttyc)")
 	spid=$($SUPPID)
 	check "systemctl restart jackfruit" "systemctl restart jackfruit"
 	check_match "counter runs on with the same pid $cpid" "^$cpid\$" "jackfruit ps >/dev/null; $(ctpid counter)"
@@ -253,6 +258,7 @@ phase2() {
 		"systemctl is-active --quiet jackfruit && [ \"\$($SUPPID)\" != $spid ] && jackfruit ps >/dev/null"
 	check_match "counter runs on with the same pid $cpid" "^$cpid\$" "$(ctpid counter)"
 	check_match "jackfruit ps: counter running" " counter +running " "jackfruit ps"
+	check_match "ttyc runs on with the same pid $tpid" "^$tpid\$" "$(ctpid ttyc)"
 	# exec gives a command the init's confinement; the supervisors since the start rebuilt it
 	# from state.json (they did not start the init).
 	check_match "exec into counter, taken over three times: the init's capabilities, no_new_privs and filter" \
@@ -264,6 +270,10 @@ phase2() {
 	check_match "journalctl CONTAINER=counter: every line once, in order" "^in order: [0-9]+ lines$" \
 		"journalctl --no-pager CONTAINER=counter -o cat | $INORDER"
 	check "jackfruit rm counter" "jackfruit rm counter"
+	check "jackfruit stop ttyc" "jackfruit stop ttyc"
+	check_match "jackfruit logs ttyc: every line once, in order, across the three restarts" "^in order: [0-9]+ lines$" \
+		"jackfruit logs ttyc | tr -d '\\r' | $INORDER"
+	check "jackfruit rm ttyc" "jackfruit rm ttyc"
 	check "start 'seven' (exits 7 after 8 s)" "jackfruit start seven -- /bin/sh -c 'echo before; sleep 8; echo after; exit 7'"
 	check "start 'hog2' (hard limit 64 MiB, allocates from 8 s on)" \
 		"jackfruit start hog2 --soft-mib 40 --hard-mib 64 -- /bin/sh -c 'sleep 8; exec /usr/bin/memory_hog -step-mib=8 -interval=100ms'"
