@@ -72,7 +72,7 @@ func setupStage(sync *os.File) (code int) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return fail(fmt.Errorf("decoding setup config: %w", err))
 	}
-	if cfg.Protocol != setupProtocol {
+	if cfg.Protocol < minSetupProtocol || cfg.Protocol > setupProtocol {
 		return fail(fmt.Errorf("the setup stage (%s) speaks setup protocol %d, the supervisor %d: they are from different builds; install or build them together (make build)",
 			StageName, setupProtocol, cfg.Protocol))
 	}

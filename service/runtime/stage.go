@@ -16,8 +16,15 @@ const StageName = "jackfruit-init"
 
 // setupProtocol numbers the setup config's format. The setup stage may be a separate binary
 // (OpenStage), so the supervisor and the stage can come from different builds; a change to
-// setupConfig that an older stage would misread must increase it.
-const setupProtocol = 1
+// setupConfig that an older stage would misread must increase it. 2: Security.Floor, which an
+// older stage would ignore, installing less than it was given. A stage takes configs of every
+// protocol from minSetupProtocol on: those of 1 come from a supervisor that puts the floor's
+// restrictions on the container's unit itself (a package upgrade's old supervisor, until it
+// restarts).
+const (
+	setupProtocol    = 2
+	minSetupProtocol = 1
+)
 
 // OpenStage opens the dedicated setup-stage binary that belongs to the running executable:
 // StageName in the same directory (a build tree's bin/), else ../libexec/jackfruit/StageName
