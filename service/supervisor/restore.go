@@ -70,24 +70,23 @@ func (s *Supervisor) keepPipes(c *container) {
 	if s.cfg.FDStore == nil {
 		return
 	}
-	kept := []struct {
-		st service.Stream
-		rd any
-	}{{service.Stdout, c.proc.Stdout}, {service.Stderr, c.proc.Stderr}}
+	kept := map[service.Stream]any{service.Stdout: c.proc.Stdout, service.Stderr: c.proc.Stderr}
 	if c.proc.Pty != nil {
-		kept = append(kept, struct {
-			st service.Stream
-			rd any
-		}{ttyStream, c.proc.Pty})
+		kept[ttyStream] = c.proc.Pty
 	}
-	for _, p := range kept {
-		err := withFD(p.rd, func(fd int) error {
-			_, err := s.cfg.FDStore.Store(pipeFDName(c.rec.Name, p.st), fd)
+	for st, rd := range kept {
+		err := withFD(rd, func(fd int) error {
+			_, err := s.cfg.FDStore.Store(pipeFDName(c.rec.Name, st), fd)
 			return err
 		})
-		if err != nil && !errors.Is(err, sdglue.ErrStoreFull) {
+		switch {
+		case err == nil, errors.Is(err, sdglue.ErrStoreFull):
+		case st == ttyStream:
+			s.log.Warn("container terminal not kept in the fd store: a restart of the supervisor would hang it up",
+				"container", c.rec.Name, "error", err.Error())
+		default:
 			s.log.Warn("container output pipe not kept in the fd store: output written while the supervisor restarts would be lost",
-				"container", c.rec.Name, "stream", string(p.st), "error", err.Error())
+				"container", c.rec.Name, "stream", string(st), "error", err.Error())
 		}
 	}
 }
