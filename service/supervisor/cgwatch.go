@@ -78,7 +78,9 @@ func (w *cgroupWatcher) Watch(spec watchSpec) (watchHandle, error) {
 		return 0, errors.New("the cgroup watcher is closed")
 	}
 	w.last++
-	w.watched[w.last] = &cgWatch{g: spec.Cgroup, soft: spec.Soft, hard: spec.Hard}
+	// overSoft from a previous supervisor's warning: the first check clears it if usage has
+	// fallen below the limit since, and the next crossing is warned about again.
+	w.watched[w.last] = &cgWatch{g: spec.Cgroup, soft: spec.Soft, hard: spec.Hard, overSoft: spec.SoftWarned}
 	return w.last, nil
 }
 

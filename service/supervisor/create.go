@@ -395,7 +395,7 @@ func (s *Supervisor) register(c *container) {
 	// Indexed under watchMu before the reader can look the new handle up: an event can
 	// arrive the moment the watcher knows the container.
 	s.watchMu.Lock()
-	h, err := s.mem.Watch(watchSpec{Name: c.rec.Name, Proc: c.proc, Cgroup: c.cg, Soft: c.rec.SoftLimit, Hard: c.rec.HardLimit})
+	h, err := s.mem.Watch(watchSpec{Name: c.rec.Name, Proc: c.proc, Cgroup: c.cg, Soft: c.rec.SoftLimit, Hard: c.rec.HardLimit, SoftWarned: c.rec.SoftLimitExceeded})
 	if err == nil {
 		s.byWatch[h] = c
 	}

@@ -29,6 +29,9 @@ type watchSpec struct {
 	Proc       *runtime.Process // the init; its pidfd names it even after its pid is reused
 	Cgroup     *cgroup.Group    // the container's cgroup; nil when it has none
 	Soft, Hard uint64           // bytes; Soft 0 means no soft limit
+	// SoftWarned: the soft limit was crossed, and warned about, before this watch (by a
+	// previous supervisor): no second warning for the same crossing.
+	SoftWarned bool
 }
 
 // memUsage is a watcher's latest measurement of one container.

@@ -244,6 +244,8 @@ func (s *Supervisor) Detach() error {
 		// (waited for here), or left to the next supervisor.
 		s.finishing.Wait()
 		for _, c := range running {
+			// What it has now (soft limit exceeded, peak RSS), for the next supervisor.
+			s.saveRunning(c)
 			c.copies.Wait()
 			if err := c.clog.Close(); err != nil {
 				s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())

@@ -315,3 +315,25 @@ func TestRestoreKeepsTerminal(t *testing.T) {
 	sup2.Process.Signal(syscall.SIGINT)
 	sup2.Wait()
 }
+
+// A supervisor that detaches saves what it knows of a running container beyond its start
+// (here the peak RSS the sampler measured; the soft-limit flag likewise), so that the next
+// supervisor's inspect still shows it.
+func TestDetachSavesRunningState(t *testing.T) {
+	e := newRestoreEnv(t)
+	sup1, out1 := e.supervisor(t, false, `sleep 3`)
+	pid := e.record(t).Pid
+	if rss := e.record(t).PeakRSS; rss != 0 {
+		t.Fatalf("state.json at start already has a peak RSS (%d): the test shows nothing", rss)
+	}
+	time.Sleep(1500 * time.Millisecond) // the sampler measures once a second
+	sup1.Process.Signal(syscall.SIGTERM)
+	if err := sup1.Wait(); err != nil {
+		t.Fatalf("detaching supervisor: %v\n%s", err, out1)
+	}
+	rec := e.record(t)
+	if rec.State != service.StateRunning || rec.PeakRSS == 0 {
+		t.Errorf("state.json after detaching: %s, peak RSS %d\n%s", rec.State, rec.PeakRSS, out1)
+	}
+	waitGone(t, pid)
+}

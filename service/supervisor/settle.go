@@ -39,6 +39,25 @@ func (s *Supervisor) saveFinal(c *container, rec record) error {
 	return save(c.dir, rec)
 }
 
+// saveRunning writes the state of a running container as it is now (soft limit exceeded,
+// peak RSS) for a next supervisor; its state.json otherwise holds only what it was at start.
+// Never over a final state: a container that is settling or settled, or removed, is left alone
+// (settle's saveFinal takes c.disk.mu too, so a final save always comes after this one).
+func (s *Supervisor) saveRunning(c *container) {
+	c.disk.mu.Lock()
+	defer c.disk.mu.Unlock()
+	s.mu.Lock()
+	if c.disk.gone || c.settling || c.rec.State.Final() {
+		s.mu.Unlock()
+		return
+	}
+	rec := c.rec
+	s.mu.Unlock()
+	if err := save(c.dir, rec); err != nil {
+		s.log.Warn("saving the state of a running container", "container", rec.Name, "error", err.Error())
+	}
+}
+
 // settle makes rec, the container's final state, visible. It is saved first; then, in one
 // step under s.mu, it replaces the registry's record, the exited event is published and
 // Wait/Stop/logs -f are released. Whoever sees the container final (Get, List, Wait, the

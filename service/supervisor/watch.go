@@ -65,7 +65,13 @@ func (s *Supervisor) handleMemoryEvent(ev memEvent) {
 		return // unwatched meanwhile
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	persist := false
+	defer func() {
+		s.mu.Unlock()
+		if persist {
+			s.saveRunning(c)
+		}
+	}()
 	if ev.RSS > 0 {
 		c.rec.RSS = ev.RSS
 		c.rec.PeakRSS = max(c.rec.PeakRSS, ev.RSS)
@@ -75,6 +81,9 @@ func (s *Supervisor) handleMemoryEvent(ev memEvent) {
 	}
 	switch ev.Kind {
 	case memSoft:
+		// Saved at once: inspect after a supervisor's crash still says so, and the next
+		// supervisor does not warn again for the same crossing.
+		persist = !c.rec.SoftLimitExceeded
 		c.rec.SoftLimitExceeded = true
 		s.log.Warn("container exceeded its soft memory limit", "container", c.rec.Name, "rss", ev.usage(), "limit", ev.Limit, "enforced_by", c.rec.EnforcedBy)
 		s.publish(service.EventSoftLimit, c, ev.usage(), ev.Limit)

@@ -312,6 +312,17 @@ phase2() {
 	check_match "the kernel's OOM kill was in its unit's cgroup (memory.oom.group)" "oom_memcg=/jackfruit.slice/jackfruit-cghog.service" \
 		"dmesg | grep 'oom-kill:' | grep -o 'oom_memcg=[^,]*' | sort -u"
 	check "jackfruit rm cghog" "jackfruit rm cghog"
+	# The soft limit across a restart: warned once, and still said after it.
+	check "start 'cgsoft' (soft 40 MiB, holds 48 MiB)" \
+		"jackfruit start cgsoft --soft-mib 40 --hard-mib 200 -- /usr/bin/memory_hog -step-mib=8 -interval=50ms -max-mib=48 -hold"
+	wait_for "cgsoft is over its soft limit" 60 "jackfruit inspect cgsoft | tr -d ' \n' | grep -q '\"soft_limit_exceeded\":true'"
+	check "systemctl restart jackfruit (the cgroup enforcer takes cgsoft over)" "systemctl restart jackfruit && jackfruit ps >/dev/null"
+	sleep 3 # the cgroup watcher's polls
+	check_match "after the restart inspect still says soft_limit_exceeded" '"soft_limit_exceeded":true' \
+		"jackfruit inspect cgsoft | tr -d ' \n'"
+	check_match "one soft-limit warning for cgsoft, not one per supervisor" "^1$" \
+		"journalctl --no-pager CONTAINER=cgsoft MESSAGE_ID=59d0b9852ee649eda0b6f951687171f2 -o cat | grep -c ."
+	check "jackfruit rm -f cgsoft" "jackfruit rm -f cgsoft"
 	check "back to the packaged supervisor" "rm -f $DROPIN && systemctl daemon-reload && systemctl restart jackfruit && jackfruit ps >/dev/null"
 	check_match "no container unit is left" "^0 loaded units listed" \
 		"systemctl list-units --all --no-pager 'jackfruit-*.service'"
