@@ -73,8 +73,8 @@ func setupStage(sync *os.File) (code int) {
 		return fail(fmt.Errorf("decoding setup config: %w", err))
 	}
 	if cfg.Protocol < minSetupProtocol || cfg.Protocol > setupProtocol {
-		return fail(fmt.Errorf("the setup stage (%s) speaks setup protocol %d, the supervisor %d: they are from different builds; install or build them together (make build)",
-			StageName, setupProtocol, cfg.Protocol))
+		return fail(fmt.Errorf("the setup stage (%s) speaks setup protocols %d to %d, the supervisor %d: they are from different builds; install or build them together (make build)",
+			StageName, minSetupProtocol, setupProtocol, cfg.Protocol))
 	}
 	// Capabilities, no_new_privs, the seccomp filter and the signal mask are all per thread
 	// and survive exec only on the thread that execs: from here to the exec this goroutine

@@ -297,6 +297,8 @@ func (s *Supervisor) create(ctx context.Context, r request, out **container) (se
 	s.publish(service.EventStarted, c, 0, 0)
 	info := c.info()
 	s.mu.Unlock()
+	// A soft-limit crossing before it was in the registry was not saved (saveRunning).
+	s.saveRunning(c, true)
 	if s.journal != nil {
 		// Written here rather than by the journal writer, so it precedes the output lines.
 		if err := s.journal.Event(fields, service.Event{Type: service.EventStarted, Time: info.StartedAt, Container: info}); err != nil {

@@ -21,10 +21,17 @@ import (
 // saveLocked persists a snapshot of c.rec taken under s.mu: once a container is known to the
 // monitor's reader by its pid, the reader may write c.rec at any moment.
 func (s *Supervisor) saveLocked(c *container) error {
+	// Under c.disk.mu, as saveRunning: of two saves the later one writes the later snapshot.
+	c.disk.mu.Lock()
+	defer c.disk.mu.Unlock()
 	s.mu.Lock()
 	rec := c.rec
 	s.mu.Unlock()
-	return save(c.dir, rec)
+	if err := save(c.dir, rec); err != nil {
+		return err
+	}
+	c.disk.peak, c.disk.soft = rec.PeakRSS, rec.SoftLimitExceeded
+	return nil
 }
 
 func (s *Supervisor) unregister(c *container) {

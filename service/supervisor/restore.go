@@ -70,11 +70,16 @@ func (s *Supervisor) keepPipes(c *container) {
 	if s.cfg.FDStore == nil {
 		return
 	}
+	// The terminal first: near a full store, losing it would hang the container up, losing a
+	// pipe only the output written during a restart.
+	sts := []service.Stream{service.Stdout, service.Stderr}
 	kept := map[service.Stream]any{service.Stdout: c.proc.Stdout, service.Stderr: c.proc.Stderr}
 	if c.proc.Pty != nil {
+		sts = append([]service.Stream{ttyStream}, sts...)
 		kept[ttyStream] = c.proc.Pty
 	}
-	for st, rd := range kept {
+	for _, st := range sts {
+		rd := kept[st]
 		err := withFD(rd, func(fd int) error {
 			_, err := s.cfg.FDStore.Store(pipeFDName(c.rec.Name, st), fd)
 			return err
@@ -244,8 +249,9 @@ func (s *Supervisor) Detach() error {
 		// (waited for here), or left to the next supervisor.
 		s.finishing.Wait()
 		for _, c := range running {
-			// What it has now (soft limit exceeded, peak RSS), for the next supervisor.
-			s.saveRunning(c)
+			// What it has now (soft limit exceeded, peak RSS), for the next supervisor: one
+			// write (with its fsync) only where that changed since the last.
+			s.saveRunning(c, true)
 			c.copies.Wait()
 			if err := c.clog.Close(); err != nil {
 				s.log.Warn("closing container log", "container", c.rec.Name, "error", err.Error())

@@ -27,6 +27,10 @@ const (
 type disk struct {
 	mu   sync.Mutex
 	gone bool // the directory was removed: there is nothing to save any more
+	// What the last saved running state said beyond the start (saveLocked, saveRunning), so
+	// that a detaching supervisor writes only the containers where it changed.
+	peak uint64
+	soft bool
 }
 
 // saveFinal writes rec to the container's state.json unless the container was removed.
@@ -41,13 +45,17 @@ func (s *Supervisor) saveFinal(c *container, rec record) error {
 
 // saveRunning writes the state of a running container as it is now (soft limit exceeded,
 // peak RSS) for a next supervisor; its state.json otherwise holds only what it was at start.
-// Never over a final state: a container that is settling or settled, or removed, is left alone
-// (settle's saveFinal takes c.disk.mu too, so a final save always comes after this one).
-func (s *Supervisor) saveRunning(c *container) {
+// With onlyChanged it writes nothing when neither changed since the last save. Never over a
+// final state: a container that is settling or settled, or removed, is left alone (settle's
+// saveFinal takes c.disk.mu too, so a final save always comes after this one), and neither is
+// one whose start has not put it into the registry yet (create saves it itself, and an undone
+// start removes its directory).
+func (s *Supervisor) saveRunning(c *container, onlyChanged bool) {
 	c.disk.mu.Lock()
 	defer c.disk.mu.Unlock()
 	s.mu.Lock()
-	if c.disk.gone || c.settling || c.rec.State.Final() {
+	if c.disk.gone || c.settling || c.rec.State.Final() || s.containers[c.rec.Name] != c ||
+		(onlyChanged && c.rec.PeakRSS == c.disk.peak && c.rec.SoftLimitExceeded == c.disk.soft) {
 		s.mu.Unlock()
 		return
 	}
@@ -55,7 +63,9 @@ func (s *Supervisor) saveRunning(c *container) {
 	s.mu.Unlock()
 	if err := save(c.dir, rec); err != nil {
 		s.log.Warn("saving the state of a running container", "container", rec.Name, "error", err.Error())
+		return
 	}
+	c.disk.peak, c.disk.soft = rec.PeakRSS, rec.SoftLimitExceeded
 }
 
 // settle makes rec, the container's final state, visible. It is saved first; then, in one

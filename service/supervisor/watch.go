@@ -69,7 +69,7 @@ func (s *Supervisor) handleMemoryEvent(ev memEvent) {
 	defer func() {
 		s.mu.Unlock()
 		if persist {
-			s.saveRunning(c)
+			s.saveRunning(c, false)
 		}
 	}()
 	if ev.RSS > 0 {
