@@ -150,7 +150,8 @@ func TestTraceTimeline(t *testing.T) {
 {"type":"signal","member":"JobRemoved","timestamp-realtime":100500000,"payload":{"data":[1,"/job/1","jackfruit-t1.service","done"]}}
 {"type":"method_call","destination":"org.freedesktop.machine1","member":"RegisterMachine","timestamp-realtime":100550000,"payload":{"data":["t1"]}}
 {"type":"signal","member":"ContainerStarted","timestamp-realtime":100600000,"payload":{"data":["t1","/x"]}}
-{"type":"method_call","destination":"org.freedesktop.systemd1","member":"GetAll","path":"/org/freedesktop/systemd1/unit/jackfruit_2dt1_2eservice","timestamp-realtime":100700000,"payload":{"data":["org.freedesktop.systemd1.Service"]}}
+{"type":"method_call","destination":"org.freedesktop.systemd1","member":"Get","path":"/org/freedesktop/systemd1/unit/jackfruit_2dt1_2eservice","timestamp-realtime":100650000,"payload":{"data":["org.freedesktop.systemd1.Unit","ActiveState"]}}
+{"type":"method_call","destination":"org.freedesktop.systemd1","member":"Get","path":"/org/freedesktop/systemd1/unit/jackfruit_2dt1_2eservice","timestamp-realtime":100700000,"payload":{"data":["org.freedesktop.systemd1.Service","ExecMainExitTimestampMonotonic"]}}
 {"type":"method_call","destination":"org.freedesktop.systemd1","member":"StopUnit","timestamp-realtime":100800000,"payload":{"data":["jackfruit-t1.service","replace"]}}
 `)
 	phases, calls, err := traceTimeline(times, bus)
@@ -163,8 +164,8 @@ func TestTraceTimeline(t *testing.T) {
 			t.Errorf("phase %d (%s): %v, want %v", i, tracePhases[i], phases[i], w)
 		}
 	}
-	if len(calls) != 1 || calls[0] != 4 {
-		t.Errorf("calls %v, want [4]", calls)
+	if len(calls) != 1 || calls[0] != 5 {
+		t.Errorf("calls %v, want [5]", calls)
 	}
 	if _, _, err := traceTimeline(times, bus[:200]); err == nil {
 		t.Error("a trace without its marks was accepted")

@@ -244,7 +244,7 @@ var tracePhases = []string{
 	"client start, Run call, supervisor's preparation (to StartTransientUnit)",
 	"systemd starts the unit: fork, sandbox, spawn stage, its exit (to JobRemoved)",
 	"MainPID, cgroup, setup stage handshake, exec, RegisterMachine (to ContainerStarted)",
-	"the command runs and exits, pidfd (to the exit record's GetAll)",
+	"the command runs and exits, pidfd (to the exit record's first read)",
 	"exit record, StopUnit, ResetFailed, Unref, final state, reply, client exit",
 }
 
@@ -290,7 +290,10 @@ func traceTimeline(times, bus []byte) (phases [][]float64, calls []float64, err 
 				if m.Member == "StartTransientUnit" && arg0 == unit && marks[1] == 0 {
 					marks[1] = m.TimeUs
 				}
-				if m.Member == "GetAll" && marks[3] != 0 && marks[4] == 0 && strings.HasSuffix(m.Path, "/"+sddbusEscape(unit)) {
+				// The exit record: pipelined Gets of the Service interface since d4d3d0e (a
+				// GetAll before; machined's own reads are of the Unit interface).
+				if (m.Member == "GetAll" || m.Member == "Get") && arg0 == "org.freedesktop.systemd1.Service" &&
+					marks[3] != 0 && marks[4] == 0 && strings.HasSuffix(m.Path, "/"+sddbusEscape(unit)) {
 					marks[4] = m.TimeUs
 				}
 			case m.Type == "signal" && m.Member == "JobRemoved" && marks[1] != 0 && marks[2] == 0 && len(m.Payload.Data) > 2 && m.Payload.Data[2] == unit:
